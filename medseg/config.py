@@ -1,0 +1,347 @@
+"""Pipeline settings: pydantic models (one per stage, unknown keys refused) and the YAML loader.
+
+A pipeline file is plain YAML read with ``yaml.safe_load``; nothing in it is evaluated. It may list
+``include:`` fragments (paths relative to the including file) that are merged underneath it, and
+``--set key=value`` overrides are merged on top. Relative paths written in a YAML file are resolved
+against that file's folder; paths given with ``--set`` are resolved against the current folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medseg.errors import ConfigError
+
+# Dotted keys that hold file-system paths (resolved relative to the file that sets them).
+PATH_KEYS = ("output_dir", "data.root", "split.file")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(Strict):
+    """A generated dermoscopy-like data set written to ``data.root`` when that folder is missing."""
+
+    n_cases: int = Field(40, ge=4)
+    n_patients: int | None = Field(None, ge=2, description="default: about 3 images per 2 patients")
+    height: int = Field(120, ge=32)
+    width: int = Field(160, ge=32)
+    seed: int = 0
+
+
+class DataConfig(Strict):
+    """Where the cases are and how to check them (ISIC 2018 Task 1 layout)."""
+
+    root: Path
+    layout: Literal["isic2018"] = "isic2018"
+    image_dir: str = "ISIC2018_Task1-2_Training_Input"
+    mask_dir: str = "ISIC2018_Task1_Training_GroundTruth"
+    mask_suffix: str = "_segmentation"
+    image_extensions: list[str] = [".jpg", ".jpeg", ".png"]
+    mask_extension: str = ".png"
+    metadata: str | None = "metadata.csv"
+    in_channels: int = Field(3, ge=1)
+    num_classes: int = Field(2, ge=2, description="classes including background")
+    binarize_threshold: float | None = Field(
+        None, description="masks with values other than {0,1} or {0,255} are refused unless this is set"
+    )
+    ignore_value: int | None = Field(None, description="label value excluded from loss and metrics")
+    on_bad_case: Literal["stop", "skip"] = "stop"
+    synthetic: SyntheticConfig | None = None
+
+
+class SplitConfig(Strict):
+    """Cross-validation folds: grouped, stratified, seeded, saved to splits.json and reused."""
+
+    n_folds: int = Field(5, ge=2)
+    seed: int = 0
+    group_by: str | None = "patient_id"
+    stratify_by: str | None = "diagnosis"
+    file: Path | None = None
+    folds: list[int] | None = Field(None, description="folds to run; default all")
+
+
+TransformList = list[dict[str, dict[str, Any]]]
+
+
+class TransformsConfig(Strict):
+    """Dictionary transforms on ``image`` and ``label``: deterministic preprocessing, then augmentation."""
+
+    spatial_size: list[int] = [192, 256]
+    preprocess: TransformList = [{"NormalizeIntensityd": {"channel_wise": True}}]
+    train: TransformList = [
+        {"RandFlipd": {"prob": 0.5, "spatial_axis": 0}},
+        {"RandFlipd": {"prob": 0.5, "spatial_axis": 1}},
+        {"RandAffined": {"prob": 0.5, "rotate_range": 0.4, "scale_range": 0.15, "padding_mode": "zeros"}},
+        {"RandScaleIntensityd": {"prob": 0.5, "factors": 0.15}},
+        {"RandShiftIntensityd": {"prob": 0.5, "offsets": 0.1}},
+    ]
+
+    @field_validator("preprocess", "train")
+    @classmethod
+    def _one_name_each(cls, value: TransformList) -> TransformList:
+        for i, item in enumerate(value):
+            if len(item) != 1:
+                raise ValueError(f"item {i} must be one mapping `Name: {{args}}`, got keys {sorted(item)}")
+        return value
+
+
+class ComponentConfig(Strict):
+    """A registry name and its arguments (bound to the component's signature when the config loads)."""
+
+    name: str
+    args: dict[str, Any] = {}
+
+
+class OptimizerConfig(Strict):
+    """AdamW with a cosine schedule over ``train.epochs``."""
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    eta_min: float = Field(1e-6, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(8, ge=1)
+    num_workers: int = Field(0, ge=0)
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="training cases held back for early stopping")
+    val_every: int = Field(1, ge=1)
+    patience: int | None = Field(15, ge=1, description="epochs without a better validation Dice; null = off")
+    min_epochs: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    cache_rate: float = Field(1.0, ge=0, le=1)
+    loss: ComponentConfig = ComponentConfig(name="DiceCE")
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+
+class InferConfig(Strict):
+    roi_size: list[int] | None = Field(None, description="default: transforms.spatial_size")
+    overlap: float = Field(0.25, ge=0, lt=1)
+    mode: Literal["gaussian", "constant"] = "gaussian"
+    sw_batch_size: int = Field(4, ge=1)
+
+
+class EvaluateConfig(Strict):
+    nsd_tolerance: float = Field(2.0, gt=0, description="Surface Dice tolerance, in pixels for 2D raster data")
+    jaccard_threshold: float = Field(0.65, ge=0, le=1, description="ISIC thresholded Jaccard cut-off")
+    n_worst: int = Field(5, ge=0, description="overlay PNGs of the worst cases per fold")
+
+
+class TrackingConfig(Strict):
+    enabled: bool = True
+    uri: str | None = Field(None, description="default: sqlite store mlflow.db in the run folder")
+    experiment: str | None = Field(None, description="default: the pipeline name")
+    log_checkpoints: bool = True
+
+
+class PreviewConfig(Strict):
+    n_cases: int = Field(4, ge=1)
+    n_draws: int = Field(3, ge=1, description="augmented draws shown per case")
+
+
+class PipelineConfig(Strict):
+    name: str
+    output_dir: Path
+    seed: int = 0
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    transforms: TransformsConfig = TransformsConfig()
+    model: ComponentConfig = ComponentConfig(name="UNet")
+    train: TrainConfig = TrainConfig()
+    infer: InferConfig = InferConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    preview: PreviewConfig = PreviewConfig()
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> PipelineConfig:
+        if self.split.folds is not None:
+            bad = [k for k in self.split.folds if not 0 <= k < self.split.n_folds]
+            if bad:
+                raise ValueError(f"split.folds: {bad} outside 0..{self.split.n_folds - 1}")
+        ignore = self.data.ignore_value
+        if ignore is not None and 0 <= ignore < self.data.num_classes:
+            raise ValueError(f"data.ignore_value {ignore} is a class index; use a value >= num_classes")
+        return self
+
+    @property
+    def roi_size(self) -> list[int]:
+        return self.infer.roi_size or self.transforms.spatial_size
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Load, merge, validate and bind a pipeline file.
+
+    Example:
+        >>> cfg = load_pipeline("pipelines/demo.yaml", ["train.epochs=2"])  # doctest: +SKIP
+        >>> cfg.train.epochs
+        2
+    """
+    path = Path(path)
+    raw = _load_with_includes(path.resolve(), stack=())
+    for item in overrides or []:
+        key, value = _parse_override(item)
+        if key in PATH_KEYS and isinstance(value, str):
+            value = str(Path(value).expanduser().resolve())
+        _set_dotted(raw, key, value)
+    cfg = validate_dict(raw, source=str(path))
+    from medseg.registry import bind_components  # imports MONAI: only once the config is valid
+
+    return bind_components(cfg)
+
+
+def validate_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: invalid configuration\n" + format_validation_error(err)) from None
+
+
+def dump_config(cfg: PipelineConfig) -> str:
+    """The fully resolved configuration, every default included, as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def _load_with_includes(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
+    if path in stack:
+        chain = " -> ".join(str(p) for p in (*stack, path))
+        raise ConfigError(f"{path}: include cycle: {chain}")
+    data = _load_yaml(path)
+    _resolve_paths(data, path.parent)
+    includes = data.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict[str, Any] = {}
+    for inc in includes:
+        inc_path = (path.parent / inc).resolve()
+        if not inc_path.is_file():
+            raise ConfigError(f"{path}: include '{inc}' not found (looked for {inc_path})")
+        merged = deep_merge(merged, _load_with_includes(inc_path, (*stack, path)))
+    return deep_merge(merged, data)
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for key in PATH_KEYS:
+        parts = key.split(".")
+        node: Any = data
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(parts[-1]), str):
+            p = Path(node[parts[-1]]).expanduser()
+            node[parts[-1]] = str(p if p.is_absolute() else (base / p).resolve())
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``top`` over ``base``: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}': expected key=value, for example train.epochs=2")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set '{item}': the key is empty")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+# ----------------------------------------------------------------------------- error messages
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        dotted = ".".join(str(p) for p in loc) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            fields = fields_at(PipelineConfig, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+            prefix = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
+            if close:
+                hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?"
+            else:
+                hint = f"valid keys here: {', '.join(sorted(fields))}"
+            lines.append(f"  {dotted}: unknown key, {hint}")
+        elif e["type"] == "missing":
+            lines.append(f"  {dotted}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {dotted}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Names of the fields of the (nested) model found at ``loc``; [] when there is none."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        sub = _model_in(current)
+        if sub is None or part not in sub.model_fields:
+            return []
+        current = sub.model_fields[part].annotation
+    sub = _model_in(current)
+    return list(sub.model_fields) if sub is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType, list):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

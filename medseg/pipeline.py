@@ -1,0 +1,165 @@
+"""``medseg run``: ingest -> splits -> for each fold: train -> infer -> evaluate -> report.
+
+Every stage writes files into the run folder (``output_dir``) and MLflow logs the same files:
+
+    config.yaml  datalist.json  splits.json  preview.png  timing.json
+    fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
+    fold_k/predictions/<id>.png  fold_k/metrics.csv  fold_k/overlays/
+    report.html  report.md  summary.json  mlflow.db  mlartifacts/
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.config import PipelineConfig, dump_config
+from medseg.data.datalist import Case, build_datalist
+from medseg.data.splits import inner_validation, load_or_make_splits
+from medseg.io.atomic import write_json, write_text
+from medseg.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
+    """Generate the synthetic set if configured and missing, verify pairs, write datalist.json."""
+    if cfg.data.synthetic is not None and not Path(cfg.data.root).exists():
+        from medseg.data.synthetic import generate_dataset
+
+        log.info("generating %d synthetic cases in %s", cfg.data.synthetic.n_cases, cfg.data.root)
+        generate_dataset(cfg.data, cfg.data.synthetic)
+    cases, bad = build_datalist(cfg.data)
+    write_json(run_dir / "datalist.json", {"root": str(cfg.data.root), "cases": cases, "bad_cases": bad})
+    log.info("ingest: %d cases, %d skipped", len(cases), len(bad))
+    return cases, bad
+
+
+def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: int) -> tuple[Any, Any]:
+    from monai.data import CacheDataset, DataLoader
+
+    from medseg.transforms.chain import eval_transforms, train_transforms
+
+    chain = train_transforms(cfg)
+    chain.set_random_state(seed=seed)
+    workers = cfg.train.num_workers
+    train_ds = CacheDataset(fit, chain, cache_rate=cfg.train.cache_rate, num_workers=workers or None, progress=False)
+    val_ds = CacheDataset(val, eval_transforms(cfg), cache_rate=cfg.train.cache_rate, progress=False)
+    generator = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(
+        train_ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers, generator=generator
+    )
+    val_loader = DataLoader(val_ds, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers)
+    return train_loader, val_loader
+
+
+def run_fold(
+    cfg: PipelineConfig, fold: int, split: dict[str, list[str]], cases: list[Case], run_dir: Path, tracker: Tracker
+) -> dict[str, float]:
+    from medseg.evaluate.casewise import evaluate_cases
+    from medseg.evaluate.metrics import METRIC_NAMES, summarize
+    from medseg.train.checkpoint import load_weights
+    from medseg.train.loop import build_network, pick_device, train_fold
+
+    fold_dir = run_dir / f"fold_{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    by_id = {c["id"]: c for c in cases}
+    seed = cfg.seed + fold
+    seed_everything(seed)
+    fit_ids, val_ids = inner_validation(split["train"], cases, cfg.train.val_fraction, seed)
+    write_json(fold_dir / "inner_split.json", {"fit": fit_ids, "early_stopping": val_ids, "test": split["val"]})
+    run_id = tracker.start_fold(fold)
+    try:
+        train_loader, val_loader = make_loaders(cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed)
+        log.info("fold %d: %d fit, %d early-stopping, %d held out", fold, len(fit_ids), len(val_ids), len(split["val"]))
+        result = train_fold(
+            cfg,
+            train_loader,
+            val_loader,
+            fold_dir,
+            on_epoch=lambda row: tracker.log_metrics(
+                run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])
+            ),
+        )
+        device = pick_device(cfg.train.device)
+        model = build_network(cfg).to(device)
+        load_weights(model, result.best_path)
+        rows = evaluate_cases(cfg, [model], [by_id[i] for i in split["val"]], fold_dir, device)
+        fold_metrics: dict[str, float] = {"best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice}
+        for label in range(1, cfg.data.num_classes):
+            suffix = "" if cfg.data.num_classes == 2 else f"_label_{label}"
+            for m in METRIC_NAMES:
+                stats = summarize([r[m] for r in rows if r["label"] == label])
+                fold_metrics[f"test_{m}{suffix}"] = float(stats["mean"])
+                if m == "hd95":
+                    fold_metrics[f"test_hd95_n_infinite{suffix}"] = float(stats["n_infinite"])
+        tracker.log_metrics(run_id, fold_metrics)
+        for name in ("metrics.csv", "history.csv", "inner_split.json", "overlays"):
+            tracker.log_artifact(run_id, fold_dir / name, name if name == "overlays" else None)
+        if cfg.tracking.log_checkpoints:
+            tracker.log_artifact(run_id, result.best_path, "checkpoints")
+            tracker.log_artifact(run_id, result.last_path, "checkpoints")
+        tracker.end(run_id)
+        return fold_metrics
+    except BaseException as err:
+        tracker.end(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def run(cfg: PipelineConfig) -> Path:
+    """Run the whole study described by ``cfg``; return the run folder."""
+    from medseg.evaluate.report import write_report
+    from medseg.preview import preview_grid
+
+    t0 = time.perf_counter()
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", dump_config(cfg))
+    seed_everything(cfg.seed)
+    cases, _ = ingest(cfg, run_dir)
+    splits = load_or_make_splits(cases, cfg.split, run_dir)
+    tracker = Tracker(cfg, run_dir)
+    tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"))
+    parent = tracker.parent_id
+    try:
+        for name in ("config.yaml", "datalist.json", "splits.json"):
+            tracker.log_artifact(parent, run_dir / name)
+        fit_cases = [c for c in cases if c["id"] in set(splits[0]["train"])]
+        tracker.log_artifact(parent, preview_grid(cfg, fit_cases or cases, run_dir / "preview.png"))
+        folds = cfg.split.folds if cfg.split.folds is not None else list(range(len(splits)))
+        timing: dict[str, float] = {}
+        for fold in folds:
+            tf = time.perf_counter()
+            run_fold(cfg, fold, splits[fold], cases, run_dir, tracker)
+            timing[f"fold_{fold}_seconds"] = round(time.perf_counter() - tf, 1)
+        timing["total_seconds"] = round(time.perf_counter() - t0, 1)
+        write_json(run_dir / "timing.json", timing)
+        summary = write_report(run_dir, cfg.name)
+        headline: dict[str, float] = {}
+        for label_key, per_metric in summary["fold_mean"].items():
+            suffix = "" if label_key == "label_1" and cfg.data.num_classes == 2 else f"_{label_key}"
+            for m, stats in per_metric.items():
+                headline[f"cv_{m}_mean{suffix}"] = stats["mean"]
+                headline[f"cv_{m}_std{suffix}"] = stats["std"]
+        tracker.log_metrics(parent, {**headline, **timing})
+        for name in ("report.html", "report.md", "summary.json", "timing.json"):
+            tracker.log_artifact(parent, run_dir / name)
+        tracker.end(parent)
+        dice = summary["fold_mean"]["label_1"]["dice"]
+        log.info("done in %.0fs: mean Dice %.4f ± %.4f; report %s", timing["total_seconds"], dice["mean"], dice["std"], run_dir / "report.html")
+    except BaseException as err:
+        tracker.end(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    return run_dir

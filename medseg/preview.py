@@ -1,0 +1,49 @@
+"""Augmentation preview: a grid of training cases after the training transforms, mask outline drawn.
+
+Each row is one case; each column one random draw of ``transforms.train``. If the outline does not
+sit on the lesion, image and mask are not moving together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medseg.config import PipelineConfig
+from medseg.data.datalist import Case
+from medseg.evaluate.overlay import draw_overlay
+from medseg.io.atomic import atomic_path
+
+
+def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from monai.utils import set_determinism
+
+    from medseg.transforms.chain import train_transforms
+
+    chosen = cases[: cfg.preview.n_cases]
+    n_draws = cfg.preview.n_draws
+    chain = train_transforms(cfg)
+    chain.set_random_state(seed=cfg.seed)
+    set_determinism(seed=cfg.seed)
+    fig, axes = plt.subplots(len(chosen), n_draws, figsize=(2.6 * n_draws, 2.2 * len(chosen)), squeeze=False)
+    for i, case in enumerate(chosen):
+        for j in range(n_draws):
+            item = chain(dict(case))
+            image = np.moveaxis(np.asarray(item["image"]), 0, -1)
+            label = np.asarray(item["label"])[0]
+            ignore = cfg.data.ignore_value
+            fg = (label > 0) & (label != ignore) if ignore is not None else label > 0
+            axes[i, j].imshow(draw_overlay(image, fg, None))
+            axes[i, j].set_axis_off()
+            axes[i, j].set_title(f"{case['id']} #{j + 1}", fontsize=7)
+    fig.suptitle("training transforms: image with mask outline", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    set_determinism(seed=None)
+    return path

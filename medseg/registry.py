@@ -1,0 +1,203 @@
+"""Explicit name -> component maps for networks, losses and transforms; no eval, no imports by string.
+
+Every component's arguments are bound to its signature (``inspect.signature(cls).bind``) and the
+component is built once when the configuration loads, so a misspelt or invalid argument fails
+before any data is read, with the key that is wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from medseg.config import ComponentConfig, PipelineConfig
+from medseg.errors import ConfigError
+
+IMAGE_KEY = "image"
+LABEL_KEY = "label"
+ROLE_MODE = {IMAGE_KEY: "bilinear", LABEL_KEY: "nearest"}
+
+# Arguments a network needs that have no default in MONAI, chosen for 2D images of a few hundred pixels.
+NETWORK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "UNet": {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2},
+    "AttentionUnet": {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2]},
+    "DynUNet": {"kernel_size": [3, 3, 3, 3, 3], "strides": [1, 2, 2, 2, 2], "upsample_kernel_size": [2, 2, 2, 2]},
+    "FlexibleUNet": {"backbone": "efficientnet-b0", "pretrained": False},
+    "BasicUNet": {},
+    "SegResNet": {},
+}
+
+# Arguments medseg sets on a loss because the networks emit one logit channel per class.
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "DiceCE": {"to_onehot_y": True, "softmax": True},
+    "DiceFocal": {"to_onehot_y": True, "softmax": True},
+    "Dice": {"to_onehot_y": True, "softmax": True},
+    "Tversky": {"to_onehot_y": True, "softmax": True},
+    "Focal": {"to_onehot_y": True, "use_softmax": True},
+}
+
+SPATIAL_TRANSFORMS = (
+    "RandFlipd RandRotate90d RandRotated RandAffined Rand2DElasticd Rand3DElasticd RandZoomd "
+    "RandSpatialCropd RandCropByPosNegLabeld Flipd Rotate90d Rotated Affined Zoomd Resized "
+    "SpatialPadd DivisiblePadd CenterSpatialCropd ResizeWithPadOrCropd"
+).split()
+INTENSITY_TRANSFORMS = (
+    "NormalizeIntensityd ScaleIntensityd ScaleIntensityRanged ScaleIntensityRangePercentilesd "
+    "RandGaussianNoised RandGaussianSmoothd RandScaleIntensityd RandShiftIntensityd "
+    "RandAdjustContrastd RandHistogramShiftd RandBiasFieldd RandGaussianSharpend"
+).split()
+
+
+def network_class(name: str) -> Callable[..., Any]:
+    from monai.networks import nets
+
+    if name not in NETWORK_DEFAULTS:
+        raise ConfigError(_unknown("model.name", name, NETWORK_DEFAULTS))
+    return getattr(nets, name)  # type: ignore[no-any-return]
+
+
+def loss_class(name: str) -> Callable[..., Any]:
+    from monai import losses
+
+    classes = {
+        "DiceCE": losses.DiceCELoss,
+        "DiceFocal": losses.DiceFocalLoss,
+        "Dice": losses.DiceLoss,
+        "Tversky": losses.TverskyLoss,
+        "Focal": losses.FocalLoss,
+    }
+    if name not in classes:
+        raise ConfigError(_unknown("train.loss.name", name, classes))
+    return classes[name]
+
+
+def transform_class(name: str, where: str) -> tuple[Callable[..., Any], str]:
+    """The MONAI dictionary transform called ``name`` and its kind, ``spatial`` or ``intensity``."""
+    from monai import transforms
+
+    if name in SPATIAL_TRANSFORMS:
+        return getattr(transforms, name), "spatial"
+    if name in INTENSITY_TRANSFORMS:
+        return getattr(transforms, name), "intensity"
+    raise ConfigError(_unknown(where, name, SPATIAL_TRANSFORMS + INTENSITY_TRANSFORMS))
+
+
+def bind_args(cls: Callable[..., Any], args: dict[str, Any], where: str) -> dict[str, Any]:
+    """Bind ``args`` to ``cls``'s signature; return every argument, defaults included."""
+    sig = inspect.signature(cls)
+    params = [p for p in sig.parameters if p not in ("self", "args", "kwargs")]
+    for key in args:
+        if key not in sig.parameters:
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"it takes: {', '.join(params)}"
+            raise ConfigError(f"{where}.{key}: {cls.__name__} has no argument '{key}', {hint}")
+    try:
+        bound = sig.bind(**args)
+    except TypeError as err:
+        raise ConfigError(f"{where}: {cls.__name__}: {err}") from None
+    bound.apply_defaults()
+    return {k: v for k, v in bound.arguments.items() if k not in ("args", "kwargs")}
+
+
+def instantiate(cls: Callable[..., Any], args: dict[str, Any], where: str) -> Any:
+    try:
+        return cls(**args)
+    except Exception as err:  # a component refusing its arguments is a configuration error
+        raise ConfigError(f"{where}: {cls.__name__} refused these arguments: {err}") from None
+
+
+def network_args(cfg: PipelineConfig) -> dict[str, Any]:
+    name = cfg.model.name
+    cls = network_class(name)
+    args = {**NETWORK_DEFAULTS[name], **cfg.model.args}
+    if args.get("pretrained"):
+        raise ConfigError("model.args.pretrained: weights are never downloaded; set pretrained: false")
+    if args.get("deep_supervision"):
+        raise ConfigError("model.args.deep_supervision: not supported by the training loop; set it to false")
+    auto = {
+        "spatial_dims": len(cfg.transforms.spatial_size),
+        "in_channels": cfg.data.in_channels,
+        "out_channels": cfg.data.num_classes,
+    }
+    for key, value in auto.items():
+        if key in args and args[key] != value:
+            raise ConfigError(f"model.args.{key}: set from the data and transforms ({value}); remove it")
+        args[key] = value
+    return bind_args(cls, args, "model.args")
+
+
+def loss_args(loss: ComponentConfig) -> dict[str, Any]:
+    cls = loss_class(loss.name)
+    return bind_args(cls, {**LOSS_DEFAULTS[loss.name], **loss.args}, "train.loss.args")
+
+
+def transform_args(name: str, args: dict[str, Any], where: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """Fill ``keys`` and per-key interpolation modes from each key's role, then bind the arguments."""
+    cls, kind = transform_class(name, where)
+    args = dict(args)
+    keys = args.get("keys", [IMAGE_KEY, LABEL_KEY] if kind == "spatial" else [IMAGE_KEY])
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    for key in keys:
+        if key not in ROLE_MODE:
+            raise ConfigError(f"{where}.keys: unknown key '{key}'; use '{IMAGE_KEY}' and/or '{LABEL_KEY}'")
+    if kind == "intensity" and LABEL_KEY in keys:
+        raise ConfigError(f"{where}.keys: {name} changes intensities; labels are never normalised")
+    args["keys"] = keys
+    params = inspect.signature(cls).parameters
+    if "mode" in params and "mode" not in args:
+        args["mode"] = [ROLE_MODE[k] for k in keys]
+    if "label_key" in params and "label_key" not in args:
+        args["label_key"] = LABEL_KEY
+    return cls, bind_args(cls, args, where)
+
+
+def bind_components(cfg: PipelineConfig) -> PipelineConfig:
+    """Check and fill every component's arguments; the result shows them all in ``validate --show``."""
+    net_args = network_args(cfg)
+    instantiate(network_class(cfg.model.name), net_args, "model.args")
+    l_args = loss_args(cfg.train.loss)
+    instantiate(loss_class(cfg.train.loss.name), l_args, "train.loss.args")
+    for section in ("preprocess", "train"):
+        chain = getattr(cfg.transforms, section)
+        bound_chain = []
+        for i, item in enumerate(chain):
+            ((name, args),) = item.items()
+            where = f"transforms.{section}[{i}].{name}"
+            cls, bound = transform_args(name, args or {}, where)
+            if name in ("RandRotate90d", "Rotate90d") and len(set(cfg.transforms.spatial_size)) > 1:
+                raise ConfigError(
+                    f"{where}: 90-degree turns change the shape of non-square images "
+                    f"(transforms.spatial_size {cfg.transforms.spatial_size}); use a square size or remove it"
+                )
+            instantiate(cls, bound, where)
+            bound_chain.append({name: _plain(_explicit(cls, bound))})
+        setattr(cfg.transforms, section, bound_chain)
+    cfg.model.args = _plain(net_args)
+    cfg.train.loss.args = _plain(l_args)
+    return cfg
+
+
+def _explicit(cls: Callable[..., Any], bound: dict[str, Any]) -> dict[str, Any]:
+    """Drop arguments still at their default so transform chains stay readable."""
+    params = inspect.signature(cls).parameters
+    return {k: v for k, v in bound.items() if k not in params or params[k].default is not v}
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe copy: enums to values, tuples to lists."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unknown(where: str, name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
+    return f"{where}: unknown name '{name}', {hint}"

@@ -1,0 +1,115 @@
+"""MLflow tracking: one parent run per pipeline run, one nested run per fold.
+
+The default store is a sqlite database ``mlflow.db`` in the run folder with artifacts under
+``mlartifacts/``; ``tracking.uri`` points at any other store or tracking server. With
+``tracking.enabled: false`` every call is a no-op, so the pipeline code never branches on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from medseg.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+MAX_PARAM_LENGTH = 6000
+BATCH = 100
+
+
+def default_uri(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 2}}`` -> ``{"train.epochs": 2}``; lists stay whole."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+class Tracker:
+    """Thin wrapper over ``MlflowClient``: explicit run ids, no global active-run state."""
+
+    def __init__(self, cfg: PipelineConfig, run_dir: Path) -> None:
+        self.enabled = cfg.tracking.enabled
+        self.run_dir = run_dir
+        self.parent_id: str | None = None
+        self.experiment_id: str | None = None
+        if not self.enabled:
+            return
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.uri = cfg.tracking.uri or default_uri(run_dir)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        name = cfg.tracking.experiment or cfg.name
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            location = (run_dir / "mlartifacts").resolve().as_uri() if cfg.tracking.uri is None else None
+            self.experiment_id = self.client.create_experiment(name, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+
+    # ------------------------------------------------------------------ runs
+    def start_parent(self, run_name: str, params: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={"medseg.kind": "pipeline"})
+        self.parent_id = run.info.run_id
+        self.log_params(self.parent_id, params)
+
+    def start_fold(self, fold: int) -> str | None:
+        if not self.enabled:
+            return None
+        tags = {"mlflow.parentRunId": self.parent_id, "medseg.kind": "fold", "medseg.fold": str(fold)}
+        run = self.client.create_run(self.experiment_id, run_name=f"fold_{fold}", tags=tags)
+        self.client.log_param(run.info.run_id, "fold", fold)
+        return str(run.info.run_id)
+
+    def end(self, run_id: str | None, status: str = "FINISHED") -> None:
+        if self.enabled and run_id:
+            self.client.set_terminated(run_id, status=status)
+
+    # ------------------------------------------------------------------ logging
+    def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
+        if not (self.enabled and run_id):
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flatten(params).items()]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(run_id, params=items[i : i + BATCH])
+
+    def log_metrics(self, run_id: str | None, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not (self.enabled and run_id):
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step or 0)
+            for k, v in metrics.items()
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+        ]
+        for i in range(0, len(items), BATCH):
+            self.client.log_batch(run_id, metrics=items[i : i + BATCH])
+
+    def log_artifact(self, run_id: str | None, path: Path, artifact_path: str | None = None) -> None:
+        if not (self.enabled and run_id) or not Path(path).exists():
+            return
+        if Path(path).is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(run_id, str(path), artifact_path)

@@ -1,0 +1,43 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medseg.errors import MedsegError
+from medseg.io.atomic import atomic_path
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save ``state`` (state dicts and plain values) to ``path`` via a temporary file."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not Path(path).is_file():
+        raise MedsegError(f"{path}: checkpoint not found; has this fold been trained?")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise MedsegError(f"{path}: not a readable medseg checkpoint ({err})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise MedsegError(f"{path}: not a medseg checkpoint (no 'model' entry)")
+    return state
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
+    """Load a checkpoint's weights into ``model``; a mismatched network is refused by name."""
+    state = load_checkpoint(path)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        first = str(err).splitlines()[0:3]
+        raise MedsegError(
+            f"{path}: the checkpoint does not fit the configured network ({' '.join(first)}); "
+            "was it trained with other model settings?"
+        ) from None
+    return state

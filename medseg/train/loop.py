@@ -1,0 +1,193 @@
+"""Training of one fold: AdamW with a cosine schedule, early stopping on validation Dice.
+
+AMP and ``cudnn.benchmark`` are used on CUDA; on the CPU training runs in float32. The best
+(validation Dice) and last checkpoints go to ``fold_k/checkpoints/``, the per-epoch history to
+``fold_k/history.csv`` and to MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medseg.config import PipelineConfig
+from medseg.io.atomic import atomic_path
+from medseg.registry import network_args, network_class
+from medseg.train.checkpoint import save_checkpoint
+from medseg.train.losses import build_loss
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[dict[str, float]], None]
+
+
+@dataclass
+class FoldResult:
+    best_epoch: int
+    best_val_dice: float
+    epochs_run: int
+    best_path: Path
+    last_path: Path
+    history: list[dict[str, float]]
+
+
+def pick_device(setting: str) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        from medseg.errors import MedsegError
+
+        raise MedsegError("train.device: cuda asked for but no CUDA device is visible; use auto or cpu")
+    if setting == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def build_network(cfg: PipelineConfig) -> nn.Module:
+    return network_class(cfg.model.name)(**network_args(cfg))  # type: ignore[no-any-return]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: PipelineConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up (optional) then cosine decay to ``eta_min`` over the remaining epochs."""
+    opt = cfg.train.optimizer
+    total, warm = cfg.train.epochs, min(opt.warmup_epochs, cfg.train.epochs - 1)
+    floor = opt.eta_min / opt.lr
+
+    def factor(epoch: int) -> float:
+        if epoch < warm:
+            return (epoch + 1) / (warm + 1)
+        progress = (epoch - warm) / max(1, total - warm)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def validation_dice(
+    model: nn.Module, loader: Any, inferer: Any, device: torch.device, num_classes: int, ignore: int | None, amp: bool
+) -> float:
+    """Mean foreground Dice over the validation cases at training resolution."""
+    from monai.metrics import DiceMetric
+
+    metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, enabled=amp):
+        for batch in loader:
+            image = batch["image"].to(device)
+            label = batch["label"].to(device)
+            logits = inferer(image, model)
+            pred = logits.argmax(1, keepdim=True)
+            if ignore is not None:
+                keep = label != ignore
+                pred, label = pred * keep, label * keep
+            onehot_p = torch.nn.functional.one_hot(pred[:, 0].long(), num_classes).movedim(-1, 1)
+            onehot_l = torch.nn.functional.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)
+            metric(onehot_p, onehot_l)
+    return float(metric.aggregate().item())
+
+
+def train_fold(
+    cfg: PipelineConfig,
+    train_loader: Any,
+    val_loader: Any,
+    fold_dir: Path,
+    on_epoch: EpochCallback | None = None,
+) -> FoldResult:
+    from monai.inferers import SlidingWindowInferer
+    from tqdm import tqdm
+
+    device = pick_device(cfg.train.device)
+    amp = cfg.train.amp and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model = build_network(cfg).to(device)
+    loss_fn = build_loss(cfg.train.loss, cfg.data.ignore_value).to(device)
+    opt_cfg = cfg.train.optimizer
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    inferer = SlidingWindowInferer(
+        roi_size=cfg.roi_size, sw_batch_size=cfg.infer.sw_batch_size, overlap=cfg.infer.overlap, mode=cfg.infer.mode
+    )
+    ckpt_dir = fold_dir / "checkpoints"
+    best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
+    best_dice, best_epoch, stale = -1.0, -1, 0
+    history: list[dict[str, float]] = []
+    show_bar = sys.stderr.isatty()
+
+    for epoch in range(cfg.train.epochs):
+        start = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(train_loader, desc=f"{fold_dir.name} epoch {epoch + 1}/{cfg.train.epochs}", leave=False, disable=not show_bar)
+        for batch in bar:
+            image = batch["image"].to(device, non_blocking=True)
+            label = batch["label"].to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, enabled=amp):
+                loss = loss_fn(model(image), label)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.item()) * image.shape[0]
+            count += image.shape[0]
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        row: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr}
+        if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
+            dice = validation_dice(
+                model, val_loader, inferer, device, cfg.data.num_classes, cfg.data.ignore_value, amp
+            )
+            row["val_dice"] = dice
+            if dice > best_dice:
+                best_dice, best_epoch, stale = dice, epoch + 1, 0
+                save_checkpoint(best_path, _state(model, optimizer, scheduler, scaler, epoch + 1, dice))
+            else:
+                stale += cfg.train.val_every
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        _write_history(fold_dir / "history.csv", history)
+        log.info(
+            "%s epoch %d/%d loss %.4f val_dice %s (%.1fs)",
+            fold_dir.name,
+            epoch + 1,
+            cfg.train.epochs,
+            row["train_loss"],
+            f"{row['val_dice']:.4f}" if "val_dice" in row else "-",
+            row["seconds"],
+        )
+        if on_epoch:
+            on_epoch(row)
+        patience = cfg.train.patience
+        if patience is not None and stale >= patience and epoch + 1 >= cfg.train.min_epochs:
+            log.info("%s: early stop after %d epochs without a better validation Dice", fold_dir.name, stale)
+            break
+    save_checkpoint(last_path, _state(model, optimizer, scheduler, scaler, len(history), best_dice))
+    return FoldResult(best_epoch, best_dice, len(history), best_path, last_path, history)
+
+
+def _state(model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, epoch: int, dice: float) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "val_dice": dice,
+    }
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    fields = ["epoch", "train_loss", "val_dice", "lr", "seconds"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(history)
