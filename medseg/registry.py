@@ -19,6 +19,10 @@ from medseg.errors import ConfigError
 IMAGE_KEY = "image"
 LABEL_KEY = "label"
 ROLE_MODE = {IMAGE_KEY: "bilinear", LABEL_KEY: "nearest"}
+# Transforms built on F.interpolate: its legacy "nearest" samples half a pixel away from "bilinear"
+# (floor of dst * scale), so labels use "nearest-exact", which samples the same centres.
+INTERPOLATE_TRANSFORMS = ("Resized", "Zoomd", "RandZoomd")
+INTERPOLATE_ROLE_MODE = {IMAGE_KEY: "bilinear", LABEL_KEY: "nearest-exact"}
 
 # Arguments a network needs that have no default in MONAI, chosen for 2D images of a few hundred pixels.
 NETWORK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -134,6 +138,12 @@ def loss_args(loss: ComponentConfig) -> dict[str, Any]:
     return bind_args(cls, {**LOSS_DEFAULTS[loss.name], **loss.args}, "train.loss.args")
 
 
+def role_modes(name: str, keys: list[str]) -> list[str]:
+    """Interpolation mode per key from its role: bilinear for images, nearest for labels."""
+    table = INTERPOLATE_ROLE_MODE if name in INTERPOLATE_TRANSFORMS else ROLE_MODE
+    return [table[k] for k in keys]
+
+
 def transform_args(name: str, args: dict[str, Any], where: str) -> tuple[Callable[..., Any], dict[str, Any]]:
     """Fill ``keys`` and per-key interpolation modes from each key's role, then bind the arguments."""
     cls, kind = transform_class(name, where)
@@ -148,7 +158,7 @@ def transform_args(name: str, args: dict[str, Any], where: str) -> tuple[Callabl
     args["keys"] = keys
     params = inspect.signature(cls).parameters
     if "mode" in params and "mode" not in args:
-        args["mode"] = [ROLE_MODE[k] for k in keys]
+        args["mode"] = role_modes(name, keys)
     if "label_key" in params and "label_key" not in args:
         args["label_key"] = LABEL_KEY
     return cls, bind_args(cls, args, where)

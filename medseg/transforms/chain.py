@@ -2,7 +2,7 @@
 
 Order, the same for training, validation and inference so that every stage sees the same image:
 read (PNG/JPEG, channel first) -> 8-bit intensities to [0, 1] -> label values to classes ->
-``transforms.preprocess`` -> resize to ``transforms.spatial_size`` (image bilinear, label nearest)
+``transforms.preprocess`` -> resize to ``transforms.spatial_size`` (image bilinear, label nearest-exact)
 -> ``transforms.train`` (augmentation, training only) -> label cast to int64.
 MONAI dictionary transforms draw one random state per call and apply it to every key, so image and
 label move together; CacheDataset caches everything before the first random transform.
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from medseg.config import PipelineConfig, TransformList
-from medseg.registry import IMAGE_KEY, LABEL_KEY, ROLE_MODE, transform_args
+from medseg.registry import IMAGE_KEY, LABEL_KEY, role_modes, transform_args
 from medseg.transforms.labels import PrepareLabeld
 
 
@@ -55,7 +55,7 @@ def read_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
 def resize_transform(cfg: PipelineConfig, keys: list[str]) -> Any:
     from monai.transforms import Resized
 
-    return Resized(keys, spatial_size=cfg.transforms.spatial_size, mode=[ROLE_MODE[k] for k in keys])
+    return Resized(keys, spatial_size=cfg.transforms.spatial_size, mode=role_modes("Resized", keys))
 
 
 def finish_transforms() -> list[Any]:

@@ -1,0 +1,56 @@
+"""Shared fixtures: a small synthetic data set in the ISIC layout and tiny pipeline configs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medseg.config import DataConfig, PipelineConfig, SyntheticConfig, deep_merge, validate_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+warnings.filterwarnings("ignore", message=".*NvImgCodecPydicomReader.*")
+
+
+def make_dataset(root: Path, n_cases: int = 12, seed: int = 0, height: int = 48, width: int = 64) -> Path:
+    from medseg.data.synthetic import generate_dataset
+
+    spec = SyntheticConfig(n_cases=n_cases, height=height, width=width, seed=seed)
+    generate_dataset(DataConfig(root=root), spec)
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve synthetic cases, 48x64, written once per test session (treat as read-only)."""
+    return make_dataset(tmp_path_factory.mktemp("synthetic"))
+
+
+def tiny_config(root: Path, out: Path, **overrides: Any) -> PipelineConfig:
+    """A validated and bound config that trains a very small UNet for one epoch on ``root``."""
+    from medseg.registry import bind_components
+
+    raw: dict[str, Any] = {
+        "name": "tiny",
+        "output_dir": str(out),
+        "data": {"root": str(root)},
+        "split": {"n_folds": 2},
+        "transforms": {"spatial_size": [32, 32]},
+        "model": {"name": "UNet", "args": {"channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1}},
+        "train": {"epochs": 1, "batch_size": 4, "val_fraction": 0.2},
+        "evaluate": {"n_worst": 2},
+        "preview": {"n_cases": 2, "n_draws": 2},
+    }
+    return bind_components(validate_dict(deep_merge(raw, overrides)))
+
+
+@pytest.fixture
+def ph2_root() -> Path:
+    root = SHARED_DATA / "ph2-isic-layout"
+    if not root.is_dir():
+        pytest.skip(f"real PH2 data not present at {root}")
+    return root

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from medseg.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from medseg.cli import app; "
+        "heavy = [m for m in ('torch', 'monai', 'mlflow', 'matplotlib') if m in sys.modules]; "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+def test_help_lists_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "validate", "preview", "report"):
+        assert command in result.output
+
+
+def test_validate_show_prints_resolved_config() -> None:
+    result = runner.invoke(app, ["validate", str(ROOT / "pipelines" / "isic.yaml"), "--show", "--set", "train.epochs=4"])
+    assert result.exit_code == 0, result.output
+    assert "epochs: 4" in result.output
+    assert "name: UNet" in result.output
+
+
+def test_validate_typo_gives_clean_error_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("name: x\noutput_dir: o\ndata: {root: d}\ntrain: {epoch: 2}\n")
+    result = runner.invoke(app, ["validate", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 1
+    assert "did you mean train.epochs?" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_with_missing_data_folder_names_it(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("name: x\noutput_dir: out\ndata: {root: nowhere}\ntracking: {enabled: false}\n")
+    result = runner.invoke(app, ["run", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 1
+    assert f"data.root: folder '{tmp_path / 'nowhere'}' not found" in result.output

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medseg.config import dump_config, load_pipeline, validate_dict
+from medseg.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "pipelines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_pipeline_loads_and_starts_with_its_command(path: Path) -> None:
+    cfg = load_pipeline(path)
+    assert cfg.name
+    first = path.read_text().splitlines()[0]
+    assert first.startswith(f"# medseg run pipelines/{path.name}")
+
+
+def test_fragments_are_merged_and_pipeline_wins(tmp_path: Path) -> None:
+    (tmp_path / "frag.yaml").write_text("train: {epochs: 7, batch_size: 3}\nmodel: {name: SegResNet}\n")
+    (tmp_path / "p.yaml").write_text(
+        "include: [frag.yaml]\nname: x\noutput_dir: out\ndata: {root: data}\ntrain: {epochs: 2}\n"
+    )
+    cfg = load_pipeline(tmp_path / "p.yaml")
+    assert cfg.train.epochs == 2 and cfg.train.batch_size == 3
+    assert cfg.model.name == "SegResNet"
+    # relative paths in a YAML file resolve against that file's folder
+    assert cfg.data.root == (tmp_path / "data").resolve()
+    assert cfg.output_dir == (tmp_path / "out").resolve()
+
+
+def test_overrides_parse_yaml_values_and_resolve_paths_from_cwd(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "p.yaml").write_text("name: x\noutput_dir: out\ndata: {root: data}\n")
+    monkeypatch.chdir(tmp_path.parent)
+    cfg = load_pipeline(
+        tmp_path / "p.yaml",
+        ["train.epochs=3", "transforms.spatial_size=[64, 64]", "data.root=elsewhere", "split.folds=[0, 2]"],
+    )
+    assert cfg.train.epochs == 3
+    assert cfg.transforms.spatial_size == [64, 64]
+    assert cfg.data.root == (tmp_path.parent / "elsewhere").resolve()
+    assert cfg.split.folds == [0, 2]
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("name: x\noutput_dir: out\ndata: {root: d}\ntrain: {epoch: 2}\n")
+    with pytest.raises(ConfigError, match=r"train\.epoch: unknown key, did you mean train\.epochs\?"):
+        load_pipeline(tmp_path / "p.yaml")
+
+
+def test_unknown_top_level_key_and_bad_value_are_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_dict({"name": "x", "output_dir": "o", "data": {"root": "d"}, "trian": {}, "seed": "abc"})
+    text = str(info.value)
+    assert "trian: unknown key, did you mean train?" in text
+    assert "seed:" in text
+
+
+def test_missing_required_key_is_reported() -> None:
+    with pytest.raises(ConfigError, match="data: required key is missing"):
+        validate_dict({"name": "x", "output_dir": "o"})
+
+
+def test_component_arguments_are_bound_at_load_time(tmp_path: Path) -> None:
+    base = "name: x\noutput_dir: out\ndata: {root: d}\n"
+    (tmp_path / "a.yaml").write_text(base + "model: {name: UNet, args: {chanels: [4, 8]}}\n")
+    with pytest.raises(ConfigError, match=r"model\.args\.chanels: UNet has no argument 'chanels', did you mean 'channels'"):
+        load_pipeline(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text(base + "model: {name: Unet}\n")
+    with pytest.raises(ConfigError, match="did you mean 'UNet'"):
+        load_pipeline(tmp_path / "b.yaml")
+    (tmp_path / "c.yaml").write_text(base + "train: {loss: {name: DiceCE, args: {lambda_dise: 1}}}\n")
+    with pytest.raises(ConfigError, match="did you mean 'lambda_dice'"):
+        load_pipeline(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text(base + "transforms: {train: [{RandFlipd: {prob: 0.5, axis: 0}}]}\n")
+    with pytest.raises(ConfigError, match=r"transforms\.train\[0\]\.RandFlipd\.axis"):
+        load_pipeline(tmp_path / "d.yaml")
+
+
+def test_intensity_transform_on_label_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "name: x\noutput_dir: o\ndata: {root: d}\n"
+        "transforms: {preprocess: [{NormalizeIntensityd: {keys: [image, label]}}]}\n"
+    )
+    with pytest.raises(ConfigError, match="labels are never normalised"):
+        load_pipeline(tmp_path / "p.yaml")
+
+
+def test_pretrained_weights_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "name: x\noutput_dir: o\ndata: {root: d}\nmodel: {name: FlexibleUNet, args: {pretrained: true}}\n"
+    )
+    with pytest.raises(ConfigError, match="never downloaded"):
+        load_pipeline(tmp_path / "p.yaml")
+
+
+def test_config_never_runs_code(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "p.yaml").write_text(
+        f"name: !!python/object/apply:os.system ['touch {marker}']\noutput_dir: o\ndata: {{root: d}}\n"
+    )
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipeline(tmp_path / "p.yaml")
+    assert not marker.exists()
+
+
+def test_include_cycle_and_missing_include(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("include: [b.yaml]\n")
+    (tmp_path / "b.yaml").write_text("include: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="include cycle"):
+        load_pipeline(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("include: [nope.yaml]\n")
+    with pytest.raises(ConfigError, match="include 'nope.yaml' not found"):
+        load_pipeline(tmp_path / "c.yaml")
+
+
+def test_resolved_config_shows_every_default() -> None:
+    cfg = load_pipeline(ROOT / "pipelines" / "demo.yaml")
+    text = dump_config(cfg)
+    for key in ("val_fraction:", "patience:", "nsd_tolerance:", "num_res_units:", "lambda_ce:", "overlap:"):
+        assert key in text
+    # the dump is itself a valid pipeline
+    import yaml
+
+    again = validate_dict(yaml.safe_load(text))
+    assert again.model_dump() == cfg.model_dump()
+
+
+def test_rotate90_on_non_square_size_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "name: x\noutput_dir: o\ndata: {root: d}\n"
+        "transforms: {spatial_size: [64, 96], train: [{RandRotate90d: {prob: 0.5}}]}\n"
+    )
+    with pytest.raises(ConfigError, match="non-square"):
+        load_pipeline(tmp_path / "p.yaml")
