@@ -45,6 +45,8 @@ def tiny_config(root: Path, out: Path, **overrides: Any) -> PipelineConfig:
         "evaluate": {"n_worst": 2},
         "preview": {"n_cases": 2, "n_draws": 2},
     }
+    if "model" in overrides:  # a different network: replace its arguments rather than merge them
+        raw["model"] = overrides.pop("model")
     return bind_components(validate_dict(deep_merge(raw, overrides)))
 
 

@@ -1,8 +1,9 @@
 """Losses from the registry, with an ignore value masked out of every term.
 
 MONAI's DiceLoss, TverskyLoss and FocalLoss take ``ignore_index`` themselves; its compound
-DiceCE and DiceFocal losses do not, so with an ignore value they are built as the same weighted sum
-of MONAI's DiceLoss and a cross-entropy (torch) or focal (MONAI) term, each masking the value.
+DiceCE and DiceFocal losses do not, so with an ignore value they are rebuilt as the same weighted
+sum MONAI computes (its DiceLoss plus torch's cross-entropy, or plus its FocalLoss, with the same
+arguments), each term masking the value. Without ignored pixels the two agree (tested).
 """
 
 from __future__ import annotations
@@ -34,29 +35,58 @@ class DiceWithPixelLoss(nn.Module):
         return self.lambda_dice * dice + self.lambda_pixel * pixel  # type: ignore[no-any-return]
 
 
+class MaskedFocalLoss(nn.Module):
+    """MONAI's FocalLoss with ignored pixels removed from the sum and from the mean's count.
+
+    MONAI 1.6.1's own ``FocalLoss(ignore_index=...)`` divides the sum over all channels by the
+    number of valid pixels of one channel, which inflates the mean by the number of channels.
+    """
+
+    def __init__(self, ignore_index: int, reduction: str = "mean", **kwargs: Any) -> None:
+        super().__init__()
+        from monai.losses import FocalLoss
+
+        self.focal = FocalLoss(**kwargs, reduction="none")
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        keep = target != self.ignore_index
+        clean = torch.where(keep, target, torch.zeros_like(target))
+        loss = self.focal(logits, clean) * keep
+        if self.reduction == "sum":
+            return loss.sum()
+        if self.reduction == "none":
+            return loss
+        return loss.sum() / (keep.sum() * loss.shape[1]).clamp(min=1)
+
+
 def build_loss(cfg: ComponentConfig, ignore_value: int | None) -> nn.Module:
     """The configured loss; ``target`` is the integer label map of shape (B, 1, *spatial)."""
-    from monai.losses import DiceLoss, FocalLoss
+    from monai.losses import DiceLoss
 
     args = loss_args(cfg)
     cls = loss_class(cfg.name)
     if ignore_value is None:
         return cls(**args)  # type: ignore[no-any-return]
+    if cfg.name == "Focal":
+        return MaskedFocalLoss(ignore_value, **{k: v for k, v in args.items() if k != "ignore_index"})
     if "ignore_index" in inspect.signature(cls).parameters:
         return cls(**{**args, "ignore_index": ignore_value})  # type: ignore[no-any-return]
-    dice = DiceLoss(**_subset(DiceLoss, args), ignore_index=ignore_value)
+    weight = args.get("weight")
+    dice_weight = weight[1:] if weight is not None and cfg.name == "DiceCE" and not args["include_background"] else weight
+    dice = DiceLoss(**_subset(DiceLoss, args), weight=dice_weight, ignore_index=ignore_value)
     pixel: nn.Module
     if cfg.name == "DiceCE":
-        weight = args.get("weight")
         pixel = nn.CrossEntropyLoss(
             weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32),
+            reduction=args["reduction"],
             ignore_index=ignore_value,
-            label_smoothing=args.get("label_smoothing", 0.0),
+            label_smoothing=args["label_smoothing"],
         )
         lambda_pixel = args["lambda_ce"]
-    else:
-        focal_args = {k: args[k] for k in ("include_background", "gamma", "alpha", "weight") if k in args}
-        pixel = FocalLoss(**focal_args, to_onehot_y=True, use_softmax=True, ignore_index=ignore_value)
+    else:  # DiceFocal: MONAI's focal term is per-channel sigmoid focal, with the same weight as Dice
+        keys = ("include_background", "gamma", "alpha", "weight", "reduction")
+        pixel = MaskedFocalLoss(ignore_value, **{k: args[k] for k in keys}, to_onehot_y=True)
         lambda_pixel = args["lambda_focal"]
     return DiceWithPixelLoss(dice, pixel, args["lambda_dice"], lambda_pixel)
 

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medseg.errors import MedsegError
+from medseg.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from medseg.train.loop import build_network, make_scheduler
+from tests.conftest import tiny_config
+
+
+def test_cosine_schedule_runs_from_lr_to_eta_min(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tmp_path, train={"epochs": 10, "optimizer": {"lr": 0.01, "eta_min": 0.0}})
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched = make_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[5] == pytest.approx(0.005)
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_checkpoint_round_trip_and_mismatch_is_refused(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tmp_path)
+    net = build_network(cfg)
+    path = tmp_path / "ck" / "best.pt"
+    save_checkpoint(path, {"model": net.state_dict(), "epoch": 3})
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temporary file left behind
+    other = build_network(cfg)
+    load_weights(other, path)
+    for a, b in zip(net.state_dict().values(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert load_checkpoint(path)["epoch"] == 3
+    bigger = tiny_config(tmp_path, tmp_path, model={"name": "UNet", "args": {"channels": [8, 16, 32], "strides": [2, 2]}})
+    with pytest.raises(MedsegError, match="does not fit the configured network"):
+        load_weights(build_network(bigger), path)
+    with pytest.raises(MedsegError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
