@@ -24,7 +24,9 @@ SetOpt = Annotated[
 
 
 def _setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MONAI logs this on every LoadImage once pydicom is imported; the pydicom decoders still work.
@@ -60,7 +62,9 @@ def run(pipeline: PipelineArg, set_: SetOpt = None) -> None:
 def validate(
     pipeline: PipelineArg,
     set_: SetOpt = None,
-    show: Annotated[bool, typer.Option("--show", help="print the resolved config, every default included")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="print the resolved config, every default included")
+    ] = False,
 ) -> None:
     """Check a pipeline file (keys, values, component arguments) without running it."""
     from medseg.config import dump_config, load_pipeline
@@ -77,7 +81,9 @@ def validate(
 def preview(
     pipeline: PipelineArg,
     set_: SetOpt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG path; default <output_dir>/preview.png")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="PNG path; default <output_dir>/preview.png")
+    ] = None,
 ) -> None:
     """Write a grid of training cases after the training transforms, mask outlines drawn."""
     _setup()

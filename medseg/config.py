@@ -133,7 +133,9 @@ class InferConfig(Strict):
 
 
 class EvaluateConfig(Strict):
-    nsd_tolerance: float = Field(2.0, gt=0, description="Surface Dice tolerance, in pixels for 2D raster data")
+    nsd_tolerance: float = Field(
+        2.0, gt=0, description="Surface Dice tolerance, in pixels for 2D raster data"
+    )
     jaccard_threshold: float = Field(0.65, ge=0, le=1, description="ISIC thresholded Jaccard cut-off")
     n_worst: int = Field(5, ge=0, description="overlay PNGs of the worst cases per fold")
 

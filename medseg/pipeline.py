@@ -55,7 +55,9 @@ def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: in
     chain = train_transforms(cfg)
     chain.set_random_state(seed=seed)
     workers = cfg.train.num_workers
-    train_ds = CacheDataset(fit, chain, cache_rate=cfg.train.cache_rate, num_workers=workers or None, progress=False)
+    train_ds = CacheDataset(
+        fit, chain, cache_rate=cfg.train.cache_rate, num_workers=workers or None, progress=False
+    )
     val_ds = CacheDataset(val, eval_transforms(cfg), cache_rate=cfg.train.cache_rate, progress=False)
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(
@@ -66,7 +68,12 @@ def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: in
 
 
 def run_fold(
-    cfg: PipelineConfig, fold: int, split: dict[str, list[str]], cases: list[Case], run_dir: Path, tracker: Tracker
+    cfg: PipelineConfig,
+    fold: int,
+    split: dict[str, list[str]],
+    cases: list[Case],
+    run_dir: Path,
+    tracker: Tracker,
 ) -> dict[str, float]:
     from medseg.evaluate.casewise import evaluate_cases
     from medseg.evaluate.metrics import METRIC_NAMES, summarize
@@ -79,11 +86,21 @@ def run_fold(
     seed = cfg.seed + fold
     seed_everything(seed)
     fit_ids, val_ids = inner_validation(split["train"], cases, cfg.train.val_fraction, seed)
-    write_json(fold_dir / "inner_split.json", {"fit": fit_ids, "early_stopping": val_ids, "test": split["val"]})
+    write_json(
+        fold_dir / "inner_split.json", {"fit": fit_ids, "early_stopping": val_ids, "test": split["val"]}
+    )
     run_id = tracker.start_fold(fold)
     try:
-        train_loader, val_loader = make_loaders(cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed)
-        log.info("fold %d: %d fit, %d early-stopping, %d held out", fold, len(fit_ids), len(val_ids), len(split["val"]))
+        train_loader, val_loader = make_loaders(
+            cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed
+        )
+        log.info(
+            "fold %d: %d fit, %d early-stopping, %d held out",
+            fold,
+            len(fit_ids),
+            len(val_ids),
+            len(split["val"]),
+        )
         result = train_fold(
             cfg,
             train_loader,
@@ -97,7 +114,10 @@ def run_fold(
         model = build_network(cfg).to(device)
         load_weights(model, result.best_path)
         rows = evaluate_cases(cfg, [model], [by_id[i] for i in split["val"]], fold_dir, device)
-        fold_metrics: dict[str, float] = {"best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice}
+        fold_metrics: dict[str, float] = {
+            "best_epoch": result.best_epoch,
+            "best_val_dice": result.best_val_dice,
+        }
         for label in range(1, cfg.data.num_classes):
             suffix = "" if cfg.data.num_classes == 2 else f"_label_{label}"
             for m in METRIC_NAMES:
@@ -158,7 +178,13 @@ def run(cfg: PipelineConfig) -> Path:
             tracker.log_artifact(parent, run_dir / name)
         tracker.end(parent)
         dice = summary["fold_mean"]["label_1"]["dice"]
-        log.info("done in %.0fs: mean Dice %.4f ± %.4f; report %s", timing["total_seconds"], dice["mean"], dice["std"], run_dir / "report.html")
+        log.info(
+            "done in %.0fs: mean Dice %.4f ± %.4f; report %s",
+            timing["total_seconds"],
+            dice["mean"],
+            dice["std"],
+            run_dir / "report.html",
+        )
     except BaseException as err:
         tracker.end(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise

@@ -28,7 +28,11 @@ INTERPOLATE_ROLE_MODE = {IMAGE_KEY: "bilinear", LABEL_KEY: "nearest-exact"}
 NETWORK_DEFAULTS: dict[str, dict[str, Any]] = {
     "UNet": {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2},
     "AttentionUnet": {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2]},
-    "DynUNet": {"kernel_size": [3, 3, 3, 3, 3], "strides": [1, 2, 2, 2, 2], "upsample_kernel_size": [2, 2, 2, 2]},
+    "DynUNet": {
+        "kernel_size": [3, 3, 3, 3, 3],
+        "strides": [1, 2, 2, 2, 2],
+        "upsample_kernel_size": [2, 2, 2, 2],
+    },
     "FlexibleUNet": {"backbone": "efficientnet-b0", "pretrained": False},
     "BasicUNet": {},
     "SegResNet": {},
@@ -43,16 +47,41 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "Focal": {"to_onehot_y": True, "use_softmax": True},
 }
 
-SPATIAL_TRANSFORMS = (
-    "RandFlipd RandRotate90d RandRotated RandAffined Rand2DElasticd Rand3DElasticd RandZoomd "
-    "RandSpatialCropd RandCropByPosNegLabeld Flipd Rotate90d Rotated Affined Zoomd Resized "
-    "SpatialPadd DivisiblePadd CenterSpatialCropd ResizeWithPadOrCropd"
-).split()
-INTENSITY_TRANSFORMS = (
-    "NormalizeIntensityd ScaleIntensityd ScaleIntensityRanged ScaleIntensityRangePercentilesd "
-    "RandGaussianNoised RandGaussianSmoothd RandScaleIntensityd RandShiftIntensityd "
-    "RandAdjustContrastd RandHistogramShiftd RandBiasFieldd RandGaussianSharpend"
-).split()
+SPATIAL_TRANSFORMS = [
+    "RandFlipd",
+    "RandRotate90d",
+    "RandRotated",
+    "RandAffined",
+    "Rand2DElasticd",
+    "Rand3DElasticd",
+    "RandZoomd",
+    "RandSpatialCropd",
+    "RandCropByPosNegLabeld",
+    "Flipd",
+    "Rotate90d",
+    "Rotated",
+    "Affined",
+    "Zoomd",
+    "Resized",
+    "SpatialPadd",
+    "DivisiblePadd",
+    "CenterSpatialCropd",
+    "ResizeWithPadOrCropd",
+]
+INTENSITY_TRANSFORMS = [
+    "NormalizeIntensityd",
+    "ScaleIntensityd",
+    "ScaleIntensityRanged",
+    "ScaleIntensityRangePercentilesd",
+    "RandGaussianNoised",
+    "RandGaussianSmoothd",
+    "RandScaleIntensityd",
+    "RandShiftIntensityd",
+    "RandAdjustContrastd",
+    "RandHistogramShiftd",
+    "RandBiasFieldd",
+    "RandGaussianSharpend",
+]
 
 
 def network_class(name: str) -> Callable[..., Any]:
@@ -60,7 +89,7 @@ def network_class(name: str) -> Callable[..., Any]:
 
     if name not in NETWORK_DEFAULTS:
         raise ConfigError(_unknown("model.name", name, NETWORK_DEFAULTS))
-    return getattr(nets, name)  # type: ignore[no-any-return]
+    return getattr(nets, name)
 
 
 def loss_class(name: str) -> Callable[..., Any]:

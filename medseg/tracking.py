@@ -45,7 +45,7 @@ class Tracker:
         self.enabled = cfg.tracking.enabled
         self.run_dir = run_dir
         self.parent_id: str | None = None
-        self.experiment_id: str | None = None
+        self.experiment_id = ""
         if not self.enabled:
             return
         import mlflow

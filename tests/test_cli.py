@@ -30,7 +30,9 @@ def test_help_lists_commands() -> None:
 
 
 def test_validate_show_prints_resolved_config() -> None:
-    result = runner.invoke(app, ["validate", str(ROOT / "pipelines" / "isic.yaml"), "--show", "--set", "train.epochs=4"])
+    result = runner.invoke(
+        app, ["validate", str(ROOT / "pipelines" / "isic.yaml"), "--show", "--set", "train.epochs=4"]
+    )
     assert result.exit_code == 0, result.output
     assert "epochs: 4" in result.output
     assert "name: UNet" in result.output
@@ -45,7 +47,9 @@ def test_validate_typo_gives_clean_error_without_traceback(tmp_path: Path) -> No
 
 
 def test_run_with_missing_data_folder_names_it(tmp_path: Path) -> None:
-    (tmp_path / "p.yaml").write_text("name: x\noutput_dir: out\ndata: {root: nowhere}\ntracking: {enabled: false}\n")
+    (tmp_path / "p.yaml").write_text(
+        "name: x\noutput_dir: out\ndata: {root: nowhere}\ntracking: {enabled: false}\n"
+    )
     result = runner.invoke(app, ["run", str(tmp_path / "p.yaml")])
     assert result.exit_code == 1
     assert f"data.root: folder '{tmp_path / 'nowhere'}' not found" in result.output

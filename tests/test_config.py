@@ -67,7 +67,9 @@ def test_missing_required_key_is_reported() -> None:
 def test_component_arguments_are_bound_at_load_time(tmp_path: Path) -> None:
     base = "name: x\noutput_dir: out\ndata: {root: d}\n"
     (tmp_path / "a.yaml").write_text(base + "model: {name: UNet, args: {chanels: [4, 8]}}\n")
-    with pytest.raises(ConfigError, match=r"model\.args\.chanels: UNet has no argument 'chanels', did you mean 'channels'"):
+    with pytest.raises(
+        ConfigError, match=r"model\.args\.chanels: UNet has no argument 'chanels', did you mean 'channels'"
+    ):
         load_pipeline(tmp_path / "a.yaml")
     (tmp_path / "b.yaml").write_text(base + "model: {name: Unet}\n")
     with pytest.raises(ConfigError, match="did you mean 'UNet'"):

@@ -48,7 +48,9 @@ def find_pairs(data: DataConfig) -> tuple[list[Case], list[Case]]:
         raise DataError(f"data.root: folder '{root}' not found")
     for folder, key in ((img_dir, "data.image_dir"), (mask_dir, "data.mask_dir")):
         if not folder.is_dir():
-            raise DataError(f"{key}: folder '{folder}' not found; the ISIC 2018 layout needs it under data.root")
+            raise DataError(
+                f"{key}: folder '{folder}' not found; the ISIC 2018 layout needs it under data.root"
+            )
     exts = {e.lower() for e in data.image_extensions}
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in exts and not p.name.startswith("."))
     if not images:

@@ -51,9 +51,12 @@ def make_splits(cases: list[Case], cfg: SplitConfig) -> list[Split]:
 def check_splits(splits: Any, cases: list[Case], source: str, n_folds: int | None = None) -> list[Split]:
     """Validate a loaded splits list against the datalist; raise DataError naming what is off."""
     if not isinstance(splits, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("train"), list) and isinstance(s.get("val"), list) for s in splits
+        isinstance(s, dict) and isinstance(s.get("train"), list) and isinstance(s.get("val"), list)
+        for s in splits
     ):
-        raise DataError(f"{source}: expected a list of {{'train': [...], 'val': [...]}} entries, one per fold")
+        raise DataError(
+            f"{source}: expected a list of {{'train': [...], 'val': [...]}} entries, one per fold"
+        )
     if n_folds is not None and len(splits) != n_folds:
         raise DataError(
             f"{source}: has {len(splits)} folds but split.n_folds is {n_folds}; "
@@ -74,7 +77,9 @@ def check_splits(splits: Any, cases: list[Case], source: str, n_folds: int | Non
         held_out += fold["val"]
     missing = sorted(known - set(held_out))
     if missing:
-        raise DataError(f"{source}: cases held out by no fold: {missing[:10]}; delete the file to make new splits")
+        raise DataError(
+            f"{source}: cases held out by no fold: {missing[:10]}; delete the file to make new splits"
+        )
     return [{"train": list(s["train"]), "val": list(s["val"])} for s in splits]
 
 
@@ -93,14 +98,18 @@ def load_or_make_splits(cases: list[Case], cfg: SplitConfig, run_dir: Path) -> l
     return splits
 
 
-def inner_validation(train_ids: list[str], cases: list[Case], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def inner_validation(
+    train_ids: list[str], cases: list[Case], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Split a fold's training cases into (fit, early-stopping validation), grouped by patient."""
     from sklearn.model_selection import GroupShuffleSplit
 
     by_id = {c["id"]: c for c in cases}
     groups = [str(by_id[i].get("patient_id") or i) for i in train_ids]
     if len(set(groups)) < 2:
-        raise DataError("train.val_fraction: a fold needs at least two patients to hold some back for validation")
+        raise DataError(
+            "train.val_fraction: a fold needs at least two patients to hold some back for validation"
+        )
     gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     fit_idx, val_idx = next(gss.split(train_ids, groups=groups))
     return sorted(train_ids[i] for i in fit_idx), sorted(train_ids[i] for i in val_idx)

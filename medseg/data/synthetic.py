@@ -35,7 +35,9 @@ def lesion_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return dist <= radius
 
 
-def render_case(rng: np.random.Generator, height: int, width: int, diagnosis: str) -> tuple[np.ndarray, np.ndarray]:
+def render_case(
+    rng: np.random.Generator, height: int, width: int, diagnosis: str
+) -> tuple[np.ndarray, np.ndarray]:
     """One (RGB uint8 image, bool mask) pair."""
     mask = lesion_mask(rng, height, width)
     skin = np.array([218, 168, 146], float) + rng.normal(0, 8, 3)
@@ -65,7 +67,9 @@ def render_case(rng: np.random.Generator, height: int, width: int, diagnosis: st
         t = np.linspace(0, 1, 40)[:, None]
         pts = (1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end
         shade = int(rng.integers(20, 60))
-        draw.line([tuple(p) for p in pts], fill=(shade, shade - 10, shade - 15), width=int(rng.integers(1, 3)))
+        draw.line(
+            [tuple(p) for p in pts], fill=(shade, shade - 10, shade - 15), width=int(rng.integers(1, 3))
+        )
     return np.asarray(canvas), mask
 
 

@@ -38,7 +38,8 @@ def evaluate_cases(
     inferer = make_inferer(cfg)
     rows: list[Row] = []
     pred_dir = fold_dir / "predictions"
-    for case, item in zip(cases, dataset, strict=True):
+    for i, case in enumerate(cases):
+        item = dataset[i]
         pred = predict_label(models, item["image"], cfg, inferer, device).numpy().astype(np.uint8)
         ref = np.asarray(item["label"])[0]
         scale = 255 if cfg.data.num_classes == 2 else 1
@@ -69,7 +70,9 @@ def write_metrics_csv(path: Path, rows: list[Row]) -> None:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in CSV_FIELDS})
+            writer.writerow(
+                {k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in CSV_FIELDS}
+            )
 
 
 def read_metrics_csv(path: Path) -> list[Row]:
@@ -89,7 +92,9 @@ def worst_cases(rows: list[Row], n: int) -> list[str]:
     return ranked[:n]
 
 
-def write_worst_overlays(cfg: PipelineConfig, cases: list[Case], rows: list[Row], fold_dir: Path) -> list[Path]:
+def write_worst_overlays(
+    cfg: PipelineConfig, cases: list[Case], rows: list[Row], fold_dir: Path
+) -> list[Path]:
     by_id = {c["id"]: c for c in cases}
     overlay_dir = fold_dir / "overlays"
     if overlay_dir.is_dir():
@@ -99,7 +104,9 @@ def write_worst_overlays(cfg: PipelineConfig, cases: list[Case], rows: list[Row]
         case = by_id[case_id]
         image = read_raster(case["image"])
         ref = read_raster(case["label"])
-        valid = ref != cfg.data.ignore_value if cfg.data.ignore_value is not None else np.ones(ref.shape, bool)
+        valid = (
+            ref != cfg.data.ignore_value if cfg.data.ignore_value is not None else np.ones(ref.shape, bool)
+        )
         threshold = cfg.data.binarize_threshold if cfg.data.binarize_threshold is not None else 0
         pred = read_raster(fold_dir / "predictions" / f"{case_id}.png")
         dice = np.mean([r["dice"] for r in rows if r["case"] == case_id])

@@ -28,7 +28,7 @@ def outline(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     edge = find_boundaries(mask.astype(bool), mode="inner")
     if thickness > 1:
         edge = ndimage.binary_dilation(edge, iterations=thickness - 1) & mask.astype(bool)
-    return edge  # type: ignore[no-any-return]
+    return edge
 
 
 def draw_overlay(image: np.ndarray, ref: np.ndarray | None, pred: np.ndarray | None) -> np.ndarray:

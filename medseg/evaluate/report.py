@@ -36,7 +36,8 @@ DEFINITIONS = {
 
 def fold_dirs(run_dir: Path) -> list[Path]:
     return sorted(
-        (p for p in run_dir.glob("fold_*") if (p / "metrics.csv").is_file()), key=lambda p: int(p.name.split("_")[1])
+        (p for p in run_dir.glob("fold_*") if (p / "metrics.csv").is_file()),
+        key=lambda p: int(p.name.split("_")[1]),
     )
 
 
@@ -97,7 +98,9 @@ def metric_table(summary: dict[str, Any], label_key: str) -> list[list[str]]:
         table.append([k, *cells, str(s["dice"]["n"]), str(s["hd95"]["n_infinite"])])
     fm = summary["fold_mean"][label_key]
     ov = summary["overall"][label_key]
-    table.append(["mean of folds", *[f"{_fmt(fm[m]['mean'])} ± {_fmt(fm[m]['std'])}" for m in METRIC_NAMES], "", ""])
+    table.append(
+        ["mean of folds", *[f"{_fmt(fm[m]['mean'])} ± {_fmt(fm[m]['std'])}" for m in METRIC_NAMES], "", ""]
+    )
     table.append(
         [
             "all cases",
@@ -168,7 +171,8 @@ def curves_figure(run_dir: Path) -> str:
     ax2.set_title("validation Dice (inner split)")
     for ax in (ax1, ax2):
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
     return _png_b64(fig)
 
 
@@ -199,7 +203,9 @@ def write_report(run_dir: Path, title: str | None = None) -> dict[str, Any]:
     defs_md = "\n".join(f"- **{k}**: {v}" for k, v in DEFINITIONS.items())
     bad = summary.get("bad_cases", [])
     bad_md = "\n".join(f"- {b['id']}: {b['reason']}" for b in bad) or "none"
-    direction = ", ".join(f"{m} {'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better" for m in METRIC_NAMES)
+    direction = ", ".join(
+        f"{m} {'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better" for m in METRIC_NAMES
+    )
     md = (
         f"# Cross-validation report: {title}\n\nCases: {summary.get('n_cases', '?')}; "
         f"folds: {len(summary['folds'])}. Values: mean ± std over cases; {direction}.\n\n"
@@ -212,7 +218,10 @@ def write_report(run_dir: Path, title: str | None = None) -> dict[str, Any]:
         for cap, b64 in worst_overlays(run_dir)
     )
     defs_html = "".join(f"<li><b>{k}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items())
-    bad_html = "".join(f"<li>{html.escape(b['id'])}: {html.escape(b['reason'])}</li>" for b in bad) or "<li>none</li>"
+    bad_html = (
+        "".join(f"<li>{html.escape(b['id'])}: {html.escape(b['reason'])}</li>" for b in bad)
+        or "<li>none</li>"
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:6px}}

@@ -20,7 +20,10 @@ def make_inferer(cfg: PipelineConfig) -> Any:
     from monai.inferers import SlidingWindowInferer
 
     return SlidingWindowInferer(
-        roi_size=cfg.roi_size, sw_batch_size=cfg.infer.sw_batch_size, overlap=cfg.infer.overlap, mode=cfg.infer.mode
+        roi_size=cfg.roi_size,
+        sw_batch_size=cfg.infer.sw_batch_size,
+        overlap=cfg.infer.overlap,
+        mode=cfg.infer.mode,
     )
 
 

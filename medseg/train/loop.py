@@ -52,10 +52,12 @@ def pick_device(setting: str) -> torch.device:
 
 
 def build_network(cfg: PipelineConfig) -> nn.Module:
-    return network_class(cfg.model.name)(**network_args(cfg))  # type: ignore[no-any-return]
+    return network_class(cfg.model.name)(**network_args(cfg))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: PipelineConfig) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: PipelineConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Linear warm-up (optional) then cosine decay to ``eta_min`` over the remaining epochs."""
     opt = cfg.train.optimizer
     total, warm = cfg.train.epochs, min(opt.warmup_epochs, cfg.train.epochs - 1)
@@ -71,7 +73,13 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: PipelineConfig) -> tor
 
 
 def validation_dice(
-    model: nn.Module, loader: Any, inferer: Any, device: torch.device, num_classes: int, ignore: int | None, amp: bool
+    model: nn.Module,
+    loader: Any,
+    inferer: Any,
+    device: torch.device,
+    num_classes: int,
+    ignore: int | None,
+    amp: bool,
 ) -> float:
     """Mean foreground Dice over the validation cases at training resolution."""
     from monai.metrics import DiceMetric
@@ -90,7 +98,9 @@ def validation_dice(
             onehot_p = torch.nn.functional.one_hot(pred[:, 0].long(), num_classes).movedim(-1, 1)
             onehot_l = torch.nn.functional.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)
             metric(onehot_p, onehot_l)
-    return float(metric.aggregate().item())
+    result = metric.aggregate()
+    assert isinstance(result, torch.Tensor)
+    return float(result.item())
 
 
 def train_fold(
@@ -114,7 +124,10 @@ def train_fold(
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     inferer = SlidingWindowInferer(
-        roi_size=cfg.roi_size, sw_batch_size=cfg.infer.sw_batch_size, overlap=cfg.infer.overlap, mode=cfg.infer.mode
+        roi_size=cfg.roi_size,
+        sw_batch_size=cfg.infer.sw_batch_size,
+        overlap=cfg.infer.overlap,
+        mode=cfg.infer.mode,
     )
     ckpt_dir = fold_dir / "checkpoints"
     best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
@@ -126,7 +139,12 @@ def train_fold(
         start = time.perf_counter()
         model.train()
         total, count = 0.0, 0
-        bar = tqdm(train_loader, desc=f"{fold_dir.name} epoch {epoch + 1}/{cfg.train.epochs}", leave=False, disable=not show_bar)
+        bar = tqdm(
+            train_loader,
+            desc=f"{fold_dir.name} epoch {epoch + 1}/{cfg.train.epochs}",
+            leave=False,
+            disable=not show_bar,
+        )
         for batch in bar:
             image = batch["image"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
@@ -174,7 +192,9 @@ def train_fold(
     return FoldResult(best_epoch, best_dice, len(history), best_path, last_path, history)
 
 
-def _state(model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, epoch: int, dice: float) -> dict[str, Any]:
+def _state(
+    model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, epoch: int, dice: float
+) -> dict[str, Any]:
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),

@@ -32,7 +32,7 @@ class DiceWithPixelLoss(nn.Module):
             pixel = self.pixel(logits, target[:, 0].long())
         else:
             pixel = self.pixel(logits, target)
-        return self.lambda_dice * dice + self.lambda_pixel * pixel  # type: ignore[no-any-return]
+        return self.lambda_dice * dice + self.lambda_pixel * pixel
 
 
 class MaskedFocalLoss(nn.Module):
@@ -67,13 +67,17 @@ def build_loss(cfg: ComponentConfig, ignore_value: int | None) -> nn.Module:
     args = loss_args(cfg)
     cls = loss_class(cfg.name)
     if ignore_value is None:
-        return cls(**args)  # type: ignore[no-any-return]
+        return cls(**args)
     if cfg.name == "Focal":
         return MaskedFocalLoss(ignore_value, **{k: v for k, v in args.items() if k != "ignore_index"})
     if "ignore_index" in inspect.signature(cls).parameters:
-        return cls(**{**args, "ignore_index": ignore_value})  # type: ignore[no-any-return]
+        return cls(**{**args, "ignore_index": ignore_value})
     weight = args.get("weight")
-    dice_weight = weight[1:] if weight is not None and cfg.name == "DiceCE" and not args["include_background"] else weight
+    dice_weight = (
+        weight[1:]
+        if weight is not None and cfg.name == "DiceCE" and not args["include_background"]
+        else weight
+    )
     dice = DiceLoss(**_subset(DiceLoss, args), weight=dice_weight, ignore_index=ignore_value)
     pixel: nn.Module
     if cfg.name == "DiceCE":

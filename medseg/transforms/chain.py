@@ -35,7 +35,7 @@ def read_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
 
     keys = [IMAGE_KEY, LABEL_KEY] if with_label else [IMAGE_KEY]
     chain: list[Any] = [
-        LoadImaged(keys, reader=PILReader(reverse_indexing=False), image_only=True),
+        LoadImaged(keys, reader=PILReader(reverse_indexing=False), image_only=True),  # type: ignore[arg-type]
         EnsureChannelFirstd(keys),
         ScaleIntensityRanged(IMAGE_KEY, a_min=0, a_max=255, b_min=0.0, b_max=1.0),
         EnsureTyped(IMAGE_KEY, dtype=torch.float32),
@@ -80,7 +80,9 @@ def eval_transforms(cfg: PipelineConfig) -> Any:
     """Validation during training: the training pipeline without augmentation."""
     from monai.transforms import Compose
 
-    return Compose(read_transforms(cfg) + [resize_transform(cfg, [IMAGE_KEY, LABEL_KEY])] + finish_transforms())
+    return Compose(
+        read_transforms(cfg) + [resize_transform(cfg, [IMAGE_KEY, LABEL_KEY])] + finish_transforms()
+    )
 
 
 def original_size_transforms(cfg: PipelineConfig, with_label: bool = True) -> Any:

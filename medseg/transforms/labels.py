@@ -24,13 +24,17 @@ class PrepareLabel(Transform):
         [[0, 1], [1, 0]]
     """
 
-    def __init__(self, num_classes: int = 2, threshold: float | None = None, ignore_value: int | None = None) -> None:
+    def __init__(
+        self, num_classes: int = 2, threshold: float | None = None, ignore_value: int | None = None
+    ) -> None:
         self.num_classes = num_classes
         self.threshold = threshold
         self.ignore_value = ignore_value
 
     def __call__(self, label: Any) -> Any:
-        raw = torch.as_tensor(label) if isinstance(label, torch.Tensor) else torch.as_tensor(np.asarray(label))
+        raw = (
+            torch.as_tensor(label) if isinstance(label, torch.Tensor) else torch.as_tensor(np.asarray(label))
+        )
         if self.threshold is not None:
             out = (raw > self.threshold).to(torch.uint8)
         elif self.num_classes == 2:

@@ -14,7 +14,8 @@ from medseg.errors import DataError
 def _cases(n: int = 60) -> list[dict]:
     diagnoses = ["common_nevus", "atypical_nevus", "melanoma"]
     return [
-        {"id": f"C{i:03d}", "patient_id": f"P{i // 3:02d}", "diagnosis": diagnoses[(i // 3) % 3]} for i in range(n)
+        {"id": f"C{i:03d}", "patient_id": f"P{i // 3:02d}", "diagnosis": diagnoses[(i // 3) % 3]}
+        for i in range(n)
     ]
 
 

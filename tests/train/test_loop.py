@@ -36,7 +36,9 @@ def test_checkpoint_round_trip_and_mismatch_is_refused(tmp_path: Path) -> None:
     for a, b in zip(net.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert load_checkpoint(path)["epoch"] == 3
-    bigger = tiny_config(tmp_path, tmp_path, model={"name": "UNet", "args": {"channels": [8, 16, 32], "strides": [2, 2]}})
+    bigger = tiny_config(
+        tmp_path, tmp_path, model={"name": "UNet", "args": {"channels": [8, 16, 32], "strides": [2, 2]}}
+    )
     with pytest.raises(MedsegError, match="does not fit the configured network"):
         load_weights(build_network(bigger), path)
     with pytest.raises(MedsegError, match="checkpoint not found"):

@@ -13,7 +13,9 @@ def test_every_registered_network_builds_and_keeps_the_image_size(name: str, tmp
     args = {"features": [4, 4, 8, 16, 32, 4]} if name == "BasicUNet" else {}
     if name == "SegResNet":
         args = {"init_filters": 8}
-    cfg = tiny_config(tmp_path, tmp_path, model={"name": name, "args": args}, transforms={"spatial_size": [64, 64]})
+    cfg = tiny_config(
+        tmp_path, tmp_path, model={"name": name, "args": args}, transforms={"spatial_size": [64, 64]}
+    )
     net = build_network(cfg).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 3, 64, 64))

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from medseg.evaluate.casewise import write_metrics_csv
+from medseg.evaluate.report import write_report
+
+
+def _row(case: str, dice: float, hd95: float) -> dict:
+    return {
+        "case": case,
+        "label": 1,
+        "dice": dice,
+        "iou": dice,
+        "jaccard_thresholded": dice,
+        "hd95": hd95,
+        "nsd": dice,
+    }
+
+
+def test_summary_tables_and_self_contained_html(tmp_path: Path) -> None:
+    write_metrics_csv(tmp_path / "fold_0" / "metrics.csv", [_row("a", 0.8, 2.0), _row("b", 0.6, 4.0)])
+    write_metrics_csv(tmp_path / "fold_1" / "metrics.csv", [_row("c", 1.0, 0.0), _row("d", 0.0, math.inf)])
+    (tmp_path / "datalist.json").write_text(
+        json.dumps({"cases": [{}] * 5, "bad_cases": [{"id": "e", "reason": "no mask"}]})
+    )
+    summary = write_report(tmp_path, "t")
+    fold0 = summary["folds"]["0"]["label_1"]
+    assert fold0["dice"]["mean"] == pytest.approx(0.7) and fold0["dice"]["std"] == pytest.approx(0.1)
+    overall = summary["overall"]["label_1"]
+    assert overall["dice"]["mean"] == pytest.approx(0.6)
+    assert overall["hd95"]["n_infinite"] == 1 and overall["hd95"]["mean"] == pytest.approx(2.0)
+    assert summary["fold_mean"]["label_1"]["dice"]["mean"] == pytest.approx(0.6)  # (0.7 + 0.5) / 2
+    md = (tmp_path / "report.md").read_text()
+    assert "| 0 | 0.7000 ± 0.1000" in md and "e: no mask" in md
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2
+    assert "http://" not in page and "https://" not in page
+    assert json.loads((tmp_path / "summary.json").read_text())["n_cases"] == 5

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from medseg.tracking import Tracker, flatten
+from tests.conftest import tiny_config
+
+
+def test_flatten_nested_settings() -> None:
+    assert flatten({"train": {"epochs": 2, "loss": {"name": "DiceCE"}}, "seed": 0, "x": {}}) == {
+        "train.epochs": 2,
+        "train.loss.name": "DiceCE",
+        "seed": 0,
+        "x": {},
+    }
+
+
+def test_parent_and_nested_fold_runs_in_a_sqlite_store(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    cfg = tiny_config(tmp_path, tmp_path / "run")
+    tracker = Tracker(cfg, tmp_path / "run")
+    tracker.start_parent("p", cfg.model_dump(mode="json"))
+    fold = tracker.start_fold(0)
+    for epoch in (1, 2, 3):
+        tracker.log_metrics(fold, {"train_loss": 1.0 / epoch, "val_dice": float("nan")}, step=epoch)
+    (tmp_path / "a.txt").write_text("x")
+    tracker.log_artifact(fold, tmp_path / "a.txt")
+    tracker.end(fold)
+    tracker.end(tracker.parent_id)
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"p", "fold_0"}
+    assert runs["fold_0"].data.tags["mlflow.parentRunId"] == runs["p"].info.run_id
+    assert runs["p"].data.params["train.epochs"] == "1"
+    history = client.get_metric_history(runs["fold_0"].info.run_id, "train_loss")
+    assert [(m.step, round(m.value, 4)) for m in history] == [(1, 1.0), (2, 0.5), (3, 0.3333)]
+    assert "val_dice" not in runs["fold_0"].data.metrics  # NaN is not logged
+    assert [f.path for f in client.list_artifacts(runs["fold_0"].info.run_id)] == ["a.txt"]
+    assert runs["fold_0"].info.status == "FINISHED"
+
+
+def test_disabled_tracking_writes_nothing(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tmp_path / "run", tracking={"enabled": False})
+    tracker = Tracker(cfg, tmp_path / "run")
+    tracker.start_parent("p", {})
+    tracker.log_metrics(tracker.start_fold(0), {"a": 1.0})
+    assert not (tmp_path / "run").exists()
