@@ -213,9 +213,21 @@ def validate_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineConf
         raise ConfigError(f"{source}: invalid configuration\n" + format_validation_error(err)) from None
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block style for mappings, flow style for short lists of plain values ([192, 256])."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flat = all(isinstance(v, str | int | float | bool) or v is None for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
 def dump_config(cfg: PipelineConfig) -> str:
-    """The fully resolved configuration, every default included, as YAML."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The fully resolved configuration, every default included, as YAML (loadable as a pipeline)."""
+    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False)
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

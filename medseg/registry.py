@@ -212,23 +212,21 @@ def bind_components(cfg: PipelineConfig) -> PipelineConfig:
                     f"(transforms.spatial_size {cfg.transforms.spatial_size}); use a square size or remove it"
                 )
             instantiate(cls, bound, where)
-            bound_chain.append({name: _plain(_explicit(cls, bound))})
+            bound_chain.append({name: _plain(bound)})
         setattr(cfg.transforms, section, bound_chain)
     cfg.model.args = _plain(net_args)
     cfg.train.loss.args = _plain(l_args)
     return cfg
 
 
-def _explicit(cls: Callable[..., Any], bound: dict[str, Any]) -> dict[str, Any]:
-    """Drop arguments still at their default so transform chains stay readable."""
-    params = inspect.signature(cls).parameters
-    return {k: v for k, v in bound.items() if k not in params or params[k].default is not v}
-
-
 def _plain(value: Any) -> Any:
-    """YAML-safe copy: enums to values, tuples to lists."""
+    """YAML-safe copy: enums to values, tuples to lists, dtypes to their names."""
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, type) or type(value).__module__ in ("numpy", "torch"):
+        import numpy as np
+
+        return str(np.dtype(value))
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

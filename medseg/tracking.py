@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.config import PipelineConfig
+from medseg.errors import MedsegError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,27 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, with a clear message, when an http(s) tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # something answered; MLflow reports its own errors from here
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise MedsegError(
+            f"tracking.uri: no MLflow server answers at {uri} ({reason}); start one, for example "
+            "`mlflow server --host 127.0.0.1 --port 5000`, or remove tracking.uri to use the sqlite "
+            "store in the run folder"
+        ) from None
+
+
 class Tracker:
     """Thin wrapper over ``MlflowClient``: explicit run ids, no global active-run state."""
 
@@ -48,19 +70,21 @@ class Tracker:
         self.experiment_id = ""
         if not self.enabled:
             return
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         self.uri = cfg.tracking.uri or default_uri(run_dir)
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        check_server(self.uri)
         name = cfg.tracking.experiment or cfg.name
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
-            location = (run_dir / "mlartifacts").resolve().as_uri() if cfg.tracking.uri is None else None
-            self.experiment_id = self.client.create_experiment(name, artifact_location=location)
-        else:
-            self.experiment_id = exp.experiment_id
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                location = (run_dir / "mlartifacts").resolve().as_uri() if cfg.tracking.uri is None else None
+                self.experiment_id = self.client.create_experiment(name, artifact_location=location)
+            else:
+                self.experiment_id = exp.experiment_id
+        except Exception as err:  # any store failure becomes one clear message
+            raise MedsegError(f"tracking.uri: cannot use the MLflow store at {self.uri}: {err}") from None
 
     # ------------------------------------------------------------------ runs
     def start_parent(self, run_name: str, params: Mapping[str, Any]) -> None:

@@ -48,3 +48,33 @@ def test_disabled_tracking_writes_nothing(tmp_path: Path) -> None:
     tracker.start_parent("p", {})
     tracker.log_metrics(tracker.start_fold(0), {"a": 1.0})
     assert not (tmp_path / "run").exists()
+
+
+def test_unreachable_tracking_server_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    import pytest
+
+    from medseg.errors import MedsegError
+
+    with socket.socket() as sock:  # a free local port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = tiny_config(tmp_path, tmp_path / "run", tracking={"uri": f"http://127.0.0.1:{port}"})
+    with pytest.raises(MedsegError, match="no MLflow server answers at http://127.0.0.1"):
+        Tracker(cfg, tmp_path / "run")
+
+
+def test_any_tracking_uri_from_config(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    cfg = tiny_config(tmp_path, tmp_path / "run", tracking={"uri": uri, "experiment": "shared-exp"})
+    tracker = Tracker(cfg, tmp_path / "run")
+    tracker.start_parent("p", {"a": 1})
+    tracker.end(tracker.parent_id)
+    assert not (tmp_path / "run" / "mlflow.db").exists()
+    runs = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("shared-exp").experiment_id]
+    )
+    assert [r.info.run_name for r in runs] == ["p"]
