@@ -55,6 +55,9 @@ def run(pipeline: PipelineArg, set_: SetOpt = None) -> None:
         run_dir = run_pipeline(cfg)
     except MedsegError as err:
         _fail(err)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished folds and their files are kept", err=True)
+        raise typer.Exit(code=130) from None
     typer.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")
 
 
@@ -67,6 +70,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check a pipeline file (keys, values, component arguments) without running it."""
+    _setup()
     from medseg.config import dump_config, load_pipeline
     from medseg.errors import MedsegError
 

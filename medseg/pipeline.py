@@ -156,7 +156,8 @@ def run(cfg: PipelineConfig) -> Path:
     try:
         for name in ("config.yaml", "datalist.json", "splits.json"):
             tracker.log_artifact(parent, run_dir / name)
-        fit_cases = [c for c in cases if c["id"] in set(splits[0]["train"])]
+        first_fold_train = set(splits[0]["train"])
+        fit_cases = [c for c in cases if c["id"] in first_fold_train]
         tracker.log_artifact(parent, preview_grid(cfg, fit_cases or cases, run_dir / "preview.png"))
         folds = cfg.split.folds if cfg.split.folds is not None else list(range(len(splits)))
         timing: dict[str, float] = {}

@@ -21,7 +21,6 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from monai.utils import set_determinism
 
     from medseg.transforms.chain import train_transforms
 
@@ -29,7 +28,6 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
     n_draws = cfg.preview.n_draws
     chain = train_transforms(cfg)
     chain.set_random_state(seed=cfg.seed)
-    set_determinism(seed=cfg.seed)
     fig, axes = plt.subplots(len(chosen), n_draws, figsize=(2.6 * n_draws, 2.2 * len(chosen)), squeeze=False)
     for i, case in enumerate(chosen):
         for j in range(n_draws):
@@ -45,5 +43,4 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
-    set_determinism(seed=None)
     return path

@@ -12,13 +12,11 @@ from medseg.io.atomic import atomic_path
 
 
 def read_raster(path: str | Path) -> np.ndarray:
-    """Read a PNG or JPEG into a numpy array; a clear DataError names the file when that fails."""
+    """Read a PNG or JPEG into a numpy array as stored (no mode conversion, as MONAI's PILReader
+    reads it for training); a clear DataError names the file when that fails."""
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            im: Image.Image = opened
-            if im.mode in ("P", "CMYK", "YCbCr", "LA", "RGBA"):
-                im = im.convert("RGB") if im.mode != "LA" else im.convert("L")
+        with Image.open(path) as im:
+            im.load()
             return np.asarray(im)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None

@@ -98,3 +98,10 @@ def test_missing_folders_and_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "e" / MASKS).mkdir()
     with pytest.raises(DataError, match="no images with extensions"):
         build_datalist(DataConfig(root=tmp_path / "e"))
+
+
+def test_rgba_image_is_refused_with_its_channel_count(root: Path) -> None:
+    Image.fromarray(np.zeros((32, 40, 4), np.uint8)).save(root / IMAGES / "SYN0006.png")
+    (root / IMAGES / "SYN0006.jpg").unlink()
+    with pytest.raises(DataError, match="SYN0006: image has 4 channel"):
+        build_datalist(DataConfig(root=root))
