@@ -48,10 +48,17 @@ def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
 
 
 def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: int) -> tuple[Any, Any]:
+    """Cached training (augmented) and early-stopping (not augmented) loaders at training size."""
     from monai.data import CacheDataset, DataLoader
 
     from medseg.transforms.chain import eval_transforms, train_transforms
 
+    def items(cases: list[Case]) -> list[dict[str, str]]:
+        return [
+            {"id": c["id"], "image": c["image"], "label": c["label"]} for c in cases
+        ]  # only what collates
+
+    fit, val = items(fit), items(val)
     chain = train_transforms(cfg)
     chain.set_random_state(seed=seed)
     workers = cfg.train.num_workers
