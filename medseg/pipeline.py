@@ -67,10 +67,18 @@ def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: in
     )
     val_ds = CacheDataset(val, eval_transforms(cfg), cache_rate=cfg.train.cache_rate, progress=False)
     generator = torch.Generator().manual_seed(seed)
+    pin = torch.cuda.is_available() and cfg.train.device != "cpu"
     train_loader = DataLoader(
-        train_ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers, generator=generator
+        train_ds,
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=pin,
     )
-    val_loader = DataLoader(val_ds, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers)
+    val_loader = DataLoader(
+        val_ds, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers, pin_memory=pin
+    )
     return train_loader, val_loader
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from medseg.config import PipelineConfig
+from medseg.errors import MedsegError
 from medseg.io.atomic import atomic_path
 from medseg.registry import network_args, network_class
 from medseg.train.checkpoint import save_checkpoint
@@ -43,8 +44,6 @@ class FoldResult:
 
 def pick_device(setting: str) -> torch.device:
     if setting == "cuda" and not torch.cuda.is_available():
-        from medseg.errors import MedsegError
-
         raise MedsegError("train.device: cuda asked for but no CUDA device is visible; use auto or cpu")
     if setting == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
@@ -151,6 +150,11 @@ def train_fold(
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, enabled=amp):
                 loss = loss_fn(model(image), label)
+            if not torch.isfinite(loss):
+                raise MedsegError(
+                    f"{fold_dir.name} epoch {epoch + 1}: the training loss is {loss.item()}; check the "
+                    "images for NaN or infinite values, or lower train.optimizer.lr"
+                )
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

@@ -43,3 +43,16 @@ def test_checkpoint_round_trip_and_mismatch_is_refused(tmp_path: Path) -> None:
         load_weights(build_network(bigger), path)
     with pytest.raises(MedsegError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_nan_images_stop_training_with_a_clear_message(tmp_path: Path) -> None:
+    from medseg.train.loop import train_fold
+
+    cfg = tiny_config(tmp_path, tmp_path)
+    batch = {
+        "image": torch.full((2, 3, 32, 32), float("nan")),
+        "label": torch.zeros(2, 1, 32, 32, dtype=torch.long),
+    }
+    with pytest.raises(MedsegError, match="fold_0 epoch 1: the training loss is nan"):
+        train_fold(cfg, [batch], [batch], tmp_path / "fold_0")
+    assert not (tmp_path / "fold_0" / "checkpoints" / "best.pt").exists()
