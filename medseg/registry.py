@@ -38,6 +38,9 @@ NETWORK_DEFAULTS: dict[str, dict[str, Any]] = {
     "SegResNet": {},
 }
 
+# Network arguments always derived from the data and transforms settings.
+DERIVED_NETWORK_ARGS = ("spatial_dims", "in_channels", "out_channels")
+
 # Arguments medseg sets on a loss because the networks emit one logit channel per class.
 LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     "DiceCE": {"to_onehot_y": True, "softmax": True},
@@ -214,7 +217,8 @@ def bind_components(cfg: PipelineConfig) -> PipelineConfig:
             instantiate(cls, bound, where)
             bound_chain.append({name: _plain(bound)})
         setattr(cfg.transforms, section, bound_chain)
-    cfg.model.args = _plain(net_args)
+    # derived from data and transforms on every load, so a saved config.yaml follows their overrides
+    cfg.model.args = _plain({k: v for k, v in net_args.items() if k not in DERIVED_NETWORK_ARGS})
     cfg.train.loss.args = _plain(l_args)
     return cfg
 

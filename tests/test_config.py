@@ -143,3 +143,15 @@ def test_rotate90_on_non_square_size_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="non-square"):
         load_pipeline(tmp_path / "p.yaml")
+
+
+def test_saved_config_follows_data_overrides(tmp_path: Path) -> None:
+    """Network channels come from data settings on every load, not from the saved config."""
+    cfg = load_pipeline(ROOT / "pipelines" / "demo.yaml")
+    assert "in_channels" not in cfg.model.args
+    (tmp_path / "config.yaml").write_text(dump_config(cfg))
+    again = load_pipeline(tmp_path / "config.yaml", ["data.in_channels=1", "data.num_classes=3"])
+    from medseg.registry import network_args
+
+    args = network_args(again)
+    assert (args["in_channels"], args["out_channels"], args["spatial_dims"]) == (1, 3, 2)
