@@ -23,7 +23,7 @@ from medseg.config import PipelineConfig, dump_config
 from medseg.data.datalist import Case, build_datalist
 from medseg.data.splits import inner_validation, load_or_make_splits
 from medseg.io.atomic import write_json, write_text
-from medseg.tracking import Tracker
+from medseg.tracking import Tracker, label_suffix
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def run_fold(
             "best_val_dice": result.best_val_dice,
         }
         for label in range(1, cfg.data.num_classes):
-            suffix = "" if cfg.data.num_classes == 2 else f"_label_{label}"
+            suffix = label_suffix(label, cfg.data.num_classes)
             for m in METRIC_NAMES:
                 stats = summarize([r[m] for r in rows if r["label"] == label])
                 fold_metrics[f"test_{m}{suffix}"] = float(stats["mean"])
@@ -185,7 +185,7 @@ def run(cfg: PipelineConfig) -> Path:
         summary = write_report(run_dir, cfg.name)
         headline: dict[str, float] = {}
         for label_key, per_metric in summary["fold_mean"].items():
-            suffix = "" if label_key == "label_1" and cfg.data.num_classes == 2 else f"_{label_key}"
+            suffix = label_suffix(int(label_key.removeprefix("label_")), cfg.data.num_classes)
             for m, stats in per_metric.items():
                 headline[f"cv_{m}_mean{suffix}"] = stats["mean"]
                 headline[f"cv_{m}_std{suffix}"] = stats["std"]

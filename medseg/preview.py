@@ -14,6 +14,7 @@ from medseg.config import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.evaluate.overlay import draw_overlay
 from medseg.io.atomic import atomic_path
+from medseg.transforms.labels import foreground
 
 
 def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
@@ -34,9 +35,7 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
             item = chain(dict(case))
             image = np.moveaxis(np.asarray(item["image"]), 0, -1)
             label = np.asarray(item["label"])[0]
-            ignore = cfg.data.ignore_value
-            fg = (label > 0) & (label != ignore) if ignore is not None else label > 0
-            axes[i, j].imshow(draw_overlay(image, fg, None))
+            axes[i, j].imshow(draw_overlay(image, foreground(label, cfg.data.ignore_value), None))
             axes[i, j].set_axis_off()
             axes[i, j].set_title(f"{case['id']} #{j + 1}", fontsize=7)
     fig.suptitle("training transforms: image with mask outline", fontsize=9)

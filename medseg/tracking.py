@@ -39,6 +39,11 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def label_suffix(label: int, num_classes: int) -> str:
+    """Metric-name suffix for a class: none for the one foreground class of a binary task."""
+    return "" if num_classes == 2 else f"_label_{label}"
+
+
 def check_server(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, with a clear message, when an http(s) tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):

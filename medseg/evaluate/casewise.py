@@ -24,6 +24,7 @@ from medseg.evaluate.overlay import draw_overlay
 from medseg.infer.sliding import make_inferer, predict_label
 from medseg.io.atomic import atomic_path
 from medseg.io.raster import read_raster, write_png
+from medseg.transforms.labels import PrepareLabel, foreground
 
 Row = dict[str, Any]
 CSV_FIELDS = ["case", "label", *METRIC_NAMES]
@@ -96,6 +97,7 @@ def write_worst_overlays(
     cfg: PipelineConfig, cases: list[Case], rows: list[Row], fold_dir: Path
 ) -> list[Path]:
     by_id = {c["id"]: c for c in cases}
+    prepare = PrepareLabel(cfg.data.num_classes, cfg.data.binarize_threshold, cfg.data.ignore_value)
     overlay_dir = fold_dir / "overlays"
     if overlay_dir.is_dir():
         shutil.rmtree(overlay_dir)
@@ -103,14 +105,10 @@ def write_worst_overlays(
     for case_id in worst_cases(rows, cfg.evaluate.n_worst):
         case = by_id[case_id]
         image = read_raster(case["image"])
-        ref = read_raster(case["label"])
-        valid = (
-            ref != cfg.data.ignore_value if cfg.data.ignore_value is not None else np.ones(ref.shape, bool)
-        )
-        threshold = cfg.data.binarize_threshold if cfg.data.binarize_threshold is not None else 0
+        ref = prepare(read_raster(case["label"]))
         pred = read_raster(fold_dir / "predictions" / f"{case_id}.png")
         dice = np.mean([r["dice"] for r in rows if r["case"] == case_id])
         path = overlay_dir / f"{case_id}_dice{0 if math.isnan(dice) else dice:.3f}.png"
-        write_png(path, draw_overlay(image, (ref > threshold) & valid, pred > 0))
+        write_png(path, draw_overlay(image, foreground(ref, cfg.data.ignore_value), pred > 0))
         out.append(path)
     return out

@@ -22,6 +22,7 @@ from torch import nn
 
 from medseg.config import PipelineConfig
 from medseg.errors import MedsegError
+from medseg.infer.sliding import make_inferer
 from medseg.io.atomic import atomic_path
 from medseg.registry import network_args, network_class
 from medseg.train.checkpoint import save_checkpoint
@@ -109,7 +110,6 @@ def train_fold(
     fold_dir: Path,
     on_epoch: EpochCallback | None = None,
 ) -> FoldResult:
-    from monai.inferers import SlidingWindowInferer
     from tqdm import tqdm
 
     device = pick_device(cfg.train.device)
@@ -122,12 +122,7 @@ def train_fold(
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    inferer = SlidingWindowInferer(
-        roi_size=cfg.roi_size,
-        sw_batch_size=cfg.infer.sw_batch_size,
-        overlap=cfg.infer.overlap,
-        mode=cfg.infer.mode,
-    )
+    inferer = make_inferer(cfg)
     ckpt_dir = fold_dir / "checkpoints"
     best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
     best_dice, best_epoch, stale = -1.0, -1, 0

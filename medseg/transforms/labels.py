@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -67,12 +67,7 @@ class PrepareLabeld(MapTransform):
         return d
 
 
-def valid_mask(label: torch.Tensor, ignore_value: int | None) -> torch.Tensor:
-    """True where the label counts (not the ignore value)."""
-    if ignore_value is None:
-        return torch.ones_like(label, dtype=torch.bool)
-    return label != ignore_value
-
-
-def spatial_shape(x: Sequence[int] | torch.Tensor) -> tuple[int, ...]:
-    return tuple(int(s) for s in (x.shape[1:] if isinstance(x, torch.Tensor) else x))
+def foreground(label: np.ndarray, ignore_value: int | None) -> np.ndarray:
+    """Boolean mask of labelled, non-background pixels (the ignore value is not foreground)."""
+    fg = np.asarray(label) > 0
+    return fg if ignore_value is None else fg & (np.asarray(label) != ignore_value)
