@@ -32,9 +32,7 @@ class PrepareLabel(Transform):
         self.ignore_value = ignore_value
 
     def __call__(self, label: Any) -> Any:
-        raw = (
-            torch.as_tensor(label) if isinstance(label, torch.Tensor) else torch.as_tensor(np.asarray(label))
-        )
+        raw = torch.as_tensor(label) if isinstance(label, torch.Tensor) else torch.from_numpy(np.array(label))
         if self.threshold is not None:
             out = (raw > self.threshold).to(torch.uint8)
         elif self.num_classes == 2:
