@@ -28,20 +28,48 @@ class Strict(BaseModel):
 
 
 class SyntheticConfig(Strict):
-    """A generated dermoscopy-like data set written to ``data.root`` when that folder is missing."""
+    """A generated data set written to ``data.root`` when that folder is missing: dermoscopy-like
+    pictures in the ISIC layout, or CT-like volumes (NIfTI, one case as a DICOM series) in a table."""
 
+    kind: Literal["dermoscopy", "ct"] = "dermoscopy"
     n_cases: int = Field(40, ge=4)
     n_patients: int | None = Field(None, ge=2, description="default: about 3 images per 2 patients")
     height: int = Field(120, ge=32)
     width: int = Field(160, ge=32)
+    depth: int = Field(24, ge=8, description="slices of CT-like volumes")
     seed: int = 0
 
 
+class MammographyConfig(Strict):
+    """2D mammography reading: one orientation for every breast, background cropped, size capped."""
+
+    voi_lut: bool = Field(False, description="apply the VOI LUT or WindowCenter/WindowWidth of the file")
+    flip_to: Literal["L", "R"] | None = Field(
+        "L", description="flip images of the other laterality left-right; null = keep"
+    )
+    crop_breast: bool = True
+    crop_margin: int = Field(16, ge=0, description="pixels kept around the breast bounding box")
+    max_size: int | None = Field(
+        1024, ge=32, description="downsample so the longer side is at most this; spacing is updated"
+    )
+
+
+LabelSelection = dict[str, int | list[int]]
+
+
 class DataConfig(Strict):
-    """Where the cases are and how to check them (ISIC 2018 Task 1 layout)."""
+    """Where the cases are and how to check them.
+
+    ``isic2018``: the ISIC 2018 Task 1 folders. ``table``: a CSV (``data.table``, relative to
+    ``data.root``) or an inline list (``data.cases``) with columns ``id``, ``image``, ``label`` and
+    optional ``patient_id``/``diagnosis``; images and labels may be PNG/JPEG, DICOM files, DICOM
+    series folders or NIfTI, their paths relative to ``data.root``.
+    """
 
     root: Path
-    layout: Literal["isic2018"] = "isic2018"
+    layout: Literal["isic2018", "table"] = "isic2018"
+    table: str = "cases.csv"
+    cases: list[dict[str, str]] | None = Field(None, description="inline table rows (layout: table)")
     image_dir: str = "ISIC2018_Task1-2_Training_Input"
     mask_dir: str = "ISIC2018_Task1_Training_GroundTruth"
     mask_suffix: str = "_segmentation"
@@ -54,8 +82,23 @@ class DataConfig(Strict):
         None, description="masks with values other than {0,1} or {0,255} are refused unless this is set"
     )
     ignore_value: int | None = Field(None, description="label value excluded from loss and metrics")
+    labels: LabelSelection | None = Field(
+        None,
+        description="classes picked (in order, as 1, 2, ...) from the label values, such as "
+        "{liver: 5, kidneys: [2, 3]}; other values become background",
+    )
     on_bad_case: Literal["stop", "skip"] = "stop"
+    mammography: MammographyConfig | None = None
     synthetic: SyntheticConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> DataConfig:
+        if self.labels is not None and len(self.labels) + 1 != self.num_classes:
+            raise ValueError(
+                f"data.labels picks {len(self.labels)} class(es), so data.num_classes must be "
+                f"{len(self.labels) + 1} (background included), not {self.num_classes}"
+            )
+        return self
 
 
 class SplitConfig(Strict):
@@ -75,7 +118,19 @@ TransformList = list[dict[str, dict[str, Any]]]
 class TransformsConfig(Strict):
     """Dictionary transforms on ``image`` and ``label``: deterministic preprocessing, then augmentation."""
 
-    spatial_size: list[int] = [192, 256]
+    spatial_size: list[int] | None = Field(
+        None,
+        description="resize every image to this size; default [192, 256] when no spacing or patch is set",
+    )
+    spacing: list[float] | None = Field(
+        None, description="resample to this voxel spacing in mm (nnU-Net style: edges kept, size rounded)"
+    )
+    patch_size: list[int] | None = Field(
+        None, description="train on random patches of this size; inference slides a window of it"
+    )
+    patch_pos: float = Field(1.0, ge=0, description="weight of patches centred on foreground")
+    patch_neg: float = Field(1.0, ge=0, description="weight of patches centred on background")
+    patches_per_image: int = Field(2, ge=1)
     preprocess: TransformList = [{"NormalizeIntensityd": {"channel_wise": True}}]
     train: TransformList = [
         {"RandFlipd": {"prob": 0.5, "spatial_axis": 0}},
@@ -84,6 +139,43 @@ class TransformsConfig(Strict):
         {"RandScaleIntensityd": {"prob": 0.5, "factors": 0.15}},
         {"RandShiftIntensityd": {"prob": 0.5, "offsets": 0.1}},
     ]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_size(cls, data: Any) -> Any:
+        """2D pictures resized to 192x256 unless a size, spacing or patch size is given."""
+        if isinstance(data, dict) and all(
+            data.get(k) is None for k in ("spatial_size", "spacing", "patch_size")
+        ):
+            data = {**data, "spatial_size": [192, 256]}
+        return data
+
+    @model_validator(mode="after")
+    def _check_grid(self) -> TransformsConfig:
+        if self.spatial_size is not None and self.spacing is not None:
+            raise ValueError(
+                "set transforms.spatial_size (resize) or transforms.spacing (resample), not both"
+            )
+        if self.spatial_size is None and self.patch_size is None:
+            raise ValueError(
+                "the network input size is unset: give transforms.spatial_size (whole images resized) "
+                "or transforms.patch_size (patches)"
+            )
+        sizes = [v for v in (self.spatial_size, self.spacing, self.patch_size) if v is not None]
+        if len({len(v) for v in sizes}) > 1 or len(sizes[0]) not in (2, 3):
+            raise ValueError("spatial_size, spacing and patch_size need the same length, 2 or 3")
+        return self
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.patch_size or self.spatial_size or [])
+
+    @property
+    def input_size(self) -> list[int]:
+        """What the network sees in training: the patch when patches are used, else the whole image."""
+        size = self.patch_size or self.spatial_size
+        assert size is not None
+        return size
 
     @field_validator("preprocess", "train")
     @classmethod
@@ -114,7 +206,12 @@ class TrainConfig(Strict):
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="training cases held back for early stopping")
+    val_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="training cases held back for early stopping; 0 = none, keep the last epoch",
+    )
     val_every: int = Field(1, ge=1)
     patience: int | None = Field(15, ge=1, description="epochs without a better validation Dice; null = off")
     min_epochs: int = Field(0, ge=0)
@@ -133,8 +230,8 @@ class InferConfig(Strict):
 
 
 class EvaluateConfig(Strict):
-    nsd_tolerance: float = Field(
-        2.0, gt=0, description="Surface Dice tolerance, in pixels for 2D raster data"
+    nsd_tolerance: float | list[float] = Field(
+        2.0, description="Surface Dice tolerance in mm (pixels for PNG/JPEG); a list gives one per class"
     )
     jaccard_threshold: float = Field(0.65, ge=0, le=1, description="ISIC thresholded Jaccard cut-off")
     n_worst: int = Field(5, ge=0, description="overlay PNGs of the worst cases per fold")
@@ -172,6 +269,12 @@ class PipelineConfig(Strict):
             bad = [k for k in self.split.folds if not 0 <= k < self.split.n_folds]
             if bad:
                 raise ValueError(f"split.folds: {bad} outside 0..{self.split.n_folds - 1}")
+        tol = self.evaluate.nsd_tolerance
+        n_fg = self.data.num_classes - 1
+        if isinstance(tol, list) and len(tol) != n_fg:
+            raise ValueError(f"evaluate.nsd_tolerance: {len(tol)} values for {n_fg} foreground classes")
+        if any(t <= 0 for t in (tol if isinstance(tol, list) else [tol])):
+            raise ValueError("evaluate.nsd_tolerance: tolerances must be positive")
         ignore = self.data.ignore_value
         if ignore is not None and 0 <= ignore < self.data.num_classes:
             raise ValueError(f"data.ignore_value {ignore} is a class index; use a value >= num_classes")
@@ -179,7 +282,11 @@ class PipelineConfig(Strict):
 
     @property
     def roi_size(self) -> list[int]:
-        return self.infer.roi_size or self.transforms.spatial_size
+        return self.infer.roi_size or self.transforms.input_size
+
+    def nsd_tolerance(self, label: int) -> float:
+        tol = self.evaluate.nsd_tolerance
+        return float(tol[label - 1] if isinstance(tol, list) else tol)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -2,9 +2,9 @@
 
 Every stage writes files into the run folder (``output_dir``) and MLflow logs the same files:
 
-    config.yaml  datalist.json  splits.json  preview.png  timing.json
+    config.yaml  datalist.json  splits.json  intensity_stats.json  preview.png  timing.json
     fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
-    fold_k/predictions/<id>.png  fold_k/metrics.csv  fold_k/overlays/
+    fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
     report.html  report.md  summary.json  mlflow.db  mlartifacts/
 """
 
@@ -36,36 +36,40 @@ def seed_everything(seed: int) -> None:
 
 def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
     """Generate the synthetic set if configured and missing, verify pairs, write datalist.json."""
-    if cfg.data.synthetic is not None and not Path(cfg.data.root).exists():
-        from medseg.data.synthetic import generate_dataset
+    from medseg.registry import read_channels
 
-        log.info("generating %d synthetic cases in %s", cfg.data.synthetic.n_cases, cfg.data.root)
-        generate_dataset(cfg.data, cfg.data.synthetic)
-    cases, bad = build_datalist(cfg.data)
+    spec = cfg.data.synthetic
+    if spec is not None and not Path(cfg.data.root).exists():
+        log.info("generating %d synthetic %s cases in %s", spec.n_cases, spec.kind, cfg.data.root)
+        if spec.kind == "ct":
+            from medseg.data.synthetic_ct import generate_ct_dataset
+
+            generate_ct_dataset(cfg.data, spec)
+        else:
+            from medseg.data.synthetic import generate_dataset
+
+            generate_dataset(cfg.data, spec)
+    cases, bad = build_datalist(cfg.data, cfg.transforms.spatial_dims, read_channels(cfg))
     write_json(run_dir / "datalist.json", {"root": str(cfg.data.root), "cases": cases, "bad_cases": bad})
     log.info("ingest: %d cases, %d skipped", len(cases), len(bad))
     return cases, bad
 
 
-def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: int) -> tuple[Any, Any]:
-    """Cached training (augmented) and early-stopping (not augmented) loaders at training size."""
+def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: int) -> tuple[Any, Any | None]:
+    """Cached training (augmented) and early-stopping (not augmented) loaders on the model grid;
+    no early-stopping loader when ``val`` is empty (``train.val_fraction: 0``)."""
     from monai.data import CacheDataset, DataLoader
 
     from medseg.transforms.chain import eval_transforms, train_transforms
 
-    def items(cases: list[Case]) -> list[dict[str, str]]:
-        return [
-            {"id": c["id"], "image": c["image"], "label": c["label"]} for c in cases
-        ]  # only what collates
+    def items(cases: list[Case]) -> list[dict[str, str]]:  # only what collates
+        return [{"id": c["id"], "image": c["image"], "label": c["label"]} for c in cases]
 
-    fit, val = items(fit), items(val)
     chain = train_transforms(cfg)
     chain.set_random_state(seed=seed)
     workers = cfg.train.num_workers
-    train_ds = CacheDataset(
-        fit, chain, cache_rate=cfg.train.cache_rate, num_workers=workers or None, progress=False
-    )
-    val_ds = CacheDataset(val, eval_transforms(cfg), cache_rate=cfg.train.cache_rate, progress=False)
+    cache = cfg.train.cache_rate
+    train_ds = CacheDataset(items(fit), chain, cache_rate=cache, num_workers=workers or None, progress=False)
     generator = torch.Generator().manual_seed(seed)
     pin = torch.cuda.is_available() and cfg.train.device != "cpu"
     train_loader = DataLoader(
@@ -76,9 +80,12 @@ def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: in
         generator=generator,
         pin_memory=pin,
     )
-    val_loader = DataLoader(
-        val_ds, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers, pin_memory=pin
-    )
+    if not val:
+        return train_loader, None
+    val_ds = CacheDataset(items(val), eval_transforms(cfg), cache_rate=cache, progress=False)
+    # whole images on a resampled grid differ in size, so they are validated one at a time
+    val_batch = cfg.train.batch_size if cfg.transforms.spatial_size is not None else 1
+    val_loader = DataLoader(val_ds, batch_size=val_batch, shuffle=False, num_workers=workers, pin_memory=pin)
     return train_loader, val_loader
 
 
@@ -165,12 +172,17 @@ def run(cfg: PipelineConfig) -> Path:
     seed_everything(cfg.seed)
     cases, _ = ingest(cfg, run_dir)
     splits = load_or_make_splits(cases, cfg.split, run_dir)
+    from medseg.data.intensity_stats import STATS_FILE, fill_clip_zscore
+
+    if fill_clip_zscore(cfg, cases, run_dir) is not None:
+        write_text(run_dir / "config.yaml", dump_config(cfg))  # the resolved plan records the statistics
     tracker = Tracker(cfg, run_dir)
     tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"))
     parent = tracker.parent_id
     try:
-        for name in ("config.yaml", "datalist.json", "splits.json"):
-            tracker.log_artifact(parent, run_dir / name)
+        for name in ("config.yaml", "datalist.json", "splits.json", STATS_FILE):
+            if (run_dir / name).is_file():
+                tracker.log_artifact(parent, run_dir / name)
         first_fold_train = set(splits[0]["train"])
         fit_cases = [c for c in cases if c["id"] in first_fold_train]
         tracker.log_artifact(parent, preview_grid(cfg, fit_cases or cases, run_dir / "preview.png"))

@@ -12,6 +12,7 @@ import numpy as np
 
 from medseg.config import PipelineConfig
 from medseg.data.datalist import Case
+from medseg.evaluate.casewise import display_slice
 from medseg.evaluate.overlay import draw_overlay
 from medseg.io.atomic import atomic_path
 from medseg.transforms.labels import foreground
@@ -33,9 +34,14 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
     for i, case in enumerate(chosen):
         for j in range(n_draws):
             item = chain(dict(case))
-            image = np.moveaxis(np.asarray(item["image"]), 0, -1)
-            label = np.asarray(item["label"])[0]
-            axes[i, j].imshow(draw_overlay(image, foreground(label, cfg.data.ignore_value), None))
+            if isinstance(item, list):  # patches: show the first
+                item = item[0]
+            image = np.asarray(item["image"], dtype=np.float32)
+            label = foreground(np.asarray(item["label"])[0], cfg.data.ignore_value)
+            img2d, ref2d, _ = display_slice(image, label, label)
+            if img2d.ndim == 3 and img2d.shape[-1] not in (1, 3):
+                img2d = img2d[..., 0]
+            axes[i, j].imshow(draw_overlay(img2d, ref2d, None))
             axes[i, j].set_axis_off()
             axes[i, j].set_title(f"{case['id']} #{j + 1}", fontsize=7)
     fig.suptitle("training transforms: image with mask outline", fontsize=9)

@@ -110,15 +110,28 @@ def loss_class(name: str) -> Callable[..., Any]:
     return classes[name]
 
 
+# medseg's own dictionary transforms (module, class), all intensity stages
+MEDSEG_TRANSFORMS = {
+    "CTWindowd": "medseg.transforms.intensity",
+    "ClipZScored": "medseg.transforms.intensity",
+}
+
+
 def transform_class(name: str, where: str) -> tuple[Callable[..., Any], str]:
-    """The MONAI dictionary transform called ``name`` and its kind, ``spatial`` or ``intensity``."""
+    """The dictionary transform called ``name`` and its kind, ``spatial`` or ``intensity``."""
+    import importlib
+
     from monai import transforms
 
+    if name in MEDSEG_TRANSFORMS:
+        return getattr(importlib.import_module(MEDSEG_TRANSFORMS[name]), name), "intensity"
     if name in SPATIAL_TRANSFORMS:
         return getattr(transforms, name), "spatial"
     if name in INTENSITY_TRANSFORMS:
         return getattr(transforms, name), "intensity"
-    raise ConfigError(_unknown(where, name, SPATIAL_TRANSFORMS + INTENSITY_TRANSFORMS))
+    raise ConfigError(
+        _unknown(where, name, SPATIAL_TRANSFORMS + INTENSITY_TRANSFORMS + list(MEDSEG_TRANSFORMS))
+    )
 
 
 def bind_args(cls: Callable[..., Any], args: dict[str, Any], where: str) -> dict[str, Any]:
@@ -154,7 +167,7 @@ def network_args(cfg: PipelineConfig) -> dict[str, Any]:
     if args.get("deep_supervision"):
         raise ConfigError("model.args.deep_supervision: not supported by the training loop; set it to false")
     auto = {
-        "spatial_dims": len(cfg.transforms.spatial_size),
+        "spatial_dims": cfg.transforms.spatial_dims,
         "in_channels": cfg.data.in_channels,
         "out_channels": cfg.data.num_classes,
     }
@@ -209,10 +222,16 @@ def bind_components(cfg: PipelineConfig) -> PipelineConfig:
             ((name, args),) = item.items()
             where = f"transforms.{section}[{i}].{name}"
             cls, bound = transform_args(name, args or {}, where)
-            if name in ("RandRotate90d", "Rotate90d") and len(set(cfg.transforms.spatial_size)) > 1:
+            size = cfg.transforms.input_size
+            if name in ("RandRotate90d", "Rotate90d") and len(set(size)) > 1:
                 raise ConfigError(
                     f"{where}: 90-degree turns change the shape of non-square images "
-                    f"(transforms.spatial_size {cfg.transforms.spatial_size}); use a square size or remove it"
+                    f"(network input size {size}); use a square size or remove it"
+                )
+            if name == "CTWindowd" and len(bound["windows"]) != cfg.data.in_channels:
+                raise ConfigError(
+                    f"{where}: stacks {len(bound['windows'])} window(s) as channels, so data.in_channels "
+                    f"must be {len(bound['windows'])} (it is {cfg.data.in_channels})"
                 )
             instantiate(cls, bound, where)
             bound_chain.append({name: _plain(bound)})
@@ -242,3 +261,9 @@ def _unknown(where: str, name: str, known: Any) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
     return f"{where}: unknown name '{name}', {hint}"
+
+
+def read_channels(cfg: PipelineConfig) -> int:
+    """Channels each image file must have: 1 when CT windows make the channels, else data.in_channels."""
+    windows = [item for item in cfg.transforms.preprocess if "CTWindowd" in item]
+    return 1 if windows else cfg.data.in_channels

@@ -1,11 +1,18 @@
-"""Ingest for the ISIC 2018 Task 1 layout: pair images and masks by id, verify each pair, list them.
+"""Ingest: list the cases, verify each image and label pair, write the datalist.
 
-A case is usable when its image and mask both decode, share height and width, the image has
-``data.in_channels`` channels, the mask has one, and the mask holds only label values (``{0, 1}`` or
-``{0, 255}`` for two classes, ``0..num_classes-1`` otherwise, plus ``data.ignore_value``). Masks
+Two layouts. ``isic2018``: images and masks paired by id in the ISIC 2018 Task 1 folders.
+``table``: rows of ``id``, ``image``, ``label`` (and optional ``patient_id``, ``diagnosis``) from
+``data.table`` (CSV under ``data.root``) or ``data.cases``; an image is a PNG/JPEG, a DICOM file, a
+DICOM series folder or NIfTI, and paths are relative to ``data.root``.
+
+A 2D case is usable when image and mask both decode, share height and width, the image has the
+expected channels, the mask has one, and the mask holds only label values (``{0, 1}`` or
+``{0, 255}`` for two classes, ``0..num_classes-1`` otherwise, plus ``data.ignore_value``); masks
 with other values, such as JPEG-compressed ones, are refused unless ``data.binarize_threshold``
-is set. Bad cases stop ingest with the full list, or are skipped and recorded with
-``data.on_bad_case: skip``.
+is set. A 3D case is usable when the label lies on the image grid (same shape, affines within
+1e-3 mm in the canonical frame) and holds label values; with ``data.labels`` any values are
+accepted (those not picked become background). Bad cases stop ingest with the full list, or are
+skipped and recorded with ``data.on_bad_case: skip``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import numpy as np
 
 from medseg.config import DataConfig
 from medseg.errors import DataError
-from medseg.io.raster import read_raster
 
 log = logging.getLogger(__name__)
 
@@ -76,48 +82,131 @@ def find_pairs(data: DataConfig) -> tuple[list[Case], list[Case]]:
     return pairs, bad
 
 
-def check_pair(case: Case, data: DataConfig) -> str | None:
-    """Why this pair cannot be used, or None when it can. Records height and width on the case."""
+def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
+    """Rows of ``data.cases`` or of the ``data.table`` CSV, paths resolved against ``data.root``."""
+    root = Path(data.root)
+    if not root.is_dir():
+        raise DataError(f"data.root: folder '{root}' not found")
+    if data.cases is not None:
+        rows, source = [dict(r) for r in data.cases], "data.cases"
+    else:
+        path = root / data.table
+        if not path.is_file():
+            raise DataError(f"data.table: '{path}' not found; list the cases (id,image,label) there")
+        with open(path, newline="") as fh:
+            rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(fh)]
+        source = str(path)
+    if not rows:
+        raise DataError(f"{source}: no cases listed")
+    pairs, bad = [], []
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        missing = [k for k in ("id", "image", "label") if not row.get(k)]
+        if missing:
+            raise DataError(f"{source}: row {i + 1} lacks {missing}; every row needs id, image and label")
+        case_id = row["id"]
+        if case_id in seen:
+            bad.append({"id": case_id, "reason": f"{source}: id listed twice"})
+            continue
+        seen.add(case_id)
+        case = {**row, "image": str(root / row["image"]), "label": str(root / row["label"])}
+        gone = [k for k in ("image", "label") if not Path(case[k]).exists()]
+        if gone:
+            bad.append({**case, "reason": f"{' and '.join(gone)} not found ({case[gone[0]]})"})
+            continue
+        pairs.append(case)
+    return pairs, bad
+
+
+def label_values_problem(values: set[int], data: DataConfig) -> str | None:
+    """Why a label holding ``values`` cannot be used as it is, or None."""
+    if data.ignore_value is not None:
+        values = values - {data.ignore_value}
+    if data.binarize_threshold is not None or data.labels is not None:
+        return None
+    allowed = [{0, 1}, {0, 255}] if data.num_classes == 2 else [set(range(data.num_classes))]
+    if any(values <= a for a in allowed):
+        return None
+    shown = sorted(values)[:8]
+    more = "..." if len(values) > 8 else ""
+    if data.num_classes == 2 and len(values) > 2 and max(values) <= 255:
+        return (
+            f"mask values {shown}{more} are not label values (a JPEG-saved mask?); set "
+            "data.binarize_threshold (for example 127) to binarise them"
+        )
+    return (
+        f"label values {shown}{more} do not fit data.num_classes {data.num_classes}; pick and renumber "
+        "classes with data.labels (for example {liver: 5}) or set data.num_classes"
+    )
+
+
+def check_pair(case: Case, data: DataConfig, read_channels: int | None = None) -> str | None:
+    """Why a 2D pair cannot be used, or None when it can. Records height and width on the case."""
+    from medseg.io.volume import read_image2d
+
+    channels_needed = read_channels or data.in_channels
     try:
-        image = read_raster(case["image"])
-        mask = read_raster(case["label"])
+        image, tags = read_image2d(case["image"])
+        mask, _ = read_image2d(case["label"])
     except DataError as err:
         return str(err)
     channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels != data.in_channels:
-        return f"image has {channels} channel(s), data.in_channels is {data.in_channels}"
+    if channels != channels_needed:
+        return f"image has {channels} channel(s), {channels_needed} expected (data.in_channels)"
     if mask.ndim != 2:
-        return f"mask has {mask.shape[2]} channels; save it as a single-channel (grayscale) PNG"
+        return f"mask has {mask.shape[2]} channels; save it as a single-channel (grayscale) image"
     if image.shape[:2] != mask.shape:
         return f"image is {image.shape[0]}x{image.shape[1]} but mask is {mask.shape[0]}x{mask.shape[1]}"
-    values = set(np.unique(mask).tolist())
-    if data.ignore_value is not None:
-        values.discard(data.ignore_value)
-    if data.binarize_threshold is None:
-        allowed = [{0, 1}, {0, 255}] if data.num_classes == 2 else [set(range(data.num_classes))]
-        if not any(values <= a for a in allowed):
-            shown = sorted(values)[:8]
-            return (
-                f"mask values {shown}{'...' if len(values) > 8 else ''} are not label values "
-                "(a JPEG-saved mask?); set data.binarize_threshold (for example 127) to binarise them"
-            )
+    if not np.all(np.isfinite(image)):
+        return "image has NaN or infinite values"
+    problem = label_values_problem(set(np.unique(mask).tolist()), data)
+    if problem:
+        return problem
     case["height"], case["width"] = int(image.shape[0]), int(image.shape[1])
     return None
 
 
-def build_datalist(data: DataConfig) -> tuple[list[Case], list[Case]]:
+def check_volume_pair(case: Case, data: DataConfig, read_channels: int | None = None) -> str | None:
+    """Why a 3D pair cannot be used, or None. Records shape and spacing on the case."""
+    from medseg.io.volume import read_volume, same_grid, volume_geometry
+
+    channels_needed = read_channels or data.in_channels
+    try:
+        image_geom = volume_geometry(case["image"])
+        label_geom = volume_geometry(case["label"])
+        problem = same_grid(image_geom, label_geom)
+        if problem:
+            return problem
+        channels = image_geom[0][3] if len(image_geom[0]) > 3 else 1
+        if channels != channels_needed:
+            return f"image has {channels} channel(s), {channels_needed} expected (data.in_channels)"
+        label, _, _ = read_volume(case["label"])
+    except DataError as err:
+        return str(err)
+    problem = label_values_problem(set(np.unique(label).astype(int).tolist()), data)
+    if problem:
+        return problem
+    case["shape"] = [int(s) for s in image_geom[0][:3]]
+    case["spacing"] = [round(float(s), 6) for s in np.linalg.norm(image_geom[1][:3, :3], axis=0)]
+    return None
+
+
+def build_datalist(
+    data: DataConfig, spatial_dims: int = 2, read_channels: int | None = None
+) -> tuple[list[Case], list[Case]]:
     """Verified cases and bad cases. Raises DataError listing every bad case unless skipping."""
-    pairs, bad = find_pairs(data)
-    meta = read_metadata(data)
+    pairs, bad = read_table(data) if data.layout == "table" else find_pairs(data)
+    meta = read_metadata(data) if data.layout == "isic2018" else {}
+    check = check_volume_pair if spatial_dims == 3 else check_pair
     good = []
     for case in pairs:
-        reason = check_pair(case, data)
+        reason = check(case, data, read_channels)
         if reason:
             bad.append({**case, "reason": reason})
             continue
         row = meta.get(case["id"], {})
-        case["patient_id"] = row.get("patient_id") or case["id"]
-        case["diagnosis"] = row.get("diagnosis") or None
+        case["patient_id"] = row.get("patient_id") or case.get("patient_id") or case["id"]
+        case["diagnosis"] = row.get("diagnosis") or case.get("diagnosis") or None
         good.append(case)
     if bad and data.on_bad_case == "stop":
         listing = "\n".join(f"  {b['id']}: {b['reason']}" for b in bad)

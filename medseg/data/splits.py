@@ -104,11 +104,14 @@ def inner_validation(
     """Split a fold's training cases into (fit, early-stopping validation), grouped by patient."""
     from sklearn.model_selection import GroupShuffleSplit
 
+    if fraction == 0:
+        return sorted(train_ids), []
     by_id = {c["id"]: c for c in cases}
     groups = [str(by_id[i].get("patient_id") or i) for i in train_ids]
     if len(set(groups)) < 2:
         raise DataError(
-            "train.val_fraction: a fold needs at least two patients to hold some back for validation"
+            "train.val_fraction: a fold needs at least two patients to hold some back for validation; "
+            "set train.val_fraction: 0 to train without early stopping"
         )
     gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     fit_idx, val_idx = next(gss.split(train_ids, groups=groups))

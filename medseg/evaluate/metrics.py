@@ -3,11 +3,12 @@
 Definitions (also printed in every report):
 - Dice = 2|P & R| / (|P| + |R|); IoU = |P & R| / |P | R|.
 - Thresholded Jaccard (ISIC 2018): IoU when IoU >= threshold (0.65), else 0.
-- HD95: the larger of the two directed 95th-percentile surface distances (MONAI's
+- HD95: the larger of the two directed 95th-percentile surface distances (equal to MONAI's
   ``compute_hausdorff_distance(percentile=95)``, as in DeepMind's surface-distance).
-- Surface Dice (NSD) at tolerance tau: DeepMind's surfel definition, MONAI's
-  ``compute_surface_dice(use_subvoxels=True)``.
-Distances are in the units of ``spacing`` (pixels for 2D raster data).
+- Surface Dice (NSD) at tolerance tau: DeepMind's surfel definition (equal to MONAI's
+  ``compute_surface_dice(use_subvoxels=True)``).
+Both are computed by :mod:`medseg.evaluate.surface` with a distance transform on the cropped union.
+Distances are in the units of ``spacing``: mm for DICOM and NIfTI, pixels for PNG/JPEG.
 
 Empty masks: both empty gives Dice 1, IoU 1, HD95 0, NSD 1; exactly one empty gives Dice 0,
 IoU 0, NSD 0 and HD95 = inf (counted, never dropped silently). Pixels equal to the ignore value
@@ -17,33 +18,21 @@ in the reference are removed from both masks first.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 METRIC_NAMES = ("dice", "iou", "jaccard_thresholded", "hd95", "nsd")
 HIGHER_IS_BETTER = {"dice": True, "iou": True, "jaccard_thresholded": True, "hd95": False, "nsd": True}
 
 
-def _onehot(mask: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))
-    return torch.stack([~t, t])[None].float()
-
-
 def surface_metrics(
     pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance: float
 ) -> tuple[float, float]:
-    """(HD95, NSD) for two non-empty boolean masks."""
-    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+    """(HD95, NSD) for two non-empty boolean masks (:mod:`medseg.evaluate.surface`, equal to MONAI)."""
+    from medseg.evaluate.surface import hausdorff_percentile, surface_dice
 
-    p, r = _onehot(pred), _onehot(ref)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        hd95 = compute_hausdorff_distance(p, r, percentile=95, spacing=list(spacing))
-        nsd = compute_surface_dice(p, r, [tolerance], spacing=list(spacing), use_subvoxels=True)
-    return float(hd95.item()), float(nsd.item())
+    return hausdorff_percentile(pred, ref, spacing, 95), surface_dice(pred, ref, spacing, tolerance)
 
 
 def case_metrics(

@@ -1,13 +1,15 @@
-"""Sliding-window inference at the training resolution, probabilities returned at the original size.
+"""Sliding-window inference on the model grid, probabilities returned on the reference grid.
 
-The image (already read and preprocessed at its original size) is resized to
-``transforms.spatial_size``, run through MONAI's ``SlidingWindowInferer`` (Gaussian weighting by
-default), turned into softmax probabilities, and those are resized back bilinearly. Only then is
-the argmax taken, so no label is ever interpolated.
+The image (read and preprocessed on its reference grid) is brought to the model grid: resized to
+``transforms.spatial_size``, or resampled to ``transforms.spacing`` with the same rounding rule as
+training. MONAI's ``SlidingWindowInferer`` (Gaussian weighting by default, ``infer.overlap``) runs
+every model; softmax probabilities are averaged over models and resized back (bi/trilinear). Only
+then is the argmax taken, so no label is ever interpolated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -27,16 +29,36 @@ def make_inferer(cfg: PipelineConfig) -> Any:
     )
 
 
+def model_grid(cfg: PipelineConfig, shape: Sequence[int], spacing: Sequence[float] | None) -> tuple[int, ...]:
+    """Size of the model grid for a reference grid of ``shape`` and ``spacing``."""
+    from medseg.transforms.resample import grid_size
+
+    t = cfg.transforms
+    if t.spatial_size is not None:
+        return tuple(t.spatial_size)
+    if t.spacing is not None:
+        return grid_size(shape, spacing if spacing is not None else [1.0] * len(shape), t.spacing)
+    return tuple(shape)
+
+
+def image_spacing(image: Any) -> list[float] | None:
+    meta = getattr(image, "meta", None) or {}
+    spacing = meta.get("spacing")
+    return None if spacing is None else [float(s) for s in torch.as_tensor(spacing).flatten()]
+
+
 def predict_probabilities(
     models: list[nn.Module], image: torch.Tensor, cfg: PipelineConfig, inferer: Any, device: torch.device
 ) -> torch.Tensor:
-    """Mean softmax of ``models`` for one image (C, *spatial) -> (num_classes, *spatial), original size."""
+    """Mean softmax of ``models`` for one image (C, *spatial) -> (num_classes, *spatial), reference grid."""
     import torch.nn.functional as F
 
+    from medseg.transforms.resample import linear_mode
+
     spatial = tuple(image.shape[1:])
-    x = torch.as_tensor(image, dtype=torch.float32)[None].to(device)
-    size = tuple(cfg.transforms.spatial_size)
-    interp = "bilinear" if len(size) == 2 else "trilinear"
+    size = model_grid(cfg, spatial, image_spacing(image))
+    x = torch.as_tensor(image, dtype=torch.float32).as_subclass(torch.Tensor)[None].to(device)
+    interp = linear_mode(len(spatial))
     if spatial != size:
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
     amp = cfg.train.amp and device.type == "cuda"
@@ -56,5 +78,5 @@ def predict_probabilities(
 def predict_label(
     models: list[nn.Module], image: torch.Tensor, cfg: PipelineConfig, inferer: Any, device: torch.device
 ) -> torch.Tensor:
-    """Integer label map (spatial) at the image's original size."""
+    """Integer label map (spatial) on the image's reference grid."""
     return predict_probabilities(models, image, cfg, inferer, device).argmax(0)

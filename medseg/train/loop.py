@@ -106,7 +106,7 @@ def validation_dice(
 def train_fold(
     cfg: PipelineConfig,
     train_loader: Any,
-    val_loader: Any,
+    val_loader: Any | None,
     fold_dir: Path,
     on_epoch: EpochCallback | None = None,
 ) -> FoldResult:
@@ -159,7 +159,10 @@ def train_fold(
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         row: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr}
-        if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
+        if val_loader is None:  # no early-stopping cases: the latest epoch is kept
+            save_checkpoint(best_path, _state(model, optimizer, scheduler, scaler, epoch + 1, math.nan))
+            best_epoch = epoch + 1
+        elif (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
             dice = validation_dice(
                 model, val_loader, inferer, device, cfg.data.num_classes, cfg.data.ignore_value, amp
             )
@@ -188,6 +191,7 @@ def train_fold(
             log.info("%s: early stop after %d epochs without a better validation Dice", fold_dir.name, stale)
             break
     save_checkpoint(last_path, _state(model, optimizer, scheduler, scaler, len(history), best_dice))
+    best_dice = math.nan if val_loader is None else best_dice
     return FoldResult(best_epoch, best_dice, len(history), best_path, last_path, history)
 
 

@@ -1,0 +1,71 @@
+"""``LoadCased``: read ``image`` and ``label`` of a case with medseg's readers into MetaTensors.
+
+Every kind of file goes through :mod:`medseg.io.volume`, so DICOM series are sorted and checked,
+CT is in HU and volumes are in the canonical RAS+ frame. Output is channel first: (C, H, W) for 2D
+workflows, (C, X, Y, Z) for 3D. The meta data carry ``spacing`` (mm, or pixels for PNG/JPEG),
+``laterality`` ("L", "R" or "") and ``filename_or_obj``; the affine is the RAS affine for volumes.
+8-bit and 16-bit PNG/JPEG images are scaled to [0, 1]; DICOM and NIfTI values are kept as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+from medseg.registry import LABEL_KEY
+
+
+def load_image(path: str, spatial_dims: int, voi_lut: bool = False, is_label: bool = False) -> MetaTensor:
+    from medseg.io.volume import kind_of, read_image2d, read_volume
+
+    if spatial_dims == 3:
+        array, affine, tags = read_volume(path)
+        data = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
+        spacing = tuple(tags["spacing"])
+        laterality = ""
+    else:
+        array, tags = read_image2d(path, voi_lut=voi_lut and not is_label)
+        data = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+        spacing = tuple(tags["spacing"])
+        affine = np.diag([spacing[0], spacing[1], 1.0, 1.0])
+        laterality = tags.get("laterality") or ""
+    if is_label:
+        tensor = torch.from_numpy(np.array(data))  # a writable copy (PIL arrays are read-only)
+    else:
+        scale = 1.0
+        if kind_of(path) == "raster" and data.dtype in (np.uint8, np.uint16):
+            scale = 1.0 / float(np.iinfo(data.dtype).max)
+        tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)) * scale
+    meta = {
+        "spacing": np.asarray(spacing, dtype=np.float64),
+        "laterality": laterality,
+        "filename_or_obj": path,
+    }
+    return MetaTensor(tensor, affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
+
+
+class LoadCased(MapTransform):
+    """Read each key's path; ``label`` is read as a label (values kept, no VOI LUT)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_dims: int = 2,
+        voi_lut: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_dims = spatial_dims
+        self.voi_lut = voi_lut
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = load_image(str(d[key]), self.spatial_dims, self.voi_lut, is_label=key == LABEL_KEY)
+        return d
