@@ -228,12 +228,12 @@ def bind_components(cfg: PipelineConfig) -> PipelineConfig:
                     f"{where}: 90-degree turns change the shape of non-square images "
                     f"(network input size {size}); use a square size or remove it"
                 )
+            instantiate(cls, bound, where)
             if name == "CTWindowd" and len(bound["windows"]) != cfg.data.in_channels:
                 raise ConfigError(
                     f"{where}: stacks {len(bound['windows'])} window(s) as channels, so data.in_channels "
                     f"must be {len(bound['windows'])} (it is {cfg.data.in_channels})"
                 )
-            instantiate(cls, bound, where)
             bound_chain.append({name: _plain(bound)})
         setattr(cfg.transforms, section, bound_chain)
     # derived from data and transforms on every load, so a saved config.yaml follows their overrides

