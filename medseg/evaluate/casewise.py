@@ -130,7 +130,7 @@ def display_slice(image: np.ndarray, ref: np.ndarray, pred: np.ndarray) -> tuple
         return (img[..., 0] if img.shape[-1] == 1 else img), ref, pred
     counts = ref.reshape(-1, ref.shape[-1]).sum(0) if ref.any() else pred.reshape(-1, pred.shape[-1]).sum(0)
     z = int(np.argmax(counts))
-    turn = lambda a: np.rot90(a[..., z])  # noqa: E731
+    turn = lambda a: np.rot90(a[..., z])[:, ::-1]  # noqa: E731  (rows: anterior first; columns: right first)
     return turn(image[0]), turn(ref), turn(pred)
 
 

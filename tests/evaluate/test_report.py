@@ -41,3 +41,18 @@ def test_summary_tables_and_self_contained_html(tmp_path: Path) -> None:
     assert page.count("data:image/png;base64,") >= 2
     assert "http://" not in page and "https://" not in page
     assert json.loads((tmp_path / "summary.json").read_text())["n_cases"] == 5
+
+
+def test_3d_overlay_slice_is_shown_the_radiological_way():
+    import numpy as np
+
+    from medseg.evaluate.casewise import display_slice
+
+    # canonical RAS+ volume: x grows towards the patient's right, y towards anterior, z upwards
+    vol = np.zeros((1, 5, 4, 3))
+    ref = np.zeros((5, 4, 3), bool)
+    ref[:, :, 1] = True
+    vol[0, 4, 3, 1] = 7  # x = 4 (the patient's far right), y = 3 (most anterior)
+    img, r, _ = display_slice(vol, ref, ref)
+    assert img.shape == (4, 5)
+    assert img[0, 0] == 7  # anterior at the top, the patient's right on the left of the picture
