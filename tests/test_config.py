@@ -175,7 +175,10 @@ def test_ct_pipeline_is_3d_with_picked_labels_and_patch_sizes() -> None:
         (["transforms.patch_size=[32, 32, 8]"], "same length"),
         (["data.labels={liver: 5, spleen: 1}"], "data.num_classes must be 3"),
         (["evaluate.nsd_tolerance=[1.0, 2.0]"], "2 values for 1 foreground classes"),
-        (["transforms.preprocess=[{CTWindowd: {windows: [soft_tissue, bone]}}]"], "data.in_channels must be 2"),
+        (
+            ["transforms.preprocess=[{CTWindowd: {windows: [soft_tissue, bone]}}]"],
+            "data.in_channels must be 2",
+        ),
         (["transforms.preprocess=[{CTWindowd: {windows: [liver]}}]"], "unknown window 'liver'"),
     ],
 )

