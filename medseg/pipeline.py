@@ -98,7 +98,7 @@ def run_fold(
     tracker: Tracker,
 ) -> dict[str, float]:
     from medseg.evaluate.casewise import evaluate_cases
-    from medseg.evaluate.metrics import METRIC_NAMES, summarize
+    from medseg.evaluate.metrics import DISTANCE_METRICS, METRIC_NAMES, summarize_rows
     from medseg.train.checkpoint import load_weights
     from medseg.train.loop import build_network, pick_device, train_fold
 
@@ -142,11 +142,12 @@ def run_fold(
         }
         for label in range(1, cfg.data.num_classes):
             suffix = label_suffix(label, cfg.data.num_classes)
+            stats = summarize_rows([r for r in rows if r["label"] == label])
             for m in METRIC_NAMES:
-                stats = summarize([r[m] for r in rows if r["label"] == label])
-                fold_metrics[f"test_{m}{suffix}"] = float(stats["mean"])
-                if m == "hd95":
-                    fold_metrics[f"test_hd95_n_infinite{suffix}"] = float(stats["n_infinite"])
+                fold_metrics[f"test_{m}{suffix}"] = float(stats[m]["mean"])
+                if m in DISTANCE_METRICS:
+                    fold_metrics[f"test_{m}_n_infinite{suffix}"] = float(stats[m]["n_infinite"])
+                    fold_metrics[f"test_{m}_capped{suffix}"] = float(stats[m]["capped_mean"])
         tracker.log_metrics(run_id, fold_metrics)
         for name in ("metrics.csv", "history.csv", "inner_split.json", "overlays"):
             tracker.log_artifact(run_id, fold_dir / name, name if name == "overlays" else None)

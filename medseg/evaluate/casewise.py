@@ -29,7 +29,7 @@ from medseg.io.raster import write_png
 from medseg.transforms.labels import foreground
 
 Row = dict[str, Any]
-CSV_FIELDS = ["case", "label", *METRIC_NAMES]
+CSV_FIELDS = ["case", "label", *METRIC_NAMES, "ref_voxels", "pred_voxels", "diagonal"]
 
 
 def evaluate_cases(
@@ -97,14 +97,18 @@ def write_metrics_csv(path: Path, rows: list[Row]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow(
-                {k: (f"{row[k]:.6f}" if isinstance(row[k], float) else row[k]) for k in CSV_FIELDS}
+                {k: (f"{v:.6f}" if isinstance(v := row.get(k, ""), float) else v) for k in CSV_FIELDS}
             )
 
 
 def read_metrics_csv(path: Path) -> list[Row]:
     with open(path, newline="") as fh:
         return [
-            {k: (v if k == "case" else int(v) if k == "label" else float(v)) for k, v in row.items()}
+            {
+                k: (v if k == "case" else int(v) if k == "label" else float(v))
+                for k, v in row.items()
+                if v != ""
+            }
             for row in csv.DictReader(fh)
         ]
 

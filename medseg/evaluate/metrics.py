@@ -1,18 +1,25 @@
-"""Per-case segmentation metrics for one class: Dice, IoU, thresholded Jaccard, HD95, Surface Dice.
+"""Per-case segmentation metrics for one class, 2D or 3D, with the voxel spacing in mm.
 
 Definitions (also printed in every report):
 - Dice = 2|P & R| / (|P| + |R|); IoU = |P & R| / |P | R|.
 - Thresholded Jaccard (ISIC 2018): IoU when IoU >= threshold (0.65), else 0.
-- HD95: the larger of the two directed 95th-percentile surface distances (equal to MONAI's
-  ``compute_hausdorff_distance(percentile=95)``, as in DeepMind's surface-distance).
-- Surface Dice (NSD) at tolerance tau: DeepMind's surfel definition (equal to MONAI's
+- HD95: the larger of the two directed 95th-percentile surface distances (MONAI's
+  ``compute_hausdorff_distance(percentile=95)`` and DeepMind's surface-distance; MedPy pools both
+  directions into one percentile instead, which differs, by a factor of three when a false-positive
+  blob is present). HD: the larger of the two directed maxima.
+- ASSD: the mean of the surface distances of both directions pooled (MONAI's
+  ``compute_average_surface_distance(symmetric=True)``).
+- Surface Dice (NSD) at tolerance tau: DeepMind's surfel definition (MONAI's
   ``compute_surface_dice(use_subvoxels=True)``).
-Both are computed by :mod:`medseg.evaluate.surface` with a distance transform on the cropped union.
-Distances are in the units of ``spacing``: mm for DICOM and NIfTI, pixels for PNG/JPEG.
+Surface metrics are computed by :mod:`medseg.evaluate.surface` (distance transform on the cropped
+union) and tested equal to MONAI's. Distances are in the units of ``spacing``: mm for DICOM and
+NIfTI, pixels for PNG/JPEG.
 
-Empty masks: both empty gives Dice 1, IoU 1, HD95 0, NSD 1; exactly one empty gives Dice 0,
-IoU 0, NSD 0 and HD95 = inf (counted, never dropped silently). Pixels equal to the ignore value
-in the reference are removed from both masks first.
+Empty masks: both empty gives Dice 1, IoU 1, HD95/HD/ASSD 0, NSD 1; exactly one empty gives Dice 0,
+IoU 0, NSD 0 and HD95/HD/ASSD = inf. Infinite values are counted, never dropped silently: summaries
+give the mean over finite cases, the count of infinite ones, and a capped mean in which an
+infinite distance counts as the image diagonal (the worst possible). Pixels equal to the ignore
+value in the reference are removed from both masks first.
 """
 
 from __future__ import annotations
@@ -22,17 +29,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-METRIC_NAMES = ("dice", "iou", "jaccard_thresholded", "hd95", "nsd")
-HIGHER_IS_BETTER = {"dice": True, "iou": True, "jaccard_thresholded": True, "hd95": False, "nsd": True}
+METRIC_NAMES = ("dice", "iou", "jaccard_thresholded", "hd95", "hd", "assd", "nsd")
+DISTANCE_METRICS = ("hd95", "hd", "assd")
+HIGHER_IS_BETTER = {m: m not in DISTANCE_METRICS for m in METRIC_NAMES}
 
 
-def surface_metrics(
-    pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance: float
-) -> tuple[float, float]:
-    """(HD95, NSD) for two non-empty boolean masks (:mod:`medseg.evaluate.surface`, equal to MONAI)."""
-    from medseg.evaluate.surface import hausdorff_percentile, surface_dice
-
-    return hausdorff_percentile(pred, ref, spacing, 95), surface_dice(pred, ref, spacing, tolerance)
+def diagonal(shape: Sequence[int], spacing: Sequence[float]) -> float:
+    """Length of the image diagonal in the units of ``spacing``: the cap for infinite distances."""
+    return float(np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True))))
 
 
 def case_metrics(
@@ -52,32 +56,41 @@ def case_metrics(
         >>> round(case_metrics(pred, ref)["dice"], 4)
         0.6667
     """
+    from medseg.evaluate.surface import surface_metrics
+
     if pred.shape != ref.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
     valid = np.ones(ref.shape, bool) if ignore_value is None else ref != ignore_value
     p = (pred == label) & valid
     r = (ref == label) & valid
     spacing = list(spacing) if spacing is not None else [1.0] * ref.ndim
+    if len(spacing) != ref.ndim:
+        raise ValueError(f"spacing {spacing} has {len(spacing)} values for a {ref.ndim}D image")
     n_p, n_r = int(p.sum()), int(r.sum())
+    out: dict[str, float] = {"ref_voxels": n_r, "pred_voxels": n_p, "diagonal": diagonal(ref.shape, spacing)}
     if n_p == 0 and n_r == 0:
-        return {"dice": 1.0, "iou": 1.0, "jaccard_thresholded": 1.0, "hd95": 0.0, "nsd": 1.0}
+        return {**out, "dice": 1.0, "iou": 1.0, "jaccard_thresholded": 1.0, "nsd": 1.0} | {
+            m: 0.0 for m in DISTANCE_METRICS
+        }
     if n_p == 0 or n_r == 0:
-        return {"dice": 0.0, "iou": 0.0, "jaccard_thresholded": 0.0, "hd95": math.inf, "nsd": 0.0}
+        return {**out, "dice": 0.0, "iou": 0.0, "jaccard_thresholded": 0.0, "nsd": 0.0} | {
+            m: math.inf for m in DISTANCE_METRICS
+        }
     inter = int((p & r).sum())
     dice = 2 * inter / (n_p + n_r)
     iou = inter / (n_p + n_r - inter)
-    hd95, nsd = surface_metrics(p, r, spacing, nsd_tolerance)
     return {
+        **out,
         "dice": dice,
         "iou": iou,
         "jaccard_thresholded": iou if iou >= jaccard_threshold else 0.0,
-        "hd95": hd95,
-        "nsd": nsd,
+        **surface_metrics(p, r, spacing, nsd_tolerance),
     }
 
 
-def summarize(values: Sequence[float]) -> dict[str, float | int]:
-    """Mean, std and median over finite values, plus how many were infinite or missing."""
+def summarize(values: Sequence[float], caps: Sequence[float] | None = None) -> dict[str, float | int]:
+    """Mean, std and median over finite values, how many were infinite, and (with ``caps``, one per
+    value) the mean with each infinite value replaced by its cap."""
     arr = np.asarray(values, float)
     finite = arr[np.isfinite(arr)]
     stats: dict[str, float | int] = {
@@ -87,4 +100,24 @@ def summarize(values: Sequence[float]) -> dict[str, float | int]:
         "std": float(finite.std()) if finite.size else math.nan,
         "median": float(np.median(finite)) if finite.size else math.nan,
     }
+    if caps is not None and arr.size:
+        capped = np.minimum(np.where(np.isinf(arr), np.asarray(caps, float), arr), np.asarray(caps, float))
+        capped = capped[~np.isnan(capped)]
+        stats["capped_mean"] = float(capped.mean()) if capped.size else math.nan
     return stats
+
+
+def summarize_rows(rows: Sequence[dict]) -> dict[str, dict[str, float | int]]:
+    """Per-metric summaries of the rows of one class; distances also get the diagonal-capped mean.
+    ``counts`` holds how many cases had an empty reference or prediction."""
+    out: dict[str, dict[str, float | int]] = {}
+    for m in METRIC_NAMES:
+        values = [float(r.get(m, math.nan)) for r in rows]
+        caps = [float(r.get("diagonal", math.inf)) for r in rows] if m in DISTANCE_METRICS else None
+        out[m] = summarize(values, caps)
+    out["counts"] = {
+        "n": len(rows),
+        "ref_empty": sum(1 for r in rows if float(r.get("ref_voxels", 1)) == 0),
+        "pred_empty": sum(1 for r in rows if float(r.get("pred_voxels", 1)) == 0),
+    }
+    return out

@@ -19,18 +19,23 @@ from typing import Any
 import numpy as np
 
 from medseg.evaluate.casewise import read_metrics_csv
-from medseg.evaluate.metrics import HIGHER_IS_BETTER, METRIC_NAMES, summarize
+from medseg.evaluate.metrics import DISTANCE_METRICS, HIGHER_IS_BETTER, METRIC_NAMES, summarize_rows
 from medseg.io.atomic import write_json, write_text
 
 DEFINITIONS = {
     "dice": "2|P∩R| / (|P|+|R|); 1 when both masks are empty, 0 when exactly one is",
     "iou": "|P∩R| / |P∪R|; same empty-mask rules as Dice",
-    "jaccard_thresholded": "ISIC 2018: IoU when IoU >= threshold, else 0",
-    "hd95": "max of the two directed 95th-percentile surface distances (MONAI / DeepMind definition), "
-    "in pixels for 2D raster data; 0 when both empty, infinite when exactly one is empty "
-    "(means are over finite cases, infinite ones counted)",
-    "nsd": "Surface Dice at the configured tolerance, DeepMind surfel definition "
-    "(MONAI compute_surface_dice with use_subvoxels=True); 1 when both empty, 0 when exactly one is",
+    "jaccard_thresholded": "ISIC 2018: IoU when IoU >= 0.65 (evaluate.jaccard_threshold), else 0",
+    "hd95": "the larger of the two directed 95th-percentile surface distances, prediction to reference "
+    "and reference to prediction (MONAI and DeepMind surface-distance definition; MedPy's pooled "
+    "percentile is a different, lower number when a false-positive blob is present)",
+    "hd": "the larger of the two directed maximum surface distances (Hausdorff distance)",
+    "assd": "mean of the surface distances of both directions pooled (average symmetric surface distance)",
+    "nsd": "Surface Dice at the tolerance of evaluate.nsd_tolerance, DeepMind surfel definition (MONAI "
+    "compute_surface_dice with use_subvoxels=True); 1 when both masks are empty, 0 when exactly one is",
+    "distances": "in mm for DICOM and NIfTI, in pixels for PNG/JPEG; 0 when both masks are empty, "
+    "infinite when exactly one is: means are over finite cases, the infinite ones are counted, and "
+    "'capped' is the mean with each infinite distance replaced by the image diagonal",
 }
 
 
@@ -61,17 +66,12 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         key = f"label_{label}"
         per_fold = {}
         for k, rows in rows_by_fold.items():
-            sel = [r for r in rows if r["label"] == label]
-            per_fold[k] = {m: summarize([r[m] for r in sel]) for m in METRIC_NAMES}
+            per_fold[k] = summarize_rows([r for r in rows if r["label"] == label])
             summary["folds"].setdefault(str(k), {})[key] = per_fold[k]
         all_rows = [r for rows in rows_by_fold.values() for r in rows if r["label"] == label]
-        summary["overall"][key] = {m: summarize([r[m] for r in all_rows]) for m in METRIC_NAMES}
+        summary["overall"][key] = summarize_rows(all_rows)
         summary["fold_mean"][key] = {
-            m: {
-                "mean": float(np.nanmean([per_fold[k][m]["mean"] for k in per_fold])),
-                "std": float(np.nanstd([per_fold[k][m]["mean"] for k in per_fold])),
-            }
-            for m in METRIC_NAMES
+            m: _mean_std([per_fold[k][m]["mean"] for k in per_fold]) for m in METRIC_NAMES
         }
     datalist = run_dir / "datalist.json"
     if datalist.is_file():
@@ -85,30 +85,47 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def _mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and std over the values that are not NaN (NaN when there are none)."""
+    arr = np.asarray(values, float)
+    arr = arr[~np.isnan(arr)]
+    return {
+        "mean": float(arr.mean()) if arr.size else math.nan,
+        "std": float(arr.std()) if arr.size else math.nan,
+    }
+
+
 def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def _cells(stats: dict[str, Any]) -> list[str]:
+    cells = [f"{_fmt(stats[m]['mean'])} ± {_fmt(stats[m]['std'])}" for m in METRIC_NAMES]
+    hd95 = stats["hd95"]
+    return [
+        *cells,
+        str(stats["counts"]["n"]),
+        str(hd95["n_infinite"]),
+        _fmt(hd95.get("capped_mean", math.nan)),
+    ]
+
+
 def metric_table(summary: dict[str, Any], label_key: str) -> list[list[str]]:
-    header = ["fold", *METRIC_NAMES, "n", "HD95 inf"]
+    header = ["fold", *METRIC_NAMES, "n", "HD95 inf", "HD95 capped"]
     table = [header]
     for k, per_label in sorted(summary["folds"].items(), key=lambda kv: int(kv[0])):
-        s = per_label[label_key]
-        cells = [f"{_fmt(s[m]['mean'])} ± {_fmt(s[m]['std'])}" for m in METRIC_NAMES]
-        table.append([k, *cells, str(s["dice"]["n"]), str(s["hd95"]["n_infinite"])])
+        table.append([k, *_cells(per_label[label_key])])
     fm = summary["fold_mean"][label_key]
-    ov = summary["overall"][label_key]
-    table.append(
-        ["mean of folds", *[f"{_fmt(fm[m]['mean'])} ± {_fmt(fm[m]['std'])}" for m in METRIC_NAMES], "", ""]
-    )
     table.append(
         [
-            "all cases",
-            *[f"{_fmt(ov[m]['mean'])} ± {_fmt(ov[m]['std'])}" for m in METRIC_NAMES],
-            str(ov["dice"]["n"]),
-            str(ov["hd95"]["n_infinite"]),
+            "mean of folds",
+            *[f"{_fmt(fm[m]['mean'])} ± {_fmt(fm[m]['std'])}" for m in METRIC_NAMES],
+            "",
+            "",
+            "",
         ]
     )
+    table.append(["all cases", *_cells(summary["overall"][label_key])])
     return table
 
 
@@ -140,15 +157,15 @@ def boxplot_figure(run_dir: Path) -> str:
     import matplotlib.pyplot as plt
 
     folds = fold_dirs(run_dir)
-    metrics = ["dice", "iou", "nsd", "hd95"]
+    metrics = ["dice", "iou", "nsd", "hd95", "assd"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
     for ax, m in zip(axes, metrics, strict=True):
         data = []
         for p in folds:
-            vals = np.array([r[m] for r in read_metrics_csv(p / "metrics.csv")], float)
+            vals = np.array([r.get(m, math.nan) for r in read_metrics_csv(p / "metrics.csv")], float)
             data.append(vals[np.isfinite(vals)])
         ax.boxplot(data, tick_labels=[p.name.split("_")[1] for p in folds])
-        ax.set_title(m + (" (finite)" if m == "hd95" else ""))
+        ax.set_title(m + (" (finite)" if m in DISTANCE_METRICS else ""))
         ax.set_xlabel("fold")
     return _png_b64(fig)
 

@@ -45,15 +45,33 @@ def test_known_dice_iou_of_hand_made_masks() -> None:
     assert m["iou"] == pytest.approx(0.75) and m["jaccard_thresholded"] == pytest.approx(0.75)
 
 
+PERFECT = {
+    "dice": 1.0,
+    "iou": 1.0,
+    "jaccard_thresholded": 1.0,
+    "hd95": 0.0,
+    "hd": 0.0,
+    "assd": 0.0,
+    "nsd": 1.0,
+}
+
+
 def test_identical_masks_are_perfect() -> None:
     m = case_metrics(square(), square())
-    assert m == {"dice": 1.0, "iou": 1.0, "jaccard_thresholded": 1.0, "hd95": 0.0, "nsd": 1.0}
+    assert m == {
+        **PERFECT,
+        "diagonal": pytest.approx(np.hypot(32, 32)),
+        "ref_voxels": 144,
+        "pred_voxels": 144,
+    }
 
 
 def test_shift_gives_known_distances_and_nsd() -> None:
     ref, pred = square(), square(left=11)  # shifted 3 pixels right
     m = case_metrics(pred, ref, nsd_tolerance=3.5)
-    assert m["hd95"] == pytest.approx(3.0)
+    assert m["hd95"] == pytest.approx(3.0) and m["hd"] == pytest.approx(3.0)
+    # edge pixels of the two squares: the vertical sides sit 3 apart, the horizontal ones overlap
+    assert 0 < m["assd"] < 3.0
     assert m["nsd"] == pytest.approx(1.0)
     assert case_metrics(pred, ref, nsd_tolerance=1.0)["nsd"] < 0.8
     assert m["dice"] == pytest.approx(2 * 12 * 9 / (2 * 144))
@@ -74,10 +92,11 @@ def test_hd95_agrees_with_independent_implementation(seed: int) -> None:
 
 def test_empty_mask_conventions() -> None:
     empty = np.zeros((16, 16), int)
-    both = case_metrics(empty, empty)
-    assert both == {"dice": 1.0, "iou": 1.0, "jaccard_thresholded": 1.0, "hd95": 0.0, "nsd": 1.0}
+    both = case_metrics(empty, empty, spacing=[0.5, 2.0])
+    assert both == {**PERFECT, "diagonal": pytest.approx(np.hypot(8, 32)), "ref_voxels": 0, "pred_voxels": 0}
     one = case_metrics(empty, square((16, 16), 4, 4, 4))
-    assert one["dice"] == 0.0 and one["iou"] == 0.0 and one["nsd"] == 0.0 and math.isinf(one["hd95"])
+    assert one["dice"] == 0.0 and one["iou"] == 0.0 and one["nsd"] == 0.0
+    assert all(math.isinf(one[m]) for m in ("hd95", "hd", "assd"))
     other = case_metrics(square((16, 16), 4, 4, 4), empty)
     assert other["dice"] == 0.0 and math.isinf(other["hd95"])
 
@@ -95,3 +114,9 @@ def test_summary_counts_infinite_values_and_excludes_them_from_means() -> None:
     s = summarize([1.0, 3.0, math.inf])
     assert s["n"] == 3 and s["n_infinite"] == 1
     assert s["mean"] == pytest.approx(2.0) and s["median"] == pytest.approx(2.0)
+
+
+def test_capped_mean_counts_infinite_distances_as_the_diagonal() -> None:
+    s = summarize([1.0, 3.0, math.inf], caps=[100.0, 100.0, 50.0])
+    assert s["mean"] == pytest.approx(2.0) and s["n_infinite"] == 1
+    assert s["capped_mean"] == pytest.approx((1 + 3 + 50) / 3)

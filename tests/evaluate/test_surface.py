@@ -1,4 +1,5 @@
-"""medseg's distance-transform surface metrics equal MONAI's KD-tree ones (2D, anisotropic 3D, blobs)."""
+"""medseg's surface metrics equal MONAI's (2D, anisotropic 3D, blobs, masks touching the border),
+and cropping to the union changes no value."""
 
 from __future__ import annotations
 
@@ -8,21 +9,30 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.evaluate.surface import hausdorff_percentile, surface_dice
+from medseg.evaluate.surface import crop_union, hausdorff, surface_dice, surface_metrics
 
 
-def _monai(pred: np.ndarray, ref: np.ndarray, spacing: list[float], tol: float) -> tuple[float, float]:
-    from monai.metrics import compute_hausdorff_distance, compute_surface_dice
+def _onehot(m: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(m)
+    return torch.stack([~t, t])[None].float()
 
-    def onehot(m: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(m)
-        return torch.stack([~t, t])[None].float()
 
+def _monai(pred: np.ndarray, ref: np.ndarray, spacing: list[float], tol: float) -> dict[str, float]:
+    from monai.metrics import (
+        compute_average_surface_distance,
+        compute_hausdorff_distance,
+        compute_surface_dice,
+    )
+
+    p, r = _onehot(pred), _onehot(ref)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        hd = compute_hausdorff_distance(onehot(pred), onehot(ref), percentile=95, spacing=spacing)
-        nsd = compute_surface_dice(onehot(pred), onehot(ref), [tol], spacing=spacing, use_subvoxels=True)
-    return float(hd.item()), float(nsd.item())
+        return {
+            "hd95": float(compute_hausdorff_distance(p, r, percentile=95, spacing=spacing).item()),
+            "hd": float(compute_hausdorff_distance(p, r, spacing=spacing).item()),
+            "assd": float(compute_average_surface_distance(p, r, symmetric=True, spacing=spacing).item()),
+            "nsd": float(compute_surface_dice(p, r, [tol], spacing=spacing, use_subvoxels=True).item()),
+        }
 
 
 def _blob(shape: tuple[int, ...], rng: np.random.Generator, n: int = 3) -> np.ndarray:
@@ -44,9 +54,30 @@ def test_equal_to_monai(shape, spacing, tol):
     rng = np.random.default_rng(len(shape) * 10 + int(spacing[0] * 10))
     for _ in range(3):
         ref, pred = _blob(shape, rng, 0), _blob(shape, rng, 3)
-        hd, nsd = _monai(pred, ref, spacing, tol)
-        assert hausdorff_percentile(pred, ref, spacing) == pytest.approx(hd, rel=1e-6, abs=1e-6)
-        assert surface_dice(pred, ref, spacing, tol) == pytest.approx(nsd, rel=1e-6, abs=1e-6)
+        ours, theirs = surface_metrics(pred, ref, spacing, tol), _monai(pred, ref, spacing, tol)
+        for key in theirs:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-6, abs=1e-6), key
+
+
+def test_masks_touching_the_border_equal_monai():
+    ref = np.zeros((20, 24, 6), bool)
+    ref[:10, 5:24, :] = True  # touches three faces of the volume
+    pred = np.zeros_like(ref)
+    pred[2:12, 0:20, 1:6] = True
+    ours, theirs = surface_metrics(pred, ref, [0.8, 0.8, 2.0], 1.0), _monai(pred, ref, [0.8, 0.8, 2.0], 1.0)
+    for key in theirs:
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-6, abs=1e-6), key
+
+
+def test_cropping_changes_no_value():
+    rng = np.random.default_rng(5)
+    ref, pred = np.zeros((60, 60, 20), bool), np.zeros((60, 60, 20), bool)
+    ref[20:35, 22:40, 5:12] = _blob((15, 18, 7), rng, 0)
+    pred[21:37, 20:38, 6:13] = _blob((16, 18, 7), rng, 1)
+    cp, cr = crop_union(pred, ref)
+    assert cp.size < pred.size / 10
+    for spacing in ([1.0, 1.0, 1.0], [0.8, 0.8, 2.0]):
+        assert surface_metrics(cp, cr, spacing, 2.0) == surface_metrics(pred, ref, spacing, 2.0)
 
 
 def test_known_values_of_shifted_squares():
@@ -54,6 +85,20 @@ def test_known_values_of_shifted_squares():
     ref[10:20, 10:20] = True
     pred = np.roll(ref, 3, axis=1)
     # every edge pixel of one square lies at most 3 pixels from the other's edge
-    assert hausdorff_percentile(pred, ref, [1.0, 1.0]) == pytest.approx(3.0)
-    assert hausdorff_percentile(pred, ref, [1.0, 0.5]) == pytest.approx(1.5)
+    assert hausdorff(pred, ref, [1.0, 1.0]) == pytest.approx(3.0)
+    assert hausdorff(pred, ref, [1.0, 0.5]) == pytest.approx(1.5)
     assert surface_dice(ref, ref, [1.0, 1.0], 0.5) == pytest.approx(1.0)
+
+
+def test_hd95_differs_from_a_pooled_percentile_when_a_blob_is_present():
+    """The definition matters: MedPy's pooled percentile reads much lower than the directed maximum."""
+    from medseg.evaluate.surface import distances
+
+    ref = np.zeros((100, 100), bool)
+    ref[20:60, 20:60] = True
+    pred = ref.copy()
+    pred[88:92, 88:92] = True  # a small false-positive blob far away
+    d_pr, d_rp = distances(pred, ref, [1.0, 1.0])
+    pooled = float(np.percentile(np.concatenate([d_pr, d_rp]), 95))
+    directed_max = hausdorff(pred, ref, [1.0, 1.0])
+    assert directed_max > 3 * pooled and directed_max > 35
