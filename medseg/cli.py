@@ -122,6 +122,63 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by
     typer.echo(f"report: {run_dir / 'report.html'}")
 
 
+def _numbers(text: str | None, what: str, kind: type = float) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [kind(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        _fail(ValueError(f"{what}: expected comma-separated numbers, got '{text}'"))
+    return None
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option("--pred", help="folder of predicted masks")],
+    ref: Annotated[Path, typer.Option("--ref", help="folder of reference masks")],
+    out: Annotated[Path, typer.Option("--out", help="where metrics.csv and summary.json go")] = Path(
+        "evaluation"
+    ),
+    spacing: Annotated[
+        str | None, typer.Option(help="voxel spacing in mm, e.g. 0.8,0.8,2.0 (default: from the files)")
+    ] = None,
+    labels: Annotated[str | None, typer.Option(help="labels to score, e.g. 1,2 (default: all found)")] = None,
+    tolerance: Annotated[
+        str, typer.Option(help="Surface Dice tolerance(s) in mm, one or one per label")
+    ] = "2.0",
+    pred_suffix: Annotated[str, typer.Option(help="dropped from prediction names before pairing")] = "",
+    ref_suffix: Annotated[str, typer.Option(help="dropped from reference names, e.g. _segmentation")] = "",
+) -> None:
+    """Score a folder of predictions against a folder of references (PNG, NIfTI, DICOM, DICOM SEG)."""
+    _setup()
+    from medseg.errors import MedsegError
+
+    try:
+        from medseg.evaluate.folders import evaluate_folders
+
+        summary = evaluate_folders(
+            pred,
+            ref,
+            out,
+            spacing=_numbers(spacing, "--spacing"),
+            labels=_numbers(labels, "--labels", int),
+            tolerance=_numbers(tolerance, "--tolerance") or [2.0],
+            pred_suffix=pred_suffix,
+            ref_suffix=ref_suffix,
+        )
+    except MedsegError as err:
+        _fail(err)
+    for key, stats in summary["labels"].items():
+        hd = stats["hd95"]
+        typer.echo(
+            f"{key}: Dice {stats['dice']['mean']:.4f} ± {stats['dice']['std']:.4f}, "
+            f"HD95 {hd['mean']:.3f} ({hd['n_infinite']} infinite, "
+            f"capped mean {hd.get('capped_mean', float('nan')):.3f}), "
+            f"NSD {stats['nsd']['mean']:.4f} over {stats['counts']['n']} cases"
+        )
+    typer.echo(f"metrics: {out / 'metrics.csv'}, summary: {out / 'summary.json'}")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m medseg`
     app(prog_name="medseg")
     sys.exit(0)

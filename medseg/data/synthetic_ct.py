@@ -74,6 +74,7 @@ def write_ct_series(hu: np.ndarray, affine: np.ndarray, folder: Path, series_uid
     col_dir = lps[:3, 1] / np.linalg.norm(lps[:3, 1])
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     study_uid = generate_uid(entropy_srcs=[series_uid, "study"])
+    frame_uid = generate_uid(entropy_srcs=[series_uid, "frame"])
     order = np.random.default_rng(seed).permutation(hu.shape[2])  # InstanceNumber not by position
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(hu.shape[2]):
@@ -85,6 +86,9 @@ def write_ct_series(hu: np.ndarray, affine: np.ndarray, folder: Path, series_uid
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.PatientID, ds.PatientName = "CT", "SYNTHETIC", "Synthetic^Case"
+        ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName = "", "O", ""
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", ""
+        ds.Manufacturer, ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = "medseg", frame_uid, ""
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber = study_uid, series_uid, 1
         ds.InstanceNumber = int(order[k]) + 1
         ds.ImageOrientationPatient = [*(float(v) for v in row_dir), *(float(v) for v in col_dir)]

@@ -180,3 +180,33 @@ def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> None
         data = gzip.compress(data, compresslevel=4, mtime=0)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def place_on_grid(
+    array: np.ndarray, affine: np.ndarray, shape: tuple[int, ...], target_affine: np.ndarray, name: str
+) -> np.ndarray:
+    """Paste a label map that covers part of a grid (a DICOM SEG without its empty frames, say) onto
+    the full grid of ``shape``/``target_affine``; a DataError when the grids do not line up."""
+    if not np.allclose(affine[:3, :3], target_affine[:3, :3], atol=AFFINE_TOL):
+        raise DataError(
+            f"{name}: its voxel axes or spacing differ from the reference grid; resample it first"
+        )
+    offset = np.linalg.solve(target_affine, affine[:, 3])[:3]
+    start = np.round(offset).astype(int)
+    if (
+        np.abs(offset - start).max() > 1e-2
+        or (start < 0).any()
+        or (start + array.shape > np.array(shape)).any()
+    ):
+        raise DataError(f"{name}: it does not lie on the reference grid (voxel offset {np.round(offset, 3)})")
+    out = np.zeros(shape, array.dtype)
+    out[tuple(slice(s, s + n) for s, n in zip(start, array.shape, strict=True))] = array
+    return out
+
+
+def reorient(array: np.ndarray, affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:
+    """``array`` (with ``affine``) in the voxel order of ``target_affine`` (same grid, other axes)."""
+    from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
+
+    transform = ornt_transform(io_orientation(affine), io_orientation(target_affine))
+    return np.ascontiguousarray(apply_orientation(array, transform))

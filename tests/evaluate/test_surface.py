@@ -50,7 +50,11 @@ def _blob(shape: tuple[int, ...], rng: np.random.Generator, n: int = 3) -> np.nd
     ("shape", "spacing", "tol"),
     [((64, 80), [1.0, 1.0], 2.0), ((48, 40), [0.7, 1.3], 1.5), ((40, 36, 12), [0.8, 0.8, 2.0], 2.0)],
 )
-def test_equal_to_monai(shape, spacing, tol):
+@pytest.mark.parametrize("path", ["kdtree", "distance_transform"])
+def test_equal_to_monai(shape, spacing, tol, path, monkeypatch):
+    import medseg.evaluate.surface as surface
+
+    monkeypatch.setattr(surface, "EDT_COST_RATIO", 0 if path == "kdtree" else 10**9)
     rng = np.random.default_rng(len(shape) * 10 + int(spacing[0] * 10))
     for _ in range(3):
         ref, pred = _blob(shape, rng, 0), _blob(shape, rng, 3)
