@@ -71,7 +71,8 @@ def main() -> None:
     medseg_metrics(pred[200:300, 200:300, 50:80], ref[200:300, 200:300, 50:80])  # imports, warm-up
     monai_metrics(pred[200:300, 200:300, 50:80], ref[200:300, 200:300, 50:80])
     print(
-        f"pair {SHAPE} at spacing {SPACING} mm: reference {int(ref.sum())} voxels, prediction {int(pred.sum())}"
+        f"pair {SHAPE} at spacing {SPACING} mm: "
+        f"reference {int(ref.sum())} voxels, prediction {int(pred.sum())}"
     )
     t_monai, (hd_m, nsd_m) = best_time(monai_metrics, pred, ref, repeats=args.repeats)
     t_ours, (hd_o, nsd_o) = best_time(medseg_metrics, pred, ref, repeats=args.repeats)
