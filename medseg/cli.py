@@ -179,6 +179,32 @@ def evaluate(
     typer.echo(f"metrics: {out / 'metrics.csv'}, summary: {out / 'summary.json'}")
 
 
+@app.command()
+def compare(
+    run_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="run folders (each compared by its latest pipeline run)")
+    ] = None,
+    uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (sqlite:///..., http://...)")] = None,
+    experiment: Annotated[list[str] | None, typer.Option(help="experiment name (repeatable)")] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", help="pipeline run id (repeatable)")] = None,
+    metric: Annotated[str, typer.Option(help="held-out metric, e.g. dice, hd95, dice_label_2")] = "dice",
+    out: Annotated[Path, typer.Option(help="where comparison.csv/.md/.png go")] = Path("comparison"),
+) -> None:
+    """Rank MLflow pipeline runs on a metric (mean ± std over folds) and show differing settings."""
+    _setup()
+    from medseg.errors import MedsegError
+
+    try:
+        from medseg.compare import collect_runs, write_comparison
+
+        runs = collect_runs(uri, experiment or [], run or [], run_dirs or [], f"test_{metric}")
+        paths = write_comparison(runs, metric, out)
+    except MedsegError as err:
+        _fail(err)
+    typer.echo(paths["md"].read_text())
+    typer.echo(f"written: {paths['csv']}, {paths['md']}, {paths['png']}")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m medseg`
     app(prog_name="medseg")
     sys.exit(0)

@@ -234,7 +234,9 @@ class EvaluateConfig(Strict):
         2.0, description="Surface Dice tolerance in mm (pixels for PNG/JPEG); a list gives one per class"
     )
     jaccard_threshold: float = Field(0.65, ge=0, le=1, description="ISIC thresholded Jaccard cut-off")
-    n_worst: int = Field(5, ge=0, description="overlay PNGs of the worst cases per fold")
+    n_worst: int = Field(
+        10, ge=0, description="overlays of the worst cases per fold (the report shows the 10 worst overall)"
+    )
 
 
 class TrackingConfig(Strict):

@@ -22,7 +22,7 @@ from torch import nn
 from medseg.config import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.evaluate.metrics import METRIC_NAMES, case_metrics
-from medseg.evaluate.overlay import draw_overlay
+from medseg.evaluate.overlay import overlay_panels
 from medseg.infer.sliding import image_spacing, make_inferer, predict_label
 from medseg.io.atomic import atomic_path
 from medseg.io.raster import write_png
@@ -162,6 +162,6 @@ def write_worst_overlays(
             img2d = (np.clip(img2d, 0, 1) * 255).astype(np.uint8)
         dice = np.mean([r["dice"] for r in rows if r["case"] == case_id])
         path = overlay_dir / f"{case_id}_dice{0 if math.isnan(dice) else dice:.3f}.png"
-        write_png(path, draw_overlay(img2d, ref2d, pred2d))
+        write_png(path, overlay_panels(img2d, ref2d, pred2d))
         out.append(path)
     return out

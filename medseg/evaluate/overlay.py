@@ -31,6 +31,13 @@ def outline(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     return edge
 
 
+def overlay_panels(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, gap: int = 4) -> np.ndarray:
+    """Three pictures side by side: the image, the reference outline (green), the prediction (red)."""
+    panels = [to_rgb8(image), draw_overlay(image, ref, None), draw_overlay(image, None, pred)]
+    spacer = np.full((panels[0].shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([panels[0], spacer, panels[1], spacer, panels[2]], axis=1)
+
+
 def draw_overlay(image: np.ndarray, ref: np.ndarray | None, pred: np.ndarray | None) -> np.ndarray:
     """RGB uint8 picture; outlines are about 0.4% of the image size thick."""
     rgb = to_rgb8(image)

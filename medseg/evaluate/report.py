@@ -245,11 +245,11 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 figure img{{max-height:260px}}</style></head><body>
 <h1>Cross-validation report: {html.escape(title)}</h1>
 <p>Cases: {summary.get("n_cases", "?")}; folds: {len(summary["folds"])}. Values: mean ± std over cases;
-{html.escape(direction)}. Green outline: reference; red: prediction.</p>
+{html.escape(direction)}. Worst cases: image, reference outline (green), prediction outline (red).</p>
 {"".join(sections_html)}
 <h2>Per-case distributions</h2><img src="data:image/png;base64,{boxplot_figure(run_dir)}">
 <h2>Learning curves</h2><img src="data:image/png;base64,{curves_figure(run_dir)}">
-<h2>Worst cases</h2>{overlays or "<p>none written</p>"}
+<h2>The ten worst cases (lowest Dice over all folds)</h2>{overlays or "<p>none written</p>"}
 <h2>Metric definitions</h2><ul>{defs_html}</ul>
 <h2>Skipped cases</h2><ul>{bad_html}</ul>
 </body></html>"""

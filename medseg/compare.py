@@ -1,0 +1,191 @@
+"""``medseg compare``: rank pipeline runs from any MLflow store on one metric over their folds.
+
+Runs are chosen by experiment name (every ``medseg run`` parent run in it), by run id, or by run
+folder (the latest parent run in that folder's own sqlite store). For each, the held-out metric
+``test_<metric>`` of every fold run gives the mean and std over folds; runs are ranked (higher
+first for overlap metrics, lower first for distances). The configuration keys whose values differ
+between the runs are listed beside them. Writes ``comparison.csv``, ``comparison.md`` and
+``comparison.png`` (mean ± std bars).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.errors import MedsegError
+from medseg.io.atomic import atomic_path, write_text
+
+IGNORED_KEYS = ("output_dir",)  # differ between every pair of runs and say nothing about them
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    name: str
+    experiment: str
+    uri: str
+    folds: dict[int, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(list(self.folds.values()))) if self.folds else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(list(self.folds.values()))) if self.folds else math.nan
+
+
+def _client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    from medseg.tracking import check_server
+
+    check_server(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _summary(client: Any, uri: str, run: Any, metric_key: str) -> RunSummary:
+    experiment = client.get_experiment(run.info.experiment_id).name
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    folds = {}
+    for child in children:
+        value = child.data.metrics.get(metric_key)
+        fold = child.data.tags.get("medseg.fold")
+        if value is not None and fold is not None:
+            folds[int(fold)] = float(value)
+    return RunSummary(
+        run.info.run_id, run.info.run_name or run.info.run_id, experiment, uri, folds, dict(run.data.params)
+    )
+
+
+def _parents(client: Any, experiment_id: str) -> list[Any]:
+    runs = client.search_runs([experiment_id], filter_string="tags.`medseg.kind` = 'pipeline'")
+    return sorted(runs, key=lambda r: r.info.start_time or 0)
+
+
+def collect_runs(
+    uri: str | None,
+    experiments: list[str],
+    run_ids: list[str],
+    run_dirs: list[Path],
+    metric_key: str,
+) -> list[RunSummary]:
+    from medseg.tracking import default_uri
+
+    found: list[RunSummary] = []
+    if experiments or run_ids:
+        if uri is None:
+            raise MedsegError("--uri: give the tracking URI that holds the experiments or run ids")
+        client = _client(uri)
+        for name in experiments:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                known = [e.name for e in client.search_experiments()]
+                raise MedsegError(f"--experiment: no experiment '{name}' at {uri}; known: {known}")
+            found += [_summary(client, uri, r, metric_key) for r in _parents(client, exp.experiment_id)]
+        for run_id in run_ids:
+            try:
+                run = client.get_run(run_id)
+            except Exception:
+                raise MedsegError(f"--run: no run '{run_id}' at {uri}") from None
+            parent = run.data.tags.get("mlflow.parentRunId")
+            if parent:
+                raise MedsegError(f"--run: {run_id} is a fold run; give its pipeline run {parent}")
+            found.append(_summary(client, uri, run, metric_key))
+    for run_dir in run_dirs:
+        db = Path(run_dir) / "mlflow.db"
+        if not db.is_file():
+            raise MedsegError(f"{run_dir}: no mlflow.db; is this a run folder of `medseg run`?")
+        dir_uri = default_uri(Path(run_dir))
+        client = _client(dir_uri)
+        parents = [r for e in client.search_experiments() for r in _parents(client, e.experiment_id)]
+        if not parents:
+            raise MedsegError(f"{run_dir}: its MLflow store holds no pipeline run")
+        found.append(_summary(client, dir_uri, parents[-1], metric_key))
+    unique = {r.run_id: r for r in found}
+    if len(unique) < 1:
+        raise MedsegError("nothing to compare: give --experiment, --run or run folders")
+    return list(unique.values())
+
+
+def differing_keys(runs: list[RunSummary]) -> list[str]:
+    keys = sorted({k for r in runs for k in r.params} - set(IGNORED_KEYS))
+    return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
+
+
+def rank(runs: list[RunSummary], higher_is_better: bool) -> list[RunSummary]:
+    def key(r: RunSummary) -> tuple[bool, float]:
+        m = r.mean
+        return (math.isnan(m), -m if higher_is_better else m)
+
+    return sorted(runs, key=key)
+
+
+def write_comparison(runs: list[RunSummary], metric: str, out_dir: Path) -> dict[str, Path]:
+    from medseg.evaluate.metrics import HIGHER_IS_BETTER
+
+    base = metric.split("_label_")[0]
+    ranked = rank(runs, HIGHER_IS_BETTER.get(base, True))
+    diff = differing_keys(ranked)
+    header = ["rank", "run_id", "run_name", "experiment", f"{metric}_mean", f"{metric}_std", "n_folds", *diff]
+    rows = [
+        [
+            str(i),
+            r.run_id,
+            r.name,
+            r.experiment,
+            f"{r.mean:.6f}",
+            f"{r.std:.6f}",
+            str(len(r.folds)),
+            *[r.params.get(k, "") for k in diff],
+        ]
+        for i, r in enumerate(ranked, start=1)
+    ]
+    out_dir = Path(out_dir)
+    paths = {
+        "csv": out_dir / "comparison.csv",
+        "md": out_dir / "comparison.md",
+        "png": out_dir / "comparison.png",
+    }
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    direction = "higher" if HIGHER_IS_BETTER.get(base, True) else "lower"
+    md = [
+        f"# Comparison on test_{metric} (mean ± std over folds; {direction} is better)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows],
+        "",
+        "Configuration keys that differ: " + (", ".join(f"`{k}`" for k in diff) or "none"),
+        "",
+    ]
+    write_text(paths["md"], "\n".join(md))
+    _plot(ranked, metric, paths["png"])
+    return paths
+
+
+def _plot(runs: list[RunSummary], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(runs)), 3.2))
+    ax.bar(range(len(runs)), [r.mean for r in runs], yerr=[r.std for r in runs], capsize=4, color="#4a7fb5")
+    ax.set_xticks(range(len(runs)), [r.name for r in runs], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(f"test_{metric} (mean ± std over folds)")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
