@@ -56,3 +56,26 @@ def test_3d_overlay_slice_is_shown_the_radiological_way():
     img, r, _ = display_slice(vol, ref, ref)
     assert img.shape == (4, 5)
     assert img[0, 0] == 7  # anterior at the top, the patient's right on the left of the picture
+
+
+def test_report_shows_the_ten_worst_cases_and_names_the_definitions(tmp_path: Path) -> None:
+    import numpy as np
+
+    from medseg.io.raster import write_png
+
+    rows = {0: [], 1: []}
+    for i in range(12):
+        fold, dice = i % 2, i / 20
+        rows[fold].append(_row(f"c{i:02d}", dice, 1.0))
+        write_png(
+            tmp_path / f"fold_{fold}" / "overlays" / f"c{i:02d}_dice{dice:.3f}.png",
+            np.zeros((4, 4), np.uint8),
+        )
+    for fold, fold_rows in rows.items():
+        write_metrics_csv(tmp_path / f"fold_{fold}" / "metrics.csv", fold_rows)
+    write_report(tmp_path, "t")
+    page = (tmp_path / "report.html").read_text()
+    captions = [c.split("</figcaption>")[0] for c in page.split("<figcaption>")[1:]]
+    assert len(captions) == 10
+    assert captions[0].startswith("fold_0 c00 Dice 0.000") and "c10" not in page and "c11" not in page
+    assert "HD95 capped" in page and "MedPy" in page and "image diagonal" in page
