@@ -42,8 +42,16 @@ def _fail(err: Exception) -> None:
 
 
 @app.command()
-def run(pipeline: PipelineArg, set_: SetOpt = None) -> None:
-    """Run a whole study: ingest, cross-validated training, inference, evaluation, report."""
+def run(
+    pipeline: PipelineArg,
+    set_: SetOpt = None,
+    fold: Annotated[
+        list[int] | None, typer.Option(help="run only this fold (repeatable): folds as separate jobs")
+    ] = None,
+) -> None:
+    """Run a whole study: ingest, cross-validated training, inference, evaluation, report.
+
+    Started again with the same command, a killed run resumes from its last checkpoints."""
     _setup()
     from medseg.errors import MedsegError
 
@@ -51,7 +59,8 @@ def run(pipeline: PipelineArg, set_: SetOpt = None) -> None:
         from medseg.config import load_pipeline
         from medseg.pipeline import run as run_pipeline
 
-        cfg = load_pipeline(pipeline, set_)
+        overrides = list(set_ or []) + ([f"split.folds={list(fold)}"] if fold else [])
+        cfg = load_pipeline(pipeline, overrides)
         run_dir = run_pipeline(cfg)
     except MedsegError as err:
         _fail(err)

@@ -217,6 +217,9 @@ class TrainConfig(Strict):
     min_epochs: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
+    deterministic: bool = Field(
+        False, description="deterministic algorithms only: bit-identical reruns on the CPU, slower on CUDA"
+    )
     cache_rate: float = Field(1.0, ge=0, le=1)
     loss: ComponentConfig = ComponentConfig(name="DiceCE")
     optimizer: OptimizerConfig = OptimizerConfig()

@@ -3,6 +3,7 @@
 Every stage writes files into the run folder (``output_dir``) and MLflow logs the same files:
 
     config.yaml  datalist.json  splits.json  intensity_stats.json  preview.png  timing.json
+    run_state.json (MLflow run ids and finished folds, so a killed run resumes)
     fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
     fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
     report.html  report.md  summary.json  mlflow.db  mlartifacts/
@@ -89,6 +90,32 @@ def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: in
     return train_loader, val_loader
 
 
+STATE_FILE = "run_state.json"
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """What an earlier (perhaps killed) run in this folder recorded: MLflow run ids, finished folds."""
+    import json
+
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return {"parent_run_id": None, "folds": {}}
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("%s is unreadable; starting new MLflow runs", path)
+        return {"parent_run_id": None, "folds": {}}
+    state.setdefault("folds", {})
+    return dict(state)
+
+
+def fold_is_done(cfg: PipelineConfig, state: dict[str, Any], fold: int, run_dir: Path) -> bool:
+    entry = state["folds"].get(str(fold), {})
+    return bool(
+        entry.get("done_epochs", 0) >= cfg.train.epochs and (run_dir / f"fold_{fold}" / "metrics.csv").is_file()
+    )
+
+
 def run_fold(
     cfg: PipelineConfig,
     fold: int,
@@ -96,6 +123,7 @@ def run_fold(
     cases: list[Case],
     run_dir: Path,
     tracker: Tracker,
+    state: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     from medseg.evaluate.casewise import evaluate_cases
     from medseg.evaluate.metrics import DISTANCE_METRICS, METRIC_NAMES, summarize_rows
@@ -111,7 +139,13 @@ def run_fold(
     write_json(
         fold_dir / "inner_split.json", {"fit": fit_ids, "early_stopping": val_ids, "test": split["val"]}
     )
-    run_id = tracker.start_fold(fold)
+    state = state if state is not None else {"folds": {}}
+    entry = state["folds"].setdefault(str(fold), {})
+    run_id = entry.get("run_id")
+    if not tracker.resume(run_id):
+        run_id = tracker.start_fold(fold)
+    entry.update(run_id=run_id, done_epochs=0)
+    write_json(run_dir / STATE_FILE, state)
     try:
         train_loader, val_loader = make_loaders(
             cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed
@@ -132,6 +166,7 @@ def run_fold(
                 run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])
             ),
         )
+        tracker.log_missing_history(run_id, result.history)
         device = pick_device(cfg.train.device)
         model = build_network(cfg).to(device)
         load_weights(model, result.best_path)
@@ -155,6 +190,8 @@ def run_fold(
             tracker.log_artifact(run_id, result.best_path, "checkpoints")
             tracker.log_artifact(run_id, result.last_path, "checkpoints")
         tracker.end(run_id)
+        entry["done_epochs"] = cfg.train.epochs
+        write_json(run_dir / STATE_FILE, state)
         return fold_metrics
     except BaseException as err:
         tracker.end(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
@@ -178,7 +215,13 @@ def run(cfg: PipelineConfig) -> Path:
     if fill_clip_zscore(cfg, cases, run_dir) is not None:
         write_text(run_dir / "config.yaml", dump_config(cfg))  # the resolved plan records the statistics
     tracker = Tracker(cfg, run_dir)
-    tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"))
+    state = read_state(run_dir)
+    if tracker.resume_parent(state.get("parent_run_id")):
+        log.info("resuming the run in %s (MLflow run %s)", run_dir, tracker.parent_id)
+    else:
+        tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"))
+        state = {"parent_run_id": tracker.parent_id, "folds": {}}
+    write_json(run_dir / STATE_FILE, state)
     parent = tracker.parent_id
     try:
         for name in ("config.yaml", "datalist.json", "splits.json", STATS_FILE):
@@ -190,8 +233,11 @@ def run(cfg: PipelineConfig) -> Path:
         folds = cfg.split.folds if cfg.split.folds is not None else list(range(len(splits)))
         timing: dict[str, float] = {}
         for fold in folds:
+            if fold_is_done(cfg, state, fold, run_dir):
+                log.info("fold %d: finished earlier (%d epochs); kept", fold, cfg.train.epochs)
+                continue
             tf = time.perf_counter()
-            run_fold(cfg, fold, splits[fold], cases, run_dir, tracker)
+            run_fold(cfg, fold, splits[fold], cases, run_dir, tracker, state)
             timing[f"fold_{fold}_seconds"] = round(time.perf_counter() - tf, 1)
         timing["total_seconds"] = round(time.perf_counter() - t0, 1)
         write_json(run_dir / "timing.json", timing)

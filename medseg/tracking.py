@@ -107,6 +107,35 @@ class Tracker:
         self.client.log_param(run.info.run_id, "fold", fold)
         return str(run.info.run_id)
 
+    def resume(self, run_id: str | None) -> bool:
+        """Mark an existing run as running again (a resumed pipeline or fold); False if it is gone."""
+        if not (self.enabled and run_id):
+            return False
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            return False
+        if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
+            return False
+        self.client.update_run(run_id, status="RUNNING")
+        return True
+
+    def resume_parent(self, run_id: str | None) -> bool:
+        if self.resume(run_id):
+            self.parent_id = run_id
+            return True
+        return False
+
+    def log_missing_history(self, run_id: str | None, history: list[dict[str, float]]) -> None:
+        """Log the epochs of ``history`` that the run does not hold yet (lost when a run was killed)."""
+        if not (self.enabled and run_id):
+            return
+        logged = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
+        for row in history:
+            if int(row["epoch"]) not in logged:
+                values = {k: v for k, v in row.items() if k != "epoch"}
+                self.log_metrics(run_id, values, step=int(row["epoch"]))
+
     def end(self, run_id: str | None, status: str = "FINISHED") -> None:
         if self.enabled and run_id:
             self.client.set_terminated(run_id, status=status)

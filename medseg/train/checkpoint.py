@@ -12,9 +12,16 @@ from medseg.io.atomic import atomic_path
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save ``state`` (state dicts and plain values) to ``path`` via a temporary file."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Save ``state`` (state dicts and plain values) to ``path`` via a temporary file; when writing
+    fails (a full disk), the previous checkpoint is left as it was and the error says so."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except OSError as err:
+        raise MedsegError(
+            f"{path}: cannot write the checkpoint ({err.strerror or err}); the previous one is kept. "
+            "Free some disk space and run the same command again to resume"
+        ) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

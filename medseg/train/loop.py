@@ -3,6 +3,11 @@
 AMP and ``cudnn.benchmark`` are used on CUDA; on the CPU training runs in float32. The best
 (validation Dice) and last checkpoints go to ``fold_k/checkpoints/``, the per-epoch history to
 ``fold_k/history.csv`` and to MLflow.
+
+``last.pt`` is rewritten after every epoch with everything needed to continue: model, optimiser,
+scheduler, grad scaler, the random states (:mod:`medseg.train.rng`), the epoch, the early-stopping
+counters and the history. When it exists, training resumes after its epoch; a fold that reached
+``train.epochs`` or stopped early is not trained again, and a larger ``train.epochs`` extends it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from medseg.errors import MedsegError
 from medseg.infer.sliding import make_inferer
 from medseg.io.atomic import atomic_path
 from medseg.registry import network_args, network_class
+from medseg.train import rng
 from medseg.train.checkpoint import save_checkpoint
 from medseg.train.losses import build_loss
 
@@ -49,6 +55,17 @@ def pick_device(setting: str) -> torch.device:
     if setting == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda")
+
+
+def set_determinism(on: bool, device: torch.device) -> None:
+    """Deterministic algorithms (and no cuDNN autotuning) when ``on``; autotuned cuDNN otherwise."""
+    import os
+
+    if on and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not on
 
 
 def build_network(cfg: PipelineConfig) -> nn.Module:
@@ -114,8 +131,7 @@ def train_fold(
 
     device = pick_device(cfg.train.device)
     amp = cfg.train.amp and device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    set_determinism(cfg.train.deterministic, device)
     model = build_network(cfg).to(device)
     loss_fn = build_loss(cfg.train.loss, cfg.data.ignore_value).to(device)
     opt_cfg = cfg.train.optimizer
@@ -128,8 +144,29 @@ def train_fold(
     best_dice, best_epoch, stale = -1.0, -1, 0
     history: list[dict[str, float]] = []
     show_bar = sys.stderr.isatty()
+    chain = getattr(getattr(train_loader, "dataset", None), "transform", None)
+    generator = getattr(train_loader, "generator", None)
+    start, stopped = 0, False
+    if last_path.is_file():
+        from medseg.train.checkpoint import load_weights
 
-    for epoch in range(cfg.train.epochs):
+        saved = load_weights(model, last_path)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        start, stopped = int(saved["epoch"]), bool(saved.get("stopped", False))
+        best_dice, best_epoch, stale = saved["val_dice"], int(saved["best_epoch"]), int(saved["stale"])
+        history = [dict(h) for h in saved.get("history", [])]
+        if "rng" in saved:
+            rng.restore(saved["rng"], chain, generator)
+        for group in optimizer.param_groups:  # the schedule follows the (possibly extended) epochs
+            group["lr"] = opt_cfg.lr * scheduler.lr_lambdas[0](start)  # type: ignore[attr-defined]
+        if start < cfg.train.epochs and not stopped:
+            log.info("%s: resuming after epoch %d of %d", fold_dir.name, start, cfg.train.epochs)
+    if stopped:
+        start = cfg.train.epochs
+
+    for epoch in range(start, cfg.train.epochs):
         start = time.perf_counter()
         model.train()
         total, count = 0.0, 0
@@ -174,6 +211,12 @@ def train_fold(
                 stale += cfg.train.val_every
         row["seconds"] = time.perf_counter() - start
         history.append(row)
+        patience = cfg.train.patience
+        stopped = patience is not None and stale >= patience and epoch + 1 >= cfg.train.min_epochs
+        state = _state(model, optimizer, scheduler, scaler, epoch + 1, best_dice)
+        state.update(best_epoch=best_epoch, stale=stale, stopped=stopped, history=history)
+        state["rng"] = rng.capture(chain, generator)
+        save_checkpoint(last_path, state)
         _write_history(fold_dir / "history.csv", history)
         log.info(
             "%s epoch %d/%d loss %.4f val_dice %s (%.1fs)",
@@ -186,11 +229,11 @@ def train_fold(
         )
         if on_epoch:
             on_epoch(row)
-        patience = cfg.train.patience
-        if patience is not None and stale >= patience and epoch + 1 >= cfg.train.min_epochs:
+        if stopped:
             log.info("%s: early stop after %d epochs without a better validation Dice", fold_dir.name, stale)
             break
-    save_checkpoint(last_path, _state(model, optimizer, scheduler, scaler, len(history), best_dice))
+    if not last_path.is_file():  # train.epochs reached before this call: nothing was trained
+        save_checkpoint(last_path, _state(model, optimizer, scheduler, scaler, len(history), best_dice))
     best_dice = math.nan if val_loader is None else best_dice
     return FoldResult(best_epoch, best_dice, len(history), best_path, last_path, history)
 

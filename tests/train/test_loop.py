@@ -56,3 +56,40 @@ def test_nan_images_stop_training_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(MedsegError, match="fold_0 epoch 1: the training loss is nan"):
         train_fold(cfg, [batch], [batch], tmp_path / "fold_0")
     assert not (tmp_path / "fold_0" / "checkpoints" / "best.pt").exists()
+
+
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint(path, {"model": {}, "epoch": 1})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(MedsegError, match="No space left on device.*previous one is kept"):
+        save_checkpoint(path, {"model": {}, "epoch": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_deterministic_training_is_bit_identical_on_the_cpu(tmp_path: Path, synthetic_root: Path) -> None:
+    from medseg.data.datalist import build_datalist
+    from medseg.pipeline import make_loaders, seed_everything
+    from medseg.train.loop import train_fold
+
+    cfg = tiny_config(synthetic_root, tmp_path, train={"epochs": 2, "deterministic": True, "device": "cpu"})
+    cases, _ = build_datalist(cfg.data)
+    weights = []
+    for attempt in ("a", "b"):
+        seed_everything(7)
+        loaders = make_loaders(cfg, cases[:8], cases[8:10], seed=7)
+        result = train_fold(cfg, *loaders, tmp_path / attempt)
+        weights.append(load_checkpoint(result.last_path)["model"])
+    try:
+        for a, b in zip(weights[0].values(), weights[1].values(), strict=True):
+            assert torch.equal(a, b)
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -1,0 +1,95 @@
+"""A run killed with SIGKILL mid-fold and started again with the same command resumes: the same
+history as an unbroken run, no MLflow run duplicated or lost; a larger train.epochs extends it."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EPOCHS = 16
+
+
+def _command(out: Path, data: Path, epochs: int = EPOCHS) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "medseg"), "run", str(ROOT / "pipelines" / "demo.yaml"),
+        "--set", f"output_dir={out}",
+        "--set", f"data.root={data}",
+        "--set", "data.synthetic={n_cases: 12, height: 48, width: 64, seed: 3}",
+        "--set", "transforms.spatial_size=[32, 48]",
+        "--set", "model.args={channels: [4, 8, 16], strides: [2, 2], num_res_units: 1}",
+        "--set", "split.n_folds=2",
+        "--set", f"train.epochs={epochs}",
+        "--set", "train.patience=null",
+        "--set", "train.batch_size=4",
+        "--set", "train.val_fraction=0.2",
+        "--set", "evaluate.n_worst=1",
+        "--set", "preview.n_draws=1",
+    ]  # fmt: skip
+
+
+def _history(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _epochs_done(path: Path) -> int:
+    try:
+        return len(_history(path))
+    except (FileNotFoundError, csv.Error):
+        return 0
+
+
+def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # an unbroken run, for reference
+    subprocess.run(_command(tmp_path / "whole", data), check=True, capture_output=True, env=env)
+    # the same run, killed during fold 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_command(out, data), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    while _epochs_done(out / "fold_0" / "history.csv") < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _epochs_done(out / "fold_0" / "history.csv")
+    if not 0 < done < EPOCHS:
+        pytest.skip(f"could not kill the run mid-fold (it had {done} epochs)")
+    assert not (out / "fold_0" / "metrics.csv").exists()
+    leftovers = [p for p in out.rglob("*.tmp")]
+    subprocess.run(_command(out, data), check=True, capture_output=True, env=env)
+
+    for fold in (0, 1):
+        resumed = _history(out / f"fold_{fold}" / "history.csv")
+        whole = _history(tmp_path / "whole" / f"fold_{fold}" / "history.csv")
+        assert [int(r["epoch"]) for r in resumed] == list(range(1, EPOCHS + 1))
+        assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in whole]  # same draws, same weights
+        assert (out / f"fold_{fold}" / "metrics.csv").read_text() == (
+            tmp_path / "whole" / f"fold_{fold}" / "metrics.csv"
+        ).read_text()
+    assert not [p for p in out.rglob("*.tmp") if p not in leftovers]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name == "demo"]
+    runs = client.search_runs([exp.experiment_id])
+    kinds = sorted(r.data.tags.get("medseg.kind") for r in runs)
+    assert kinds == ["fold", "fold", "pipeline"]  # resumed, not recreated
+    assert all(r.info.status == "FINISHED" for r in runs)
+    fold0 = next(r for r in runs if r.data.tags.get("medseg.fold") == "0")
+    steps = [m.step for m in client.get_metric_history(fold0.info.run_id, "train_loss")]
+    assert sorted(steps) == list(range(1, EPOCHS + 1))  # none lost, none twice
+
+    # extending the finished run
+    subprocess.run(_command(out, data, EPOCHS + 3), check=True, capture_output=True, env=env)
+    assert [int(r["epoch"]) for r in _history(out / "fold_1" / "history.csv")] == list(range(1, EPOCHS + 4))
+    assert len(client.search_runs([exp.experiment_id])) == 3
