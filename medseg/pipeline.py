@@ -25,6 +25,13 @@ from medseg.data.datalist import Case, build_datalist
 from medseg.data.splits import inner_validation, load_or_make_splits
 from medseg.io.atomic import write_json, write_text
 from medseg.tracking import Tracker, label_suffix
+from medseg.train.distributed import (
+    DistInfo,
+    ShardedBatchSampler,
+    barrier,
+    init_distributed,
+    local_batch_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +63,9 @@ def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
     return cases, bad
 
 
-def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: int) -> tuple[Any, Any | None]:
+def make_loaders(
+    cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: int, dist: DistInfo | None = None
+) -> tuple[Any, Any | None]:
     """Cached training (augmented) and early-stopping (not augmented) loaders on the model grid;
     no early-stopping loader when ``val`` is empty (``train.val_fraction: 0``)."""
     from monai.data import CacheDataset, DataLoader
@@ -73,14 +82,22 @@ def make_loaders(cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: in
     train_ds = CacheDataset(items(fit), chain, cache_rate=cache, num_workers=workers or None, progress=False)
     generator = torch.Generator().manual_seed(seed)
     pin = torch.cuda.is_available() and cfg.train.device != "cpu"
-    train_loader = DataLoader(
-        train_ds,
-        batch_size=cfg.train.batch_size,
-        shuffle=True,
-        num_workers=workers,
-        generator=generator,
-        pin_memory=pin,
-    )
+    if dist is not None and dist.enabled:
+        local = local_batch_size(cfg.train.batch_size, dist)
+        sampler = ShardedBatchSampler(len(train_ds), cfg.train.batch_size, dist, generator)
+        train_loader = DataLoader(
+            train_ds, batch_sampler=sampler, num_workers=workers, generator=generator, pin_memory=pin
+        )
+        log.info("rank %d of %d: %d cases per step", dist.rank, dist.world, local)
+    else:
+        train_loader = DataLoader(
+            train_ds,
+            batch_size=cfg.train.batch_size,
+            shuffle=True,
+            num_workers=workers,
+            generator=generator,
+            pin_memory=pin,
+        )
     if not val:
         return train_loader, None
     val_ds = CacheDataset(items(val), eval_transforms(cfg), cache_rate=cache, progress=False)
@@ -112,7 +129,8 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 def fold_is_done(cfg: PipelineConfig, state: dict[str, Any], fold: int, run_dir: Path) -> bool:
     entry = state["folds"].get(str(fold), {})
     return bool(
-        entry.get("done_epochs", 0) >= cfg.train.epochs and (run_dir / f"fold_{fold}" / "metrics.csv").is_file()
+        entry.get("done_epochs", 0) >= cfg.train.epochs
+        and (run_dir / f"fold_{fold}" / "metrics.csv").is_file()
     )
 
 
@@ -124,6 +142,7 @@ def run_fold(
     run_dir: Path,
     tracker: Tracker,
     state: dict[str, Any] | None = None,
+    dist: DistInfo | None = None,
 ) -> dict[str, float]:
     from medseg.evaluate.casewise import evaluate_cases
     from medseg.evaluate.metrics import DISTANCE_METRICS, METRIC_NAMES, summarize_rows
@@ -148,7 +167,7 @@ def run_fold(
     write_json(run_dir / STATE_FILE, state)
     try:
         train_loader, val_loader = make_loaders(
-            cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed
+            cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed, dist
         )
         log.info(
             "fold %d: %d fit, %d early-stopping, %d held out",
@@ -165,6 +184,7 @@ def run_fold(
             on_epoch=lambda row: tracker.log_metrics(
                 run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])
             ),
+            dist=dist,
         )
         tracker.log_missing_history(run_id, result.history)
         device = pick_device(cfg.train.device)
@@ -198,11 +218,40 @@ def run_fold(
         raise
 
 
+def train_worker(cfg: PipelineConfig, dist: DistInfo) -> Path:
+    """A rank other than 0 under torchrun: read what rank 0 wrote, train each fold with it."""
+    import json
+
+    from medseg.data.intensity_stats import fill_clip_zscore
+    from medseg.train.loop import train_fold
+
+    run_dir = Path(cfg.output_dir)
+    barrier(dist)  # rank 0 has ingested, split and gathered statistics
+    cases = json.loads((run_dir / "datalist.json").read_text())["cases"]
+    splits = load_or_make_splits(cases, cfg.split, run_dir)
+    fill_clip_zscore(cfg, cases, run_dir)
+    state = read_state(run_dir)
+    by_id = {c["id"]: c for c in cases}
+    folds = cfg.split.folds if cfg.split.folds is not None else list(range(len(splits)))
+    for fold in folds:
+        if not fold_is_done(cfg, state, fold, run_dir):
+            seed = cfg.seed + fold
+            seed_everything(seed)
+            fit_ids, val_ids = inner_validation(splits[fold]["train"], cases, cfg.train.val_fraction, seed)
+            loaders = make_loaders(cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed, dist)
+            train_fold(cfg, *loaders, run_dir / f"fold_{fold}", dist=dist)
+        barrier(dist)  # rank 0 evaluates the fold
+    return run_dir
+
+
 def run(cfg: PipelineConfig) -> Path:
     """Run the whole study described by ``cfg``; return the run folder."""
     from medseg.evaluate.report import write_report
     from medseg.preview import preview_grid
 
+    dist = init_distributed(cfg.train.device)
+    if not dist.is_main:
+        return train_worker(cfg, dist)
     t0 = time.perf_counter()
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +263,7 @@ def run(cfg: PipelineConfig) -> Path:
 
     if fill_clip_zscore(cfg, cases, run_dir) is not None:
         write_text(run_dir / "config.yaml", dump_config(cfg))  # the resolved plan records the statistics
+    barrier(dist)
     tracker = Tracker(cfg, run_dir)
     state = read_state(run_dir)
     if tracker.resume_parent(state.get("parent_run_id")):
@@ -235,9 +285,11 @@ def run(cfg: PipelineConfig) -> Path:
         for fold in folds:
             if fold_is_done(cfg, state, fold, run_dir):
                 log.info("fold %d: finished earlier (%d epochs); kept", fold, cfg.train.epochs)
+                barrier(dist)
                 continue
             tf = time.perf_counter()
-            run_fold(cfg, fold, splits[fold], cases, run_dir, tracker, state)
+            run_fold(cfg, fold, splits[fold], cases, run_dir, tracker, state, dist)
+            barrier(dist)
             timing[f"fold_{fold}_seconds"] = round(time.perf_counter() - tf, 1)
         timing["total_seconds"] = round(time.perf_counter() - t0, 1)
         write_json(run_dir / "timing.json", timing)

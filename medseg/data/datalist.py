@@ -105,6 +105,13 @@ def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
         if missing:
             raise DataError(f"{source}: row {i + 1} lacks {missing}; every row needs id, image and label")
         case_id = row["id"]
+        for key in ("image", "label"):
+            rel = Path(row[key])
+            if not rel.is_absolute() and not (root / rel).resolve().is_relative_to(root.resolve()):
+                raise DataError(
+                    f"{source}: case {case_id}: {key} '{row[key]}' leads outside data.root ({root}); "
+                    "give an absolute path or keep the files under data.root"
+                )
         if case_id in seen:
             bad.append({"id": case_id, "reason": f"{source}: id listed twice"})
             continue
@@ -181,6 +188,9 @@ def check_volume_pair(case: Case, data: DataConfig, read_channels: int | None = 
         if channels != channels_needed:
             return f"image has {channels} channel(s), {channels_needed} expected (data.in_channels)"
         label, _, _ = read_volume(case["label"])
+        image, _, _ = read_volume(case["image"])  # decodes every slice: truncated files show up here
+        if not np.all(np.isfinite(image)):
+            return f"image has {int((~np.isfinite(image)).sum())} NaN or infinite voxels"
     except DataError as err:
         return str(err)
     problem = label_values_problem(set(np.unique(label).astype(int).tolist()), data)

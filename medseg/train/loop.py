@@ -32,6 +32,7 @@ from medseg.io.atomic import atomic_path
 from medseg.registry import network_args, network_class
 from medseg.train import rng
 from medseg.train.checkpoint import save_checkpoint
+from medseg.train.distributed import DistInfo, all_reduce_sum
 from medseg.train.losses import build_loss
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,13 @@ def train_fold(
     val_loader: Any | None,
     fold_dir: Path,
     on_epoch: EpochCallback | None = None,
+    dist: DistInfo | None = None,
 ) -> FoldResult:
+    """Train one fold; under torchrun every rank calls this and only rank 0 writes files."""
     from tqdm import tqdm
+
+    dist = dist or DistInfo()
+    main = dist.is_main
 
     device = pick_device(cfg.train.device)
     amp = cfg.train.amp and device.type == "cuda"
@@ -143,10 +149,10 @@ def train_fold(
     best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
     best_dice, best_epoch, stale = -1.0, -1, 0
     history: list[dict[str, float]] = []
-    show_bar = sys.stderr.isatty()
+    show_bar = sys.stderr.isatty() and main
     chain = getattr(getattr(train_loader, "dataset", None), "transform", None)
     generator = getattr(train_loader, "generator", None)
-    start, stopped = 0, False
+    first_epoch, stopped = 0, False
     if last_path.is_file():
         from medseg.train.checkpoint import load_weights
 
@@ -154,21 +160,26 @@ def train_fold(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
-        start, stopped = int(saved["epoch"]), bool(saved.get("stopped", False))
+        first_epoch, stopped = int(saved["epoch"]), bool(saved.get("stopped", False))
         best_dice, best_epoch, stale = saved["val_dice"], int(saved["best_epoch"]), int(saved["stale"])
         history = [dict(h) for h in saved.get("history", [])]
         if "rng" in saved:
             rng.restore(saved["rng"], chain, generator)
         for group in optimizer.param_groups:  # the schedule follows the (possibly extended) epochs
-            group["lr"] = opt_cfg.lr * scheduler.lr_lambdas[0](start)  # type: ignore[attr-defined]
-        if start < cfg.train.epochs and not stopped:
-            log.info("%s: resuming after epoch %d of %d", fold_dir.name, start, cfg.train.epochs)
+            group["lr"] = opt_cfg.lr * scheduler.lr_lambdas[0](first_epoch)  # type: ignore[attr-defined]
+        if first_epoch < cfg.train.epochs and not stopped:
+            log.info("%s: resuming after epoch %d of %d", fold_dir.name, first_epoch, cfg.train.epochs)
     if stopped:
-        start = cfg.train.epochs
+        first_epoch = cfg.train.epochs
+    net: nn.Module = model
+    if dist.enabled:  # after loading: every rank starts from the same weights
+        from torch.nn.parallel import DistributedDataParallel
 
-    for epoch in range(start, cfg.train.epochs):
+        net = DistributedDataParallel(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+
+    for epoch in range(first_epoch, cfg.train.epochs):
         start = time.perf_counter()
-        model.train()
+        net.train()
         total, count = 0.0, 0
         bar = tqdm(
             train_loader,
@@ -181,7 +192,7 @@ def train_fold(
             label = batch["label"].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, enabled=amp):
-                loss = loss_fn(model(image), label)
+                loss = loss_fn(net(image), label)
             if not torch.isfinite(loss):
                 raise MedsegError(
                     f"{fold_dir.name} epoch {epoch + 1}: the training loss is {loss.item()}; check the "
@@ -193,11 +204,14 @@ def train_fold(
             total += float(loss.item()) * image.shape[0]
             count += image.shape[0]
             bar.set_postfix(loss=f"{total / count:.4f}")
+        if dist.enabled:  # the epoch's loss over every rank's cases
+            total, count = all_reduce_sum(total, count, device)
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         row: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr}
         if val_loader is None:  # no early-stopping cases: the latest epoch is kept
-            save_checkpoint(best_path, _state(model, optimizer, scheduler, scaler, epoch + 1, math.nan))
+            if main:
+                save_checkpoint(best_path, _state(model, optimizer, scheduler, scaler, epoch + 1, math.nan))
             best_epoch = epoch + 1
         elif (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs:
             dice = validation_dice(
@@ -206,7 +220,8 @@ def train_fold(
             row["val_dice"] = dice
             if dice > best_dice:
                 best_dice, best_epoch, stale = dice, epoch + 1, 0
-                save_checkpoint(best_path, _state(model, optimizer, scheduler, scaler, epoch + 1, dice))
+                if main:
+                    save_checkpoint(best_path, _state(model, optimizer, scheduler, scaler, epoch + 1, dice))
             else:
                 stale += cfg.train.val_every
         row["seconds"] = time.perf_counter() - start
@@ -216,6 +231,10 @@ def train_fold(
         state = _state(model, optimizer, scheduler, scaler, epoch + 1, best_dice)
         state.update(best_epoch=best_epoch, stale=stale, stopped=stopped, history=history)
         state["rng"] = rng.capture(chain, generator)
+        if not main:  # other ranks only train; the same early-stopping decision ends them too
+            if stopped:
+                break
+            continue
         save_checkpoint(last_path, state)
         _write_history(fold_dir / "history.csv", history)
         log.info(
@@ -232,7 +251,7 @@ def train_fold(
         if stopped:
             log.info("%s: early stop after %d epochs without a better validation Dice", fold_dir.name, stale)
             break
-    if not last_path.is_file():  # train.epochs reached before this call: nothing was trained
+    if main and not last_path.is_file():  # train.epochs reached before this call: nothing was trained
         save_checkpoint(last_path, _state(model, optimizer, scheduler, scaler, len(history), best_dice))
     best_dice = math.nan if val_loader is None else best_dice
     return FoldResult(best_epoch, best_dice, len(history), best_path, last_path, history)

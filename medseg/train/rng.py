@@ -56,9 +56,10 @@ def _is_transform(value: Any) -> bool:
 
 def capture(chain: Any = None, generator: torch.Generator | None = None) -> dict[str, Any]:
     version, internal, gauss = random.getstate()
+    numpy_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "python": {"version": version, "internal": list(internal), "gauss": gauss},
-        "numpy": _np_state(np.random.get_state()),
+        "numpy": _np_state(numpy_state),
         "torch": torch.get_rng_state(),
         "transforms": [_np_state(t.R.get_state()) for t in random_transforms(chain)],
     }

@@ -56,7 +56,9 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
     subprocess.run(_command(tmp_path / "whole", data), check=True, capture_output=True, env=env)
     # the same run, killed during fold 0
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_command(out, data), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        _command(out, data), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.time() + 300
     while _epochs_done(out / "fold_0" / "history.csv") < 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -73,7 +75,9 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
         resumed = _history(out / f"fold_{fold}" / "history.csv")
         whole = _history(tmp_path / "whole" / f"fold_{fold}" / "history.csv")
         assert [int(r["epoch"]) for r in resumed] == list(range(1, EPOCHS + 1))
-        assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in whole]  # same draws, same weights
+        assert [r["train_loss"] for r in resumed] == [
+            r["train_loss"] for r in whole
+        ]  # same draws, same weights
         assert (out / f"fold_{fold}" / "metrics.csv").read_text() == (
             tmp_path / "whole" / f"fold_{fold}" / "metrics.csv"
         ).read_text()
