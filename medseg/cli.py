@@ -27,7 +27,7 @@ def _setup() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
-    for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib"):
+    for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MONAI logs this on every LoadImage once pydicom is imported; the pydicom decoders still work.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
@@ -230,6 +230,75 @@ def compare(
         _fail(err)
     typer.echo(paths["md"].read_text())
     typer.echo(f"written: {paths['csv']}, {paths['md']}, {paths['png']}")
+
+
+def _device(setting: str | None, cfg_setting: str) -> object:
+    from medseg.train.loop import pick_device
+
+    return pick_device(setting or cfg_setting)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Option("--model", "-m", help="run folder of `medseg run`, or runs:/<id>")],
+    input_dir: Annotated[Path, typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where predictions and manifest.csv go")],
+    set_: SetOpt = None,
+    fold: Annotated[list[int] | None, typer.Option(help="use only this fold's model (repeatable)")] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow store of a runs:/ model, e.g. sqlite:///runs/ct/mlflow.db")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: train.device)")] = None,
+) -> None:
+    """Segment every selected series or image under a folder with the ensemble of a study's folds.
+
+    Writes <key>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
+    for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done."""
+    _setup()
+    from medseg.errors import MedsegError
+
+    try:
+        from medseg.infer.batch import predict_folder, summary_line
+        from medseg.infer.bundle import load_bundle
+
+        if device not in (None, "auto", "cpu", "cuda"):
+            raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
+        bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
+        summary = predict_folder(bundle, input_dir, output, _device(device, bundle.cfg.train.device))  # type: ignore[arg-type]
+    except MedsegError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished inputs are in manifest.csv; run again to go on", err=True)
+        raise typer.Exit(code=130) from None
+    typer.echo(summary_line(summary))
+    typer.echo(f"manifest: {output / 'manifest.csv'}")
+    if summary["failed"]:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `medseg run`")],
+    format_: Annotated[str, typer.Option("--format", "-f", help="torchscript or onnx")] = "torchscript",
+    out: Annotated[
+        Path | None, typer.Option(help="model file; default <run_dir>/export/model.pt or .onnx")
+    ] = None,
+    fold: Annotated[list[int] | None, typer.Option(help="export only this fold (repeatable)")] = None,
+) -> None:
+    """Export the fold ensemble (mean softmax) as TorchScript or ONNX, with a JSON description."""
+    _setup()
+    from medseg.errors import MedsegError
+
+    try:
+        from medseg.infer.bundle import bundle_from_run_dir
+        from medseg.infer.export import export_model
+
+        suffix = {"torchscript": ".pt", "onnx": ".onnx"}.get(format_, "")
+        target = out or run_dir / "export" / f"model{suffix}"
+        path = export_model(bundle_from_run_dir(run_dir, None, fold), format_, target)
+    except MedsegError as err:
+        _fail(err)
+    typer.echo(f"exported: {path} (+ .json, .config.yaml)")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m medseg`

@@ -230,6 +230,25 @@ class InferConfig(Strict):
     overlap: float = Field(0.25, ge=0, lt=1)
     mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(4, ge=1)
+    tta_flips: bool = Field(
+        False, description="test-time augmentation: also predict every flip of the spatial axes and average"
+    )
+    largest_component: bool = Field(False, description="keep the largest connected component of each class")
+    fill_holes: bool = Field(False, description="fill holes enclosed by a class")
+
+
+class PredictConfig(Strict):
+    """Which inputs ``medseg predict`` segments and what it writes for each."""
+
+    modalities: list[str] | None = Field(
+        None, description="DICOM Modality values accepted, e.g. [CT]; default: any image modality"
+    )
+    orientation: Literal["any", "axial"] = Field(
+        "any", description="axial: DICOM series whose slice normal is within about 18 degrees of head-foot"
+    )
+    min_slices: int = Field(1, ge=1, description="DICOM series with fewer slices are skipped")
+    write_seg: bool = Field(True, description="a DICOM SEG next to each prediction of a DICOM input")
+    overlays: bool = Field(True, description="PNG overlays for 2D inputs")
 
 
 class EvaluateConfig(Strict):
@@ -264,6 +283,7 @@ class PipelineConfig(Strict):
     model: ComponentConfig = ComponentConfig(name="UNet")
     train: TrainConfig = TrainConfig()
     infer: InferConfig = InferConfig()
+    predict: PredictConfig = PredictConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
     preview: PreviewConfig = PreviewConfig()

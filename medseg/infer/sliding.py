@@ -3,8 +3,9 @@
 The image (read and preprocessed on its reference grid) is brought to the model grid: resized to
 ``transforms.spatial_size``, or resampled to ``transforms.spacing`` with the same rounding rule as
 training. MONAI's ``SlidingWindowInferer`` (Gaussian weighting by default, ``infer.overlap``) runs
-every model; softmax probabilities are averaged over models and resized back (bi/trilinear). Only
-then is the argmax taken, so no label is ever interpolated.
+every model, and with ``infer.tta_flips`` every flip of the spatial axes of the input (flipped
+back after); softmax probabilities are averaged over models and flips and resized back
+(bi/trilinear). Only then is the argmax taken, so no label is ever interpolated.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def image_spacing(image: Any) -> list[float] | None:
     return None if spacing is None else [float(s) for s in torch.as_tensor(spacing).flatten()]
 
 
+def flip_sets(spatial_dims: int, on: bool) -> list[tuple[int, ...]]:
+    """Tensor dims (of N, C, *spatial) to flip: none, or every subset of the spatial axes."""
+    from itertools import combinations
+
+    axes = range(2, 2 + spatial_dims)
+    if not on:
+        return [()]
+    return [c for n in range(spatial_dims + 1) for c in combinations(axes, n)]
+
+
 def predict_probabilities(
     models: list[nn.Module], image: torch.Tensor, cfg: PipelineConfig, inferer: Any, device: torch.device
 ) -> torch.Tensor:
@@ -63,13 +74,17 @@ def predict_probabilities(
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
     amp = cfg.train.amp and device.type == "cuda"
     probs = None
+    flips = flip_sets(len(spatial), cfg.infer.tta_flips)
     with torch.no_grad(), torch.autocast(device.type, enabled=amp):
         for model in models:
             model.eval()
-            p = torch.softmax(inferer(x, model).float(), dim=1)
-            probs = p if probs is None else probs + p
+            for dims in flips:
+                xi = x.flip(dims) if dims else x
+                p = torch.softmax(inferer(xi, model).float(), dim=1)
+                p = p.flip(dims) if dims else p
+                probs = p if probs is None else probs + p
     assert probs is not None
-    probs = probs / len(models)
+    probs = probs / (len(models) * len(flips))
     if spatial != size:
         probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
     return probs[0].cpu()
@@ -78,5 +93,7 @@ def predict_probabilities(
 def predict_label(
     models: list[nn.Module], image: torch.Tensor, cfg: PipelineConfig, inferer: Any, device: torch.device
 ) -> torch.Tensor:
-    """Integer label map (spatial) on the image's reference grid."""
-    return predict_probabilities(models, image, cfg, inferer, device).argmax(0)
+    """Integer label map (spatial) on the image's reference grid, post-processed as configured."""
+    from medseg.infer.postprocess import postprocess
+
+    return postprocess(predict_probabilities(models, image, cfg, inferer, device).argmax(0), cfg)

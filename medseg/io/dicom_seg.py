@@ -37,31 +37,61 @@ def is_seg(path: str | Path) -> bool:
 def write_seg(
     label: np.ndarray,
     affine: np.ndarray,
-    series_dir: str | Path,
+    series: str | Path | list[Path],
     path: str | Path,
     names: dict[int, str],
     series_description: str = "medseg segmentation",
 ) -> Path:
     """A DICOM SEG (binary, one segment per label) of ``label`` (canonical grid, RAS ``affine``) that
-    references the DICOM series in ``series_dir``; written atomically."""
-    import highdicom as hd
+    references the DICOM series ``series`` (its folder or its files); written atomically."""
     import pydicom
-    from pydicom.uid import generate_uid
 
-    from medseg import __version__
-    from medseg.io.atomic import atomic_path
-    from medseg.io.dicom import folder_geometry
+    from medseg.io.dicom import folder_geometry, read_header, series_geometry
     from medseg.io.volume import AFFINE_TOL, canonical_geometry, reorient
 
-    geom = folder_geometry(series_dir)
+    if isinstance(series, list):
+        geom = series_geometry([(Path(f), read_header(f)) for f in series], str(Path(series[0]).parent))
+    else:
+        geom = folder_geometry(series)
     canon_shape, canon_affine = canonical_geometry(geom.shape, geom.affine)
     if tuple(label.shape) != tuple(canon_shape):
         raise DataError(f"{path}: label shape {label.shape} does not match the series {geom.shape}")
     if np.abs(canon_affine - affine).max() > AFFINE_TOL:
-        raise DataError(f"{path}: the label is not on the grid of the series in {series_dir}")
+        raise DataError(f"{path}: the label is not on the grid of the series")
     native = reorient(label, affine, geom.affine)  # (columns, rows, slices) in the series' order
     frames = np.ascontiguousarray(native.transpose(2, 1, 0))
     sources = [pydicom.dcmread(f) for f in geom.files]
+    return _save_seg(frames, sources, Path(path), names, series_description)
+
+
+def write_seg_image(
+    label: np.ndarray,
+    source: str | Path,
+    path: str | Path,
+    names: dict[int, str],
+    series_description: str = "medseg segmentation",
+) -> Path:
+    """A DICOM SEG of ``label`` (rows, columns) on the single-frame DICOM image ``source``."""
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    if tuple(label.shape) != (int(ds.Rows), int(ds.Columns)):
+        raise DataError(f"{path}: label shape {label.shape} does not match the image {ds.Rows}x{ds.Columns}")
+    return _save_seg(np.asarray(label)[None], [ds], Path(path), names, series_description)
+
+
+def _save_seg(
+    frames: np.ndarray, sources: list, path: Path, names: dict[int, str], series_description: str
+) -> Path:
+    """Build the Segmentation with highdicom (frames: (n, rows, columns) class values) and save it."""
+    import warnings
+
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    from medseg import __version__
+    from medseg.io.atomic import atomic_path
+
     algorithm = hd.AlgorithmIdentificationSequence(
         name="medseg",
         version=__version__,
@@ -80,22 +110,25 @@ def write_seg(
             )
         )
         masks.append(frames == value)
-    seg = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=np.stack(masks, axis=-1).astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=generate_uid(),
-        series_number=900,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="medseg",
-        manufacturer_model_name="medseg",
-        software_versions=__version__,
-        device_serial_number="0",
-        series_description=series_description,
-        omit_empty_frames=False,
-    )
-    with atomic_path(path) as tmp:
-        seg.save_as(tmp)
+    with warnings.catch_warnings():
+        # highdicom warns about odd person names by quoting them: that would put PatientName in logs
+        warnings.simplefilter("ignore", UserWarning)
+        seg = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=np.stack(masks, axis=-1).astype(np.uint8),
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=generate_uid(),
+            series_number=900,
+            sop_instance_uid=generate_uid(),
+            instance_number=1,
+            manufacturer="medseg",
+            manufacturer_model_name="medseg",
+            software_versions=__version__,
+            device_serial_number="0",
+            series_description=series_description,
+            omit_empty_frames=False,
+        )
+        with atomic_path(path) as tmp:
+            seg.save_as(tmp)
     return Path(path)

@@ -75,10 +75,15 @@ def _nifti_array(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(img.affine, dtype=float)
 
 
-def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(array (x, y, z[, c]), RAS affine, tags) in the canonical frame."""
+def read_volume(path: str | Path | list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(array (x, y, z[, c]), RAS affine, tags) in the canonical frame. ``path`` may also be the list
+    of files of one DICOM series (as :func:`medseg.io.dicom.scan_tree` groups them); ``tags`` hold the
+    ``source_affine`` and ``source_shape`` of the grid as stored, to write results back onto it."""
     from medseg.io.dicom import read_series, read_series_folder
 
+    if isinstance(path, list | tuple):
+        array, affine, tags = read_series(list(path))
+        return _canonical(array, affine, tags)
     kind = kind_of(path)
     if kind == "dicom_dir":
         array, affine, tags = read_series_folder(path)
@@ -93,8 +98,15 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any
         array, affine, tags = read_series([path])
     else:
         raise DataError(f"{path}: a 2D picture cannot be a 3D volume; use NIfTI or a DICOM series folder")
+    return _canonical(array, affine, tags)
+
+
+def _canonical(
+    array: np.ndarray, affine: np.ndarray, tags: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     if array.ndim == 2:
         array = array[..., None]
+    tags["source_affine"], tags["source_shape"] = affine, tuple(array.shape[:3])
     array, affine = to_canonical(array, affine)
     tags["spacing"] = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
     return array, affine, tags

@@ -18,10 +18,14 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from medseg.errors import DataError
 from medseg.registry import LABEL_KEY
 
 
-def load_image(path: str, spatial_dims: int, voi_lut: bool = False, is_label: bool = False) -> MetaTensor:
+def load_image(
+    path: str | list[str], spatial_dims: int, voi_lut: bool = False, is_label: bool = False
+) -> MetaTensor:
+    """One image as a channel-first MetaTensor; ``path`` may be the file list of a DICOM series."""
     from medseg.io.volume import kind_of, read_image2d, read_volume
 
     if spatial_dims == 3:
@@ -29,23 +33,28 @@ def load_image(path: str, spatial_dims: int, voi_lut: bool = False, is_label: bo
         data = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
         spacing = tuple(tags["spacing"])
         laterality = ""
+        source = {"source_affine": tags["source_affine"], "source_shape": tags["source_shape"]}
     else:
+        if isinstance(path, list):
+            raise DataError(f"{path[0]}: a DICOM series in a 2D workflow; give single image files")
         array, tags = read_image2d(path, voi_lut=voi_lut and not is_label)
         data = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
         spacing = tuple(tags["spacing"])
         affine = np.diag([spacing[0], spacing[1], 1.0, 1.0])
         laterality = tags.get("laterality") or ""
+        source = {"source_shape": tuple(array.shape[:2])}
     if is_label:
         tensor = torch.from_numpy(np.array(data))  # a writable copy (PIL arrays are read-only)
     else:
         scale = 1.0
-        if kind_of(path) == "raster" and data.dtype in (np.uint8, np.uint16):
+        if isinstance(path, str) and kind_of(path) == "raster" and data.dtype in (np.uint8, np.uint16):
             scale = 1.0 / float(np.iinfo(data.dtype).max)
         tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)) * scale
     meta = {
         "spacing": np.asarray(spacing, dtype=np.float64),
         "laterality": laterality,
-        "filename_or_obj": path,
+        "filename_or_obj": path if isinstance(path, str) else str(path[0]),
+        **source,
     }
     return MetaTensor(tensor, affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
 
@@ -67,5 +76,6 @@ class LoadCased(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = load_image(str(d[key]), self.spatial_dims, self.voi_lut, is_label=key == LABEL_KEY)
+            path = [str(p) for p in d[key]] if isinstance(d[key], list | tuple) else str(d[key])
+            d[key] = load_image(path, self.spatial_dims, self.voi_lut, is_label=key == LABEL_KEY)
         return d

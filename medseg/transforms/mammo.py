@@ -5,7 +5,9 @@ not ``flip_to``, crops both keys to the bounding box of the breast (Otsu thresho
 opened to cut thin film borders, largest connected component, plus a margin), and downsamples
 both so the longer side is at most ``max_size`` (image with area averaging, label nearest-exact),
 multiplying the recorded spacing by the factor. When the file states no laterality, the half of
-the picture holding more breast tissue decides.
+the picture holding more breast tissue decides. The meta data keep ``flipped`` and ``crop_box``,
+so a prediction can be put back on the picture as stored
+(:func:`medseg.infer.source_grid.probabilities_to_source_2d`).
 """
 
 from __future__ import annotations
@@ -111,5 +113,13 @@ class MammoPrepared(MapTransform):
         spacing = np.asarray(meta.get("spacing", (1.0, 1.0)), dtype=np.float64)
         meta["spacing"] = spacing * np.array([old[0] / size[0], old[1] / size[1]])
         meta["flipped"] = flip
+        # where this grid sits in the picture as stored: rows r0:r1, columns c0:c1 after the flip
+        full = torch.as_tensor(x).shape[1:]
+        meta["crop_box"] = (
+            box[0].start or 0,
+            box[0].stop or full[0],
+            box[1].start or 0,
+            box[1].stop or full[1],
+        )
         affine = torch.as_tensor(np.diag([*meta["spacing"], 1.0, 1.0]), dtype=torch.float64)
         return MetaTensor(t.contiguous().as_subclass(torch.Tensor), affine=affine, meta=meta)

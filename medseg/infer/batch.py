@@ -1,0 +1,209 @@
+"""``medseg predict``: segment every selected input under a folder with a trained study's models.
+
+For each input: read it and prepare intensities with the pipeline's own transforms (the reference
+grid of ``medseg run``), sliding-window inference with every fold model (and flips when
+``infer.tta_flips``), mean of the softmax, back onto the grid as stored, argmax, post-processing
+(``infer.largest_component``, ``infer.fill_holes``), then the files of
+:mod:`medseg.infer.outputs`. ``manifest.csv`` gets a row per input as it finishes and
+``summary.json`` the totals. A failing input is recorded with its reason and the batch goes on; a
+rerun skips what is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.errors import MedsegError
+from medseg.infer.bundle import ModelBundle
+from medseg.infer.discover import InputItem, discover
+from medseg.infer.manifest import Manifest
+from medseg.io.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+
+class Segmenter:
+    """The models and transforms of a bundle, ready to segment one input after another."""
+
+    def __init__(self, bundle: ModelBundle, device: torch.device) -> None:
+        from monai.transforms import Compose
+
+        from medseg.infer.sliding import make_inferer
+        from medseg.transforms.chain import build_chain, load_transforms
+
+        self.cfg = bundle.cfg
+        self.device = device
+        self.models = bundle.load(device)
+        self.inferer = make_inferer(self.cfg)
+        loaders = load_transforms(self.cfg, with_label=False)
+        preprocess = build_chain(self.cfg.transforms.preprocess, "preprocess")
+        for step in preprocess:
+            if getattr(step, "op", True) is None:
+                raise MedsegError(
+                    f"{bundle.source}: {type(step).__name__} in transforms.preprocess has no statistics; "
+                    "they are filled when `medseg run` ingests, so give a run folder of a finished run"
+                )
+        self.load, self.prepare = loaders[0], Compose(loaders[1:] + preprocess)
+
+    def __call__(self, item: InputItem) -> tuple[np.ndarray, dict[str, Any]]:
+        """(label map on the source grid, what the writers need about the source)."""
+        from medseg.infer.postprocess import postprocess
+        from medseg.infer.sliding import predict_probabilities
+        from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
+
+        path: Any = [str(f) for f in item.files] if item.kind == "dicom_series" else str(item.files[0])
+        loaded = self.load({"image": path})["image"]
+        meta = dict(loaded.meta)
+        source: dict[str, Any] = {}
+        image = self.prepare({"image": loaded})["image"]
+        probs = predict_probabilities(self.models, image, self.cfg, self.inferer, self.device)
+        if self.cfg.transforms.spatial_dims == 2:
+            probs = probabilities_to_source_2d(probs, dict(image.meta))
+            label = postprocess(probs.argmax(0), self.cfg).numpy()
+            source["picture"] = np.moveaxis(np.asarray(loaded), 0, -1)
+            source["affine"] = _affine_2d(item, meta)
+            return label, source
+        canonical_affine = np.asarray(loaded.affine, dtype=float)
+        canonical = postprocess(probs.argmax(0), self.cfg).numpy().astype(np.uint8)
+        source.update(
+            affine=np.asarray(meta["source_affine"], dtype=float),
+            canonical_label=canonical,
+            canonical_affine=canonical_affine,
+        )
+        return label_to_source_3d(canonical, canonical_affine, source["affine"]), source
+
+
+def _affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
+    """NIfTI affine of a 2D label written as (columns, rows): the file's own for NIfTI inputs."""
+    if item.kind == "nifti":
+        import nibabel as nib
+
+        return np.asarray(nib.load(str(item.files[0])).affine, dtype=float)  # type: ignore[attr-defined]
+    row, col = (float(s) for s in np.asarray(meta.get("spacing", (1.0, 1.0))).flatten()[:2])
+    return np.diag([col, row, 1.0, 1.0])
+
+
+def _row(item: InputItem, status: str, reason: str = "", **extra: Any) -> dict[str, Any]:
+    return {
+        "key": item.key,
+        "kind": item.kind,
+        "status": status,
+        "reason": reason,
+        "modality": item.modality,
+        "study_uid": item.study_uid,
+        "series_uid": item.series_uid,
+        "sop_uid": item.sop_uid if item.kind != "dicom_series" else "",
+        "n_files": len(item.files),
+        "source": item.source,
+        **extra,
+    }
+
+
+def predict_folder(
+    bundle: ModelBundle, input_dir: Path, out_dir: Path, device: torch.device
+) -> dict[str, Any]:
+    """Segment every selected input under ``input_dir`` into ``out_dir``; return the summary."""
+    from tqdm import tqdm
+
+    input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = discover(input_dir, bundle.cfg)
+    manifest = Manifest(out_dir)
+    counts = {"done": 0, "done_earlier": 0, "skipped": 0, "failed": 0}
+    todo: list[InputItem] = []
+    for item in items:
+        if item.skip is not None:
+            manifest.record(_row(item, "skipped", item.skip))
+            counts["skipped"] += 1
+            log.info("%s (%s): skipped: %s", item.key, item.kind, item.skip)
+        elif (row := manifest.finished_earlier(item.key)) is not None:
+            manifest.record(row)
+            counts["done_earlier"] += 1
+        else:
+            todo.append(item)
+    log.info(
+        "predict: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s",
+        len(todo),
+        counts["done_earlier"],
+        counts["skipped"],
+        len(bundle.checkpoints),
+        device,
+    )
+    segmenter = Segmenter(bundle, device) if todo else None
+    busy = 0.0
+    bar = tqdm(todo, unit="series", disable=not sys.stderr.isatty(), desc="predict")
+    for item in bar:
+        t0 = time.perf_counter()
+        try:
+            assert segmenter is not None
+            label, source = segmenter(item)
+            written, note = _write(item, label, source, bundle, out_dir)
+        except Exception as err:  # one bad input never stops the batch
+            reason = _plain(err, input_dir)
+            manifest.record(_row(item, "failed", reason, seconds=round(time.perf_counter() - t0, 2)))
+            counts["failed"] += 1
+            log.warning("%s (%s): failed: %s", item.key, item.kind, reason)
+            continue
+        seconds = time.perf_counter() - t0
+        busy += seconds
+        manifest.record(_row(item, "done", note, seconds=round(seconds, 2), **written))
+        counts["done"] += 1
+        log.info("%s (%s): done in %.1fs", item.key, item.kind, seconds)
+    summary: dict[str, Any] = {
+        **counts,
+        "inputs_per_minute": round(60.0 * counts["done"] / busy, 2) if busy > 0 else None,
+        "seconds": round(busy, 2),
+        "model": bundle.source,
+        "folds": sorted(bundle.checkpoints),
+        "device": str(device),
+    }
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _write(
+    item: InputItem, label: np.ndarray, source: dict[str, Any], bundle: ModelBundle, out_dir: Path
+) -> tuple[dict[str, str], str]:
+    """Write the outputs; on an error, remove what this call wrote before raising."""
+    from medseg.infer.outputs import write_outputs
+
+    before = {k: (out_dir / f"{item.key}{s}").exists() for k, s in _names().items()}
+    try:
+        return write_outputs(item, label, source, bundle.cfg, out_dir)
+    except BaseException:
+        for k, suffix in _names().items():
+            if not before[k]:
+                (out_dir / f"{item.key}{suffix}").unlink(missing_ok=True)
+        raise
+
+
+def _names() -> dict[str, str]:
+    return {"nii": ".nii.gz", "png": ".png", "seg": "_seg.dcm", "overlay": "_overlay.png"}
+
+
+def _plain(err: BaseException, root: Path) -> str:
+    """An error as one line, paths shown inside the input folder."""
+    from medseg.errors import MedsegError
+
+    chain = [err]
+    while len(chain) < 20 and (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(nxt)
+    # a MedsegError says what to do; otherwise the innermost error (MONAI wraps transform errors)
+    chosen = next((e for e in chain if isinstance(e, MedsegError)), chain[-1])
+    text = str(chosen) if isinstance(chosen, MedsegError) else f"{type(chosen).__name__}: {chosen}"
+    return " ".join(text.replace(f"{root}/", "").replace(str(root), ".").split())[:500]
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    rate = summary["inputs_per_minute"]
+    return (
+        f"done {summary['done']}, done earlier {summary['done_earlier']}, skipped {summary['skipped']}, "
+        f"failed {summary['failed']}; {rate if rate is not None else '-'} inputs per minute"
+    )

@@ -1,0 +1,151 @@
+"""Find what ``medseg predict`` can segment in a folder tree, and what it must skip and why.
+
+Every file under the input folder is looked at once. NIfTI files and PNG/JPEG pictures are inputs
+by their suffix; every other file is read as a DICOM header (no pixel data). DICOM images are
+grouped by SeriesInstanceUID for 3D models (one input per series, its files in any folders) and
+taken one file at a time for 2D models (one input per SOPInstanceUID). The pipeline's ``predict``
+settings then select: DICOM Modality, axial slices, a least number of slices.
+
+Privacy: an input is named by its DICOM UID, or for other files by a hash of its path inside the
+input folder, never by a header value such as PatientName or PatientID. Paths are only reported
+relative to the input folder, and only for files that are skipped or are not DICOM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.config import PipelineConfig
+from medseg.errors import DataError
+from medseg.io.volume import NIFTI_SUFFIXES, RASTER_SUFFIXES
+
+AXIAL_COS = 0.95  # |slice normal . head-foot axis| at least this: within about 18 degrees
+
+
+@dataclass
+class InputItem:
+    """One thing to segment (``skip`` is None) or to report as skipped (``skip`` says why)."""
+
+    key: str
+    kind: str  # dicom_series | dicom_image | nifti | raster | file
+    files: list[Path] = field(default_factory=list)
+    source: str = ""  # path inside the input folder, for files that are not DICOM images
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    modality: str = ""
+    skip: str | None = None
+
+    @property
+    def is_dicom(self) -> bool:
+        return self.kind.startswith("dicom")
+
+
+def path_key(relative: str) -> str:
+    return "f" + hashlib.sha1(relative.encode()).hexdigest()[:16]
+
+
+def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
+    """Inputs and skipped files under ``root`` in a stable order (sorted paths, then UIDs)."""
+    from medseg.io.dicom import _walk
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: input folder not found")
+    dims = cfg.transforms.spatial_dims
+    items: list[InputItem] = []
+    series: dict[str, InputItem] = {}
+    first_header: dict[str, Any] = {}
+    for path in sorted(_walk(root)):
+        rel = path.relative_to(root).as_posix()
+        name = path.name.lower()
+        if name.endswith(NIFTI_SUFFIXES):
+            items.append(InputItem(path_key(rel), "nifti", [path], rel))
+            continue
+        if name.endswith(RASTER_SUFFIXES):
+            skip = None if dims == 2 else "a 2D picture; this model segments 3D volumes"
+            items.append(InputItem(path_key(rel), "raster", [path], rel, skip=skip))
+            continue
+        item, ds = _dicom_item(path, rel)
+        if item.skip is not None or dims == 2:
+            items.append(item)
+            continue
+        # anonymised files sometimes lack the UID: group those by folder and SeriesNumber
+        group = item.series_uid or f"{path.parent}#{ds.get('SeriesNumber', '')}"
+        if group not in series:
+            key = item.series_uid or "s" + hashlib.sha1(group.encode()).hexdigest()[:16]
+            series[group] = InputItem(
+                key, "dicom_series", [], study_uid=item.study_uid, series_uid=item.series_uid,
+                modality=item.modality,
+            )  # fmt: skip
+            first_header[group] = ds
+        series[group].files.append(path)
+    for group, entry in series.items():
+        entry.skip = _series_rule(entry, first_header[group], cfg)
+        items.append(entry)
+    for item in items:
+        if item.skip is None and item.kind == "dicom_image":
+            item.skip = _modality_rule(item.modality, cfg)
+    _unique_keys(items)
+    return items
+
+
+def _dicom_item(path: Path, rel: str) -> tuple[InputItem, Any]:
+    from medseg.io.dicom import is_image, read_header
+
+    try:
+        ds = read_header(path)
+    except DataError as err:
+        return InputItem(path_key(rel), "file", [path], rel, skip=str(err).removeprefix(f"{path}: ")), None
+    uids = {
+        "study_uid": str(ds.get("StudyInstanceUID", "")),
+        "series_uid": str(ds.get("SeriesInstanceUID", "")),
+        "sop_uid": str(ds.get("SOPInstanceUID", "")),
+        "modality": str(ds.get("Modality", "")).upper(),
+    }
+    key = uids["sop_uid"] or path_key(rel)
+    reason = is_image(ds)
+    if reason is not None:
+        return InputItem(key, "dicom_object", [path], rel, **uids, skip=reason), ds
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        reason = "multi-frame DICOM; convert it to NIfTI"
+    return InputItem(key, "dicom_image", [path], **uids, skip=reason), ds
+
+
+def _modality_rule(modality: str, cfg: PipelineConfig) -> str | None:
+    wanted = cfg.predict.modalities
+    if wanted is not None and modality not in {m.upper() for m in wanted}:
+        return f"Modality {modality or 'missing'}; this model takes {', '.join(wanted)} (predict.modalities)"
+    return None
+
+
+def _series_rule(item: InputItem, first: Any, cfg: PipelineConfig) -> str | None:
+    reason = _modality_rule(item.modality, cfg)
+    if reason:
+        return reason
+    rules = cfg.predict
+    if len(item.files) < rules.min_slices:
+        return f"{len(item.files)} slice(s); predict.min_slices is {rules.min_slices}"
+    if rules.orientation == "axial":
+        iop = first.get("ImageOrientationPatient")
+        if iop is None:
+            return "no ImageOrientationPatient; cannot tell whether the slices are axial"
+        normal = np.cross([float(v) for v in iop[:3]], [float(v) for v in iop[3:]])
+        if abs(float(normal[2])) < AXIAL_COS:
+            return "slices are not axial (predict.orientation: axial)"
+    return None
+
+
+def _unique_keys(items: list[InputItem]) -> None:
+    """Two files with one SOPInstanceUID (copies) get distinct output names."""
+    seen: dict[str, int] = {}
+    for item in items:
+        n = seen.get(item.key, 0)
+        seen[item.key] = n + 1
+        if n:
+            item.key = f"{item.key}-{n + 1}"

@@ -1,0 +1,64 @@
+"""``manifest.csv``: one row per input of a ``medseg predict`` batch, rewritten atomically after each.
+
+Rows carry UIDs, the status (``done``, ``skipped`` or ``failed``) and why, the output files
+(relative to the output folder) and the seconds taken. A rerun reads it back: an input whose row
+says ``done`` and whose outputs all exist is not done again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from medseg.io.atomic import write_text
+
+FIELDS = [
+    "key",
+    "kind",
+    "status",
+    "reason",
+    "modality",
+    "study_uid",
+    "series_uid",
+    "sop_uid",
+    "n_files",
+    "source",
+    "mask",
+    "seg",
+    "overlay",
+    "seconds",
+]
+OUTPUTS = ("mask", "seg", "overlay")
+NAME = "manifest.csv"
+
+
+class Manifest:
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / NAME
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            with self.path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    if row.get("key"):
+                        self.rows[row["key"]] = row
+        self.earlier = dict(self.rows)
+
+    def finished_earlier(self, key: str) -> dict[str, Any] | None:
+        """The earlier row of ``key`` when it is done and its outputs are all still there."""
+        row = self.earlier.get(key)
+        if not row or row.get("status") != "done":
+            return None
+        if any(row.get(k) and not (self.out_dir / row[k]).is_file() for k in OUTPUTS):
+            return None
+        return row
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.rows[str(row["key"])] = {k: row.get(k, "") for k in FIELDS}
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows.values())
+        write_text(self.path, buf.getvalue())

@@ -1,0 +1,65 @@
+"""Run folders for prediction tests: trained on synthetic CT, or untrained networks for speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medseg.config import dump_config, load_pipeline
+
+from ..conftest import ROOT
+
+TINY_3D = [
+    "model.args.channels=[4, 8, 16]",
+    "model.args.strides=[2, 2]",
+    "model.args.num_res_units=1",
+    "train.epochs=1",
+    "train.batch_size=2",
+    "transforms.patches_per_image=2",
+    "evaluate.n_worst=1",
+    "preview.n_cases=1",
+    "preview.n_draws=1",
+]
+
+
+def untrained_run_dir(pipeline: str, overrides: list[str], out: Path, folds: int = 2) -> Path:
+    """A run folder as `medseg run` leaves it (config.yaml, finished folds) with seeded random weights."""
+    from medseg.train.checkpoint import save_checkpoint
+    from medseg.train.loop import build_network
+
+    cfg = load_pipeline(ROOT / "pipelines" / pipeline, [f"output_dir={out}", *overrides])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(cfg))
+    for fold in range(folds):
+        torch.manual_seed(fold)
+        fold_dir = out / f"fold_{fold}"
+        save_checkpoint(fold_dir / "checkpoints" / "best.pt", {"model": build_network(cfg).state_dict()})
+        (fold_dir / "metrics.csv").write_text("case,label\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def ct_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) `medseg run` of pipelines/ct.yaml on four synthetic CT cases, 2 folds, MLflow on;
+    case ct_000 is a DICOM series."""
+    from medseg.pipeline import run
+
+    tmp = tmp_path_factory.mktemp("ct_run")
+    cfg = load_pipeline(
+        ROOT / "pipelines" / "ct.yaml",
+        [
+            f"output_dir={tmp / 'run'}",
+            f"data.root={tmp / 'data'}",
+            "data.cases=null",
+            "data.synthetic={kind: ct, n_cases: 4, height: 32, width: 36, depth: 12}",
+            "data.num_classes=3",
+            "data.labels={liver: 5, spleen: 1}",
+            "evaluate.nsd_tolerance=[2.0, 3.0]",
+            "transforms.spacing=[3.0, 3.0, 3.0]",
+            "transforms.patch_size=[16, 16, 8]",
+            *TINY_3D,
+        ],
+    )
+    return run(cfg)

@@ -1,0 +1,60 @@
+"""`medseg export`: TorchScript and ONNX files give the PyTorch ensemble's output to 1e-4."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medseg.infer.bundle import load_bundle
+from medseg.infer.export import SoftmaxEnsemble, example_input, export_model
+
+from .conftest import untrained_run_dir
+
+TINY = ["model.args.channels=[4, 8, 16]", "model.args.strides=[2, 2]", "model.args.num_res_units=1"]
+CASES = {
+    "2d": ("demo.yaml", [*TINY, "transforms.spatial_size=[32, 48]"]),
+    "3d": ("ct.yaml", [*TINY, "transforms.preprocess=[]", "transforms.patch_size=[16, 16, 8]"]),
+}
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_exported_model_matches_pytorch(case, fmt, tmp_path):
+    pipeline, overrides = CASES[case]
+    bundle = load_bundle(str(untrained_run_dir(pipeline, overrides, tmp_path / "run")))
+    out = export_model(bundle, fmt, tmp_path / f"model.{fmt}")
+    reference = SoftmaxEnsemble(bundle.load(torch.device("cpu"))).eval()
+    x = example_input(bundle, batch=2) * 3  # another batch size and other values than at export
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    if fmt == "torchscript":
+        with torch.no_grad():
+            got = torch.jit.load(str(out))(x).numpy()
+    else:
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert got.shape == expected.shape == (2, bundle.cfg.data.num_classes, *bundle.cfg.roi_size)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-4)  # probabilities
+    info = json.loads((tmp_path / f"model.{fmt}.json").read_text())
+    assert info["folds"] == [0, 1] and info["input"]["shape"][1:] == list(x.shape[1:])
+    assert (tmp_path / f"model.{fmt}.config.yaml").is_file()
+
+
+def test_export_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from medseg.cli import app
+
+    run_dir = untrained_run_dir(*CASES["2d"], tmp_path / "run")
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--format", "torchscript", "--fold", "1"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((run_dir / "export" / "model.pt.json").read_text())
+    assert info["folds"] == [1]
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--format", "tflite"])
+    assert result.exit_code == 1 and "expected one of torchscript, onnx" in result.output
