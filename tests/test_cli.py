@@ -25,7 +25,7 @@ def test_help_does_not_import_heavy_modules() -> None:
 def test_help_lists_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("run", "validate", "preview", "report"):
+    for command in ("run", "validate", "preview", "report", "evaluate", "compare", "predict", "export"):
         assert command in result.output
 
 
@@ -53,3 +53,20 @@ def test_run_with_missing_data_folder_names_it(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(tmp_path / "p.yaml")])
     assert result.exit_code == 1
     assert f"data.root: folder '{tmp_path / 'nowhere'}' not found" in result.output
+
+
+def test_predict_bad_arguments_name_what_is_wrong(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["predict", "-m", str(tmp_path), "-i", str(tmp_path), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1 and "no config.yaml" in result.output and "Traceback" not in result.output
+    from tests.infer.conftest import untrained_run_dir
+
+    run_dir = untrained_run_dir("demo.yaml", ["transforms.spatial_size=[32, 32]"], tmp_path / "run", folds=1)
+    args = ["predict", "-m", str(run_dir), "-o", str(tmp_path / "o")]
+    result = runner.invoke(app, [*args, "-i", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "input folder not found" in result.output
+    result = runner.invoke(app, [*args, "-i", str(tmp_path), "--fold", "3"])
+    assert result.exit_code == 1 and "fold(s) [3] not finished" in result.output
+    result = runner.invoke(app, [*args, "-i", str(tmp_path), "--device", "tpu"])
+    assert result.exit_code == 1 and "--device tpu" in result.output

@@ -55,7 +55,7 @@ class Segmenter:
     def __call__(self, item: InputItem) -> tuple[np.ndarray, dict[str, Any]]:
         """(label map on the source grid, what the writers need about the source)."""
         from medseg.infer.postprocess import postprocess
-        from medseg.infer.sliding import predict_probabilities
+        from medseg.infer.sliding import class_argmax, predict_probabilities
         from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
 
         path: Any = [str(f) for f in item.files] if item.kind == "dicom_series" else str(item.files[0])
@@ -63,15 +63,15 @@ class Segmenter:
         meta = dict(loaded.meta)
         source: dict[str, Any] = {}
         image = self.prepare({"image": loaded})["image"]
-        probs = predict_probabilities(self.models, image, self.cfg, self.inferer, self.device)
+        probs = predict_probabilities(self.models, image, self.cfg, self.inferer, self.device, on_device=True)
         if self.cfg.transforms.spatial_dims == 2:
-            probs = probabilities_to_source_2d(probs, dict(image.meta))
-            label = postprocess(probs.argmax(0), self.cfg).numpy()
+            probs = probabilities_to_source_2d(probs.cpu(), dict(image.meta))
+            label = postprocess(class_argmax(probs), self.cfg).numpy()
             source["picture"] = np.moveaxis(np.asarray(loaded), 0, -1)
             source["affine"] = _affine_2d(item, meta)
             return label, source
         canonical_affine = np.asarray(loaded.affine, dtype=float)
-        canonical = postprocess(probs.argmax(0), self.cfg).numpy().astype(np.uint8)
+        canonical = postprocess(class_argmax(probs).cpu(), self.cfg).numpy().astype(np.uint8)
         source.update(
             affine=np.asarray(meta["source_affine"], dtype=float),
             canonical_label=canonical,
