@@ -240,7 +240,9 @@ def _device(setting: str | None, cfg_setting: str) -> object:
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Option("--model", "-m", help="run folder of `medseg run`, or runs:/<id>")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="run folder, runs:/<id> or models:/<name>/<version>")
+    ],
     input_dir: Annotated[Path, typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG")],
     output: Annotated[Path, typer.Option("--output", "-o", help="where predictions and manifest.csv go")],
     set_: SetOpt = None,

@@ -1,9 +1,11 @@
 """The trained model of a study: its resolved configuration and the fold checkpoints.
 
 ``--model`` is a run folder written by ``medseg run`` (``config.yaml`` and
-``fold_k/checkpoints/best.pt`` of every finished fold), or an MLflow URI ``runs:/<run id>`` of a
-pipeline run (all its finished fold runs) or of one fold run, read from the tracking store given by
-``--tracking-uri`` (checkpoints are logged when ``tracking.log_checkpoints`` is on, the default).
+``fold_k/checkpoints/best.pt`` of every finished fold), or an MLflow URI read from the tracking
+store given by ``--tracking-uri``: ``runs:/<run id>`` of a pipeline run (all its finished fold
+runs) or of one fold run, or ``models:/<name>/<version>`` / ``models:/<name>@<alias>`` of a
+registered model version made from such a run (``mlflow.register_model("runs:/<id>", name)``).
+Checkpoints are logged when ``tracking.log_checkpoints`` is on, the default.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def load_bundle(
     download_dir: Path | None = None,
 ) -> ModelBundle:
     """Resolve ``model`` (a run folder or ``runs:/<id>``) into a bundle; ``overrides`` as ``--set``."""
-    if model.startswith("runs:/"):
+    if model.startswith(("runs:/", "models:/")):
         if download_dir is None:
             raise MedsegError("an MLflow model URI needs a folder to download the checkpoints into")
         run_dir = download_run(model, tracking_uri, download_dir)
@@ -92,16 +94,36 @@ def bundle_from_run_dir(
     return ModelBundle(cfg, found, str(run_dir))
 
 
+def registered_run(client: object, uri: str) -> str:
+    """The run behind ``models:/<name>/<version>`` or ``models:/<name>@<alias>``."""
+    spec = uri.removeprefix("models:/").strip("/")
+    try:
+        if "@" in spec:
+            name, alias = spec.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)  # type: ignore[attr-defined]
+        else:
+            name, number = spec.split("/", 1)
+            version = client.get_model_version(name, number)  # type: ignore[attr-defined]
+    except Exception as err:
+        raise MedsegError(
+            f"{uri}: no such registered model version ({type(err).__name__}); "
+            "expected models:/<name>/<version> or models:/<name>@<alias> in the --tracking-uri store"
+        ) from None
+    if not version.run_id:
+        raise MedsegError(f"{uri}: the model version was not made from a medseg run (no run id)")
+    return str(version.run_id)
+
+
 def download_run(uri: str, tracking_uri: str | None, dest: Path) -> Path:
     """Lay out an MLflow pipeline (or fold) run as a run folder: config.yaml and fold checkpoints."""
     from mlflow.tracking import MlflowClient
 
     from medseg.tracking import check_server
 
-    run_id = uri.removeprefix("runs:/").strip("/").split("/")[0]
     if tracking_uri:
         check_server(tracking_uri)
     client = MlflowClient(tracking_uri)
+    run_id = registered_run(client, uri) if uri.startswith("models:/") else uri[6:].strip("/").split("/")[0]
     try:
         run = client.get_run(run_id)
     except Exception as err:

@@ -196,6 +196,19 @@ def test_mlflow_run_uri_gives_the_same_model_as_the_run_folder(ct_run, tmp_path)
 
     with pytest.raises(MedsegError, match="no such run"):
         load_bundle("runs:/0123456789abcdef", tracking_uri=uri, download_dir=tmp_path / "dl2")
+    # a registered model version made from the pipeline run
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    client.create_registered_model("liver-spleen")
+    parent = state["parent_run_id"]
+    client.create_model_version("liver-spleen", f"runs:/{parent}", run_id=parent)
+    client.set_registered_model_alias("liver-spleen", "champion", "1")
+    for spec in ("models:/liver-spleen/1", "models:/liver-spleen@champion"):
+        registered = load_bundle(spec, tracking_uri=uri, download_dir=tmp_path / "dl3")
+        assert sorted(registered.checkpoints) == [0, 1]
+    with pytest.raises(MedsegError, match="no such registered model version"):
+        load_bundle("models:/liver-spleen/7", tracking_uri=uri, download_dir=tmp_path / "dl4")
 
 
 def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
