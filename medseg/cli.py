@@ -36,19 +36,6 @@ def _setup() -> None:
     warnings.filterwarnings("ignore", message=".*labels.*", category=FutureWarning)
 
 
-def _medseg_cause(err: BaseException) -> BaseException | None:
-    """The MedsegError inside an exception chain (MONAI wraps errors raised in transforms)."""
-    from medseg.errors import MedsegError
-
-    seen = 0
-    while err is not None and seen < 20:
-        if isinstance(err, MedsegError):
-            return err
-        err = err.__cause__ or err.__context__  # type: ignore[assignment]
-        seen += 1
-    return None
-
-
 def _fail(err: Exception) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(code=1)
@@ -78,10 +65,12 @@ def run(
     except MedsegError as err:
         _fail(err)
     except RuntimeError as err:  # a MedsegError raised inside a MONAI transform arrives wrapped
-        cause = _medseg_cause(err)
+        from medseg.errors import medseg_cause
+
+        cause = medseg_cause(err)
         if cause is None:
             raise
-        _fail(cause)  # type: ignore[arg-type]
+        _fail(cause)
     except KeyboardInterrupt:
         typer.echo("interrupted: finished folds and their files are kept", err=True)
         raise typer.Exit(code=130) from None

@@ -13,3 +13,16 @@ class ConfigError(MedsegError):
 
 class DataError(MedsegError):
     """Input data that cannot be used as it is (missing folder, bad pair, unreadable file)."""
+
+
+def exception_chain(err: BaseException, limit: int = 20) -> list[BaseException]:
+    """``err`` and the errors behind it (``__cause__``, else ``__context__``), outermost first."""
+    chain = [err]
+    while len(chain) < limit and (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(nxt)
+    return chain
+
+
+def medseg_cause(err: BaseException) -> MedsegError | None:
+    """The MedsegError in the chain of ``err`` (MONAI wraps errors raised inside transforms)."""
+    return next((e for e in exception_chain(err) if isinstance(e, MedsegError)), None)

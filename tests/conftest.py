@@ -30,6 +30,36 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("synthetic"))
 
 
+# settings for very small 3D runs of pipelines/ct.yaml, as --set overrides
+TINY_3D = [
+    "model.args.channels=[4, 8, 16]",
+    "model.args.strides=[2, 2]",
+    "model.args.num_res_units=1",
+    "train.epochs=1",
+    "train.batch_size=2",
+    "transforms.patches_per_image=2",
+    "evaluate.n_worst=1",
+    "preview.n_cases=1",
+    "preview.n_draws=1",
+]
+
+
+def synthetic_ct_overrides(tmp: Path) -> list[str]:
+    """pipelines/ct.yaml on four small synthetic CT cases (case ct_000 a DICOM series), tiny 3D UNet."""
+    return [
+        f"output_dir={tmp / 'run'}",
+        f"data.root={tmp / 'data'}",
+        "data.cases=null",
+        "data.synthetic={kind: ct, n_cases: 4, height: 32, width: 36, depth: 12}",
+        "data.num_classes=3",
+        "data.labels={liver: 5, spleen: 1}",
+        "evaluate.nsd_tolerance=[2.0, 3.0]",
+        "transforms.spacing=[3.0, 3.0, 3.0]",
+        "transforms.patch_size=[16, 16, 8]",
+        *TINY_3D,
+    ]
+
+
 def tiny_config(root: Path, out: Path, **overrides: Any) -> PipelineConfig:
     """A validated and bound config that trains a very small UNet for one epoch on ``root``."""
     from medseg.registry import bind_components

@@ -24,6 +24,7 @@ from medseg.errors import MedsegError
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem, discover
 from medseg.infer.manifest import Manifest
+from medseg.infer.outputs import write_outputs
 from medseg.io.atomic import write_json
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def predict_folder(
         try:
             assert segmenter is not None
             label, source = segmenter(item)
-            written, note = _write(item, label, source, bundle, out_dir)
+            written, note = write_outputs(item, label, source, bundle.cfg, out_dir)
         except Exception as err:  # one bad input never stops the batch
             reason = _plain(err, input_dir)
             manifest.record(_row(item, "failed", reason, seconds=round(time.perf_counter() - t0, 2)))
@@ -168,35 +169,12 @@ def predict_folder(
     return summary
 
 
-def _write(
-    item: InputItem, label: np.ndarray, source: dict[str, Any], bundle: ModelBundle, out_dir: Path
-) -> tuple[dict[str, str], str]:
-    """Write the outputs; on an error, remove what this call wrote before raising."""
-    from medseg.infer.outputs import write_outputs
-
-    before = {k: (out_dir / f"{item.key}{s}").exists() for k, s in _names().items()}
-    try:
-        return write_outputs(item, label, source, bundle.cfg, out_dir)
-    except BaseException:
-        for k, suffix in _names().items():
-            if not before[k]:
-                (out_dir / f"{item.key}{suffix}").unlink(missing_ok=True)
-        raise
-
-
-def _names() -> dict[str, str]:
-    return {"nii": ".nii.gz", "png": ".png", "seg": "_seg.dcm", "overlay": "_overlay.png"}
-
-
 def _plain(err: BaseException, root: Path) -> str:
     """An error as one line, paths shown inside the input folder."""
-    from medseg.errors import MedsegError
+    from medseg.errors import exception_chain, medseg_cause
 
-    chain = [err]
-    while len(chain) < 20 and (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
-        chain.append(nxt)
     # a MedsegError says what to do; otherwise the innermost error (MONAI wraps transform errors)
-    chosen = next((e for e in chain if isinstance(e, MedsegError)), chain[-1])
+    chosen = medseg_cause(err) or exception_chain(err)[-1]
     text = str(chosen) if isinstance(chosen, MedsegError) else f"{type(chosen).__name__}: {chosen}"
     return " ".join(text.replace(f"{root}/", "").replace(str(root), ".").split())[:500]
 

@@ -12,6 +12,7 @@ Every file is written to a temporary name and renamed, so a killed batch leaves 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,46 +35,56 @@ def write_outputs(
     item: InputItem, label: np.ndarray, source: dict[str, Any], cfg: PipelineConfig, out_dir: Path
 ) -> tuple[dict[str, str], str]:
     """Write the outputs of ``item`` from ``label`` on its source grid: (file names relative to
-    ``out_dir`` by kind, a note on what was not written and why).
+    ``out_dir`` by kind, a note on what was not written and why). When one write fails, the files
+    this call created are removed before the error goes on, so an input has all its files or none.
 
-    ``source``: ``affine`` (the source grid's RAS affine, 3D and NIfTI) and, for 3D DICOM SEG, the
-    canonical ``label`` and ``canonical_affine``. Files of a failed call are removed by the caller.
+    ``source``: ``affine`` (the source grid's RAS affine, 3D and NIfTI), ``picture`` (2D overlays)
+    and, for the DICOM SEG of a series, ``canonical_label`` and ``canonical_affine``.
     """
     from medseg.io.volume import write_nifti
 
-    written: dict[str, str] = {}
     note = ""
-    names = class_names(cfg)
     label = np.asarray(label, dtype=np.uint8)
+    jobs: list[tuple[str, str, Callable[[Path], object]]] = []  # (kind, file name, writer)
     if item.kind == "raster":
         from medseg.io.raster import write_png
 
-        scale = 255 if cfg.data.num_classes == 2 else 1
-        write_png(out_dir / f"{item.key}.png", label * np.uint8(scale))
-        written["mask"] = f"{item.key}.png"
-    elif label.ndim == 2:  # 2D NIfTI or DICOM image: NIfTI stores (x = column, y = row)
-        write_nifti(out_dir / f"{item.key}.nii.gz", label.T.copy(), source["affine"])
-        written["mask"] = f"{item.key}.nii.gz"
-    else:
-        write_nifti(out_dir / f"{item.key}.nii.gz", label, source["affine"])
-        written["mask"] = f"{item.key}.nii.gz"
+        scale = np.uint8(255 if cfg.data.num_classes == 2 else 1)
+        jobs.append(("mask", f"{item.key}.png", lambda p: write_png(p, label * scale)))
+    else:  # NIfTI; a 2D label (rows, columns) is stored as (x = column, y = row)
+        stored = label.T.copy() if label.ndim == 2 else label
+        jobs.append(("mask", f"{item.key}.nii.gz", lambda p: write_nifti(p, stored, source["affine"])))
     missing = missing_uids(item) if cfg.predict.write_seg and item.is_dicom else None
     if missing:
         note = f"no DICOM SEG: the source has no {missing} to reference"
     elif cfg.predict.write_seg and item.is_dicom:
         from medseg.io.dicom_seg import write_seg, write_seg_image
 
-        seg = out_dir / f"{item.key}_seg.dcm"
-        written["seg"] = seg.name
-        if item.kind == "dicom_series":
-            write_seg(source["canonical_label"], source["canonical_affine"], list(item.files), seg, names)
-        else:
-            write_seg_image(label, item.files[0], seg, names)
+        names = class_names(cfg)
+
+        def seg(path: Path) -> object:
+            if item.kind == "dicom_series":
+                canonical, affine = source["canonical_label"], source["canonical_affine"]
+                return write_seg(canonical, affine, list(item.files), path, names)
+            return write_seg_image(label, item.files[0], path, names)
+
+        jobs.append(("seg", f"{item.key}_seg.dcm", seg))
     if cfg.predict.overlays and label.ndim == 2:
-        path = out_dir / f"{item.key}_overlay.png"
-        write_overlay(path, source["picture"], label)
-        written["overlay"] = path.name
-    return written, note
+        jobs.append(
+            ("overlay", f"{item.key}_overlay.png", lambda p: write_overlay(p, source["picture"], label))
+        )
+    created: list[Path] = []
+    try:
+        for _, name, write in jobs:
+            path = out_dir / name
+            if not path.exists():
+                created.append(path)
+            write(path)
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    return {kind: name for kind, name, _ in jobs}, note
 
 
 def missing_uids(item: InputItem) -> str | None:

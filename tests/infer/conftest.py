@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -9,19 +10,14 @@ import torch
 
 from medseg.config import dump_config, load_pipeline
 
-from ..conftest import ROOT
+from ..conftest import ROOT, synthetic_ct_overrides
 
-TINY_3D = [
-    "model.args.channels=[4, 8, 16]",
-    "model.args.strides=[2, 2]",
-    "model.args.num_res_units=1",
-    "train.epochs=1",
-    "train.batch_size=2",
-    "transforms.patches_per_image=2",
-    "evaluate.n_worst=1",
-    "preview.n_cases=1",
-    "preview.n_draws=1",
-]
+CPU = torch.device("cpu")
+
+
+def manifest(out: Path) -> list[dict[str, str]]:
+    with open(out / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def untrained_run_dir(pipeline: str, overrides: list[str], out: Path, folds: int = 2) -> Path:
@@ -47,19 +43,5 @@ def ct_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from medseg.pipeline import run
 
     tmp = tmp_path_factory.mktemp("ct_run")
-    cfg = load_pipeline(
-        ROOT / "pipelines" / "ct.yaml",
-        [
-            f"output_dir={tmp / 'run'}",
-            f"data.root={tmp / 'data'}",
-            "data.cases=null",
-            "data.synthetic={kind: ct, n_cases: 4, height: 32, width: 36, depth: 12}",
-            "data.num_classes=3",
-            "data.labels={liver: 5, spleen: 1}",
-            "evaluate.nsd_tolerance=[2.0, 3.0]",
-            "transforms.spacing=[3.0, 3.0, 3.0]",
-            "transforms.patch_size=[16, 16, 8]",
-            *TINY_3D,
-        ],
-    )
+    cfg = load_pipeline(ROOT / "pipelines" / "ct.yaml", synthetic_ct_overrides(tmp))
     return run(cfg)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import nibabel as nib
@@ -15,15 +14,9 @@ from medseg.infer.batch import predict_folder
 from medseg.infer.bundle import load_bundle
 from medseg.io.raster import read_raster
 
-from .conftest import untrained_run_dir
+from .conftest import CPU, manifest, untrained_run_dir
 
-CPU = torch.device("cpu")
 TINY_2D = ["model.args.channels=[4, 8, 16]", "model.args.strides=[2, 2]", "model.args.num_res_units=1"]
-
-
-def manifest(out: Path) -> list[dict[str, str]]:
-    with open(out / "manifest.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")

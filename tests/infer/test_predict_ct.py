@@ -3,7 +3,6 @@ privacy, resume and MLflow model URIs."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -22,15 +21,9 @@ from medseg.infer.bundle import load_bundle
 from medseg.io.volume import to_canonical
 
 from ..conftest import ROOT, SHARED_DATA
-from .conftest import untrained_run_dir
+from .conftest import CPU, manifest, untrained_run_dir
 
-CPU = torch.device("cpu")
 PRIVATE = {"PatientName": "Doe^Jane", "PatientID": "PID-4711", "PatientBirthDate": "19610203"}
-
-
-def manifest(out: Path) -> list[dict[str, str]]:
-    with open(out / "manifest.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def case_inputs(ct_run: Path) -> dict[str, str]:
@@ -264,3 +257,18 @@ def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
 
 def victim_name(tree: Path) -> str:
     return sorted((tree / "study" / "truncated").iterdir())[4].name
+
+
+def test_a_failing_write_leaves_none_of_the_inputs_files(ct_run, tmp_path, monkeypatch):
+    import medseg.io.dicom_seg as dicom_seg
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dicom_seg, "write_seg", broken)
+    inputs = tmp_path / "in"
+    shutil.copytree(case_inputs(ct_run)["ct_000"], inputs / "ct_000")
+    summary = predict_folder(load_bundle(str(ct_run), folds=[0]), inputs, tmp_path / "out", CPU)
+    (row,) = manifest(tmp_path / "out")
+    assert summary["failed"] == 1 and row["status"] == "failed" and "disk full" in row["reason"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.csv", "summary.json"]

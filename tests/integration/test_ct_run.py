@@ -13,19 +13,7 @@ import pytest
 from medseg.config import load_pipeline
 from medseg.pipeline import run
 
-from ..conftest import ROOT, SHARED_DATA
-
-TINY_3D = [
-    "model.args.channels=[4, 8, 16]",
-    "model.args.strides=[2, 2]",
-    "model.args.num_res_units=1",
-    "train.epochs=1",
-    "train.batch_size=2",
-    "transforms.patches_per_image=2",
-    "evaluate.n_worst=1",
-    "preview.n_cases=1",
-    "preview.n_draws=1",
-]
+from ..conftest import ROOT, SHARED_DATA, TINY_3D, synthetic_ct_overrides
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -34,21 +22,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_synthetic_ct_run_writes_volumes_on_the_input_grid(tmp_path):
-    cfg = load_pipeline(
-        ROOT / "pipelines" / "ct.yaml",
-        [
-            f"output_dir={tmp_path / 'run'}",
-            f"data.root={tmp_path / 'data'}",
-            "data.cases=null",
-            "data.synthetic={kind: ct, n_cases: 4, height: 32, width: 36, depth: 12}",
-            "data.num_classes=3",
-            "data.labels={liver: 5, spleen: 1}",
-            "evaluate.nsd_tolerance=[2.0, 3.0]",
-            "transforms.spacing=[3.0, 3.0, 3.0]",
-            "transforms.patch_size=[16, 16, 8]",
-            *TINY_3D,
-        ],
-    )
+    cfg = load_pipeline(ROOT / "pipelines" / "ct.yaml", synthetic_ct_overrides(tmp_path))
     run_dir = run(cfg)
     stats = json.loads((run_dir / "intensity_stats.json").read_text())
     assert 20 < stats["mean"] < 80  # liver and spleen HU of the synthetic organs
