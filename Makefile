@@ -1,4 +1,4 @@
-# medseg: `make demo` runs the demo study, `make test` runs ruff, mypy and pytest.
+# medseg: `make demo` runs the demo study, `make test` runs ruff, mypy, import-linter and pytest.
 # Each target creates .venv when it is missing. torch is installed first and pinned, so pip
 # takes the CPU build and never pulls a CUDA build through monai.
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medseg-installed
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-quick test-slow bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check medseg tests benchmarks
 	$(BIN)/ruff format --check medseg tests benchmarks
 	$(BIN)/mypy medseg
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+test-quick: lint
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -24,7 +24,7 @@ DATA = ROOT.parent / "shared" / "data" / "ct" / "totalsegmentator-example"
 
 
 def _config(out: Path) -> object:
-    from medseg.config import load_pipeline
+    from medseg.config.load import load_pipeline
 
     overrides = [f"output_dir={out / 'run'}"]
     if not DATA.is_dir():
@@ -55,9 +55,9 @@ def main() -> None:
     import torch
     from monai.data import CacheDataset, DataLoader, Dataset
 
-    from medseg.data.intensity_stats import fill_clip_zscore
-    from medseg.pipeline import ingest
-    from medseg.transforms.chain import train_transforms
+    from medseg.chains import train_transforms
+    from medseg.pipeline.stages import ingest, resolve_statistics
+    from medseg.run_dir import RunDir
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +66,7 @@ def main() -> None:
         run_dir = out / "run"
         run_dir.mkdir(parents=True)
         cases, _ = ingest(cfg, run_dir)  # type: ignore[arg-type]
-        fill_clip_zscore(cfg, cases, run_dir)  # type: ignore[arg-type]
+        cfg = resolve_statistics(cfg, cases, RunDir(run_dir))
         items = [{"image": c["image"], "label": c["label"]} for c in cases]
         batch = cfg.train.batch_size  # type: ignore[attr-defined]
         source = "real CT (../shared/data/ct)" if DATA.is_dir() else "synthetic CT"

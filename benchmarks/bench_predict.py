@@ -36,9 +36,9 @@ STATS = "transforms.preprocess=[{ClipZScored: {lower: -1000, upper: 1000, mean: 
 def _run_dir(out: Path, device: str) -> Path:
     import torch
 
-    from medseg.config import dump_config, load_pipeline
-    from medseg.train.checkpoint import save_checkpoint
-    from medseg.train.loop import build_network
+    from medseg.config.load import dump_config, load_pipeline
+    from medseg.io.checkpoint import save_checkpoint
+    from medseg.registry import build_network
 
     overrides = [f"output_dir={out}", STATS, f"train.device={device}"]
     cfg = load_pipeline(ROOT / "pipelines" / "ct.yaml", overrides)
@@ -79,8 +79,8 @@ def _peaks(device: object) -> dict[str, float]:
 
 def worker_medseg(work: Path, n: int) -> dict[str, float]:
     from medseg.infer.batch import predict_folder
-    from medseg.infer.bundle import load_bundle
-    from medseg.train.loop import pick_device
+    from medseg.runtime import pick_device
+    from medseg.tracking.models import load_bundle
 
     bundle = load_bundle(str(work / "run"))
     device = pick_device(bundle.cfg.train.device)
@@ -97,10 +97,10 @@ def worker_monai(work: Path, n: int) -> dict[str, float]:
     from monai.inferers import sliding_window_inference
     from monai.transforms import Compose
 
-    from medseg.infer.bundle import load_bundle
+    from medseg.chains import read_transforms
     from medseg.infer.sliding import model_grid
-    from medseg.train.loop import pick_device
-    from medseg.transforms.chain import read_transforms
+    from medseg.runtime import pick_device
+    from medseg.tracking.models import load_bundle
 
     bundle = load_bundle(str(work / "run"))
     cfg = bundle.cfg

@@ -1,14 +1,29 @@
-"""The ``medseg`` command. Parsing only: heavy modules (torch, MONAI, MLflow) load inside commands."""
+"""The ``medseg`` command: parsing and one error wrapper only.
+
+Every command goes through :func:`command`, which sets up logging, turns a :class:`MedsegError`
+(also when MONAI wraps it) into one line on stderr and exit code 1, an unexpected error into one
+line and exit code 3, and Ctrl-C into exit code 130; ``medseg --debug <command>`` prints the full
+traceback instead. ``predict`` exits with 2 when some inputs failed.
+
+Heavy libraries (torch, MONAI, MLflow) load with the stage modules, so this is the one module that
+imports medseg's stages inside its functions: ``medseg --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
+
+from medseg import __version__
+from medseg.errors import MedsegError, medseg_cause
 
 app = typer.Typer(
     add_completion=False,
@@ -21,6 +36,26 @@ PipelineArg = Annotated[Path, typer.Argument(help="pipeline YAML file, e.g. pipe
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="override a setting: key=value (repeatable)")
 ]
+EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
+_options = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Medical image segmentation studies from one YAML file."""
+    _options["debug"] = debug
 
 
 def _setup() -> None:
@@ -36,12 +71,43 @@ def _setup() -> None:
     warnings.filterwarnings("ignore", message=".*labels.*", category=FutureWarning)
 
 
-def _fail(err: Exception) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(code=1)
+def _exit(message: str, code: int) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code=code)
 
 
-@app.command()
+def command(interrupted: str = "interrupted") -> Callable[[F], F]:
+    """Register a command behind the one wrapper: logging, clean errors, exit codes."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _setup()
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise
+            except KeyboardInterrupt:
+                raise _exit(interrupted, EXIT_INTERRUPTED) from None
+            except Exception as err:
+                if _options["debug"]:
+                    traceback.print_exc()
+                cause = medseg_cause(err)
+                if cause is not None:
+                    raise _exit(f"error: {cause}", EXIT_ERROR) from None
+                raise _exit(
+                    f"error: unexpected {type(err).__name__}: {err}\n"
+                    "run again with `medseg --debug ...` for the full traceback",
+                    EXIT_INTERNAL,
+                ) from None
+
+        app.command()(wrapper)
+        return fn
+
+    return register
+
+
+@command(interrupted="interrupted: finished folds and their files are kept")
 def run(
     pipeline: PipelineArg,
     set_: SetOpt = None,
@@ -52,32 +118,15 @@ def run(
     """Run a whole study: ingest, cross-validated training, inference, evaluation, report.
 
     Started again with the same command, a killed run resumes from its last checkpoints."""
-    _setup()
-    from medseg.errors import MedsegError
+    from medseg.config.load import load_pipeline
+    from medseg.pipeline import run as run_pipeline
 
-    try:
-        from medseg.config import load_pipeline
-        from medseg.pipeline import run as run_pipeline
-
-        overrides = list(set_ or []) + ([f"split.folds={list(fold)}"] if fold else [])
-        cfg = load_pipeline(pipeline, overrides)
-        run_dir = run_pipeline(cfg)
-    except MedsegError as err:
-        _fail(err)
-    except RuntimeError as err:  # a MedsegError raised inside a MONAI transform arrives wrapped
-        from medseg.errors import medseg_cause
-
-        cause = medseg_cause(err)
-        if cause is None:
-            raise
-        _fail(cause)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished folds and their files are kept", err=True)
-        raise typer.Exit(code=130) from None
+    overrides = list(set_ or []) + ([f"split.folds={list(fold)}"] if fold else [])
+    run_dir = run_pipeline(load_pipeline(pipeline, overrides))
     typer.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")
 
 
-@app.command()
+@command()
 def validate(
     pipeline: PipelineArg,
     set_: SetOpt = None,
@@ -86,18 +135,13 @@ def validate(
     ] = False,
 ) -> None:
     """Check a pipeline file (keys, values, component arguments) without running it."""
-    _setup()
-    from medseg.config import dump_config, load_pipeline
-    from medseg.errors import MedsegError
+    from medseg.config.load import dump_config, load_pipeline
 
-    try:
-        cfg = load_pipeline(pipeline, set_)
-    except MedsegError as err:
-        _fail(err)
+    cfg = load_pipeline(pipeline, set_)
     typer.echo(dump_config(cfg) if show else f"{pipeline}: valid")
 
 
-@app.command()
+@command()
 def preview(
     pipeline: PipelineArg,
     set_: SetOpt = None,
@@ -106,35 +150,25 @@ def preview(
     ] = None,
 ) -> None:
     """Write a grid of training cases after the training transforms, mask outlines drawn."""
-    _setup()
-    from medseg.errors import MedsegError
+    from medseg.config.load import load_pipeline
+    from medseg.pipeline import ingest
+    from medseg.report.preview import preview_grid
+    from medseg.run_dir import RunDir
 
-    try:
-        from medseg.config import load_pipeline
-        from medseg.pipeline import ingest
-        from medseg.preview import preview_grid
-
-        cfg = load_pipeline(pipeline, set_)
-        run_dir = Path(cfg.output_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cases, _ = ingest(cfg, run_dir)
-        path = preview_grid(cfg, cases, output or run_dir / "preview.png")
-    except MedsegError as err:
-        _fail(err)
+    cfg = load_pipeline(pipeline, set_)
+    run_dir = RunDir(cfg.output_dir)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    cases, _ = ingest(cfg, run_dir.root)
+    path = preview_grid(cfg, cases, output or run_dir.preview)
     typer.echo(f"preview: {path}")
 
 
-@app.command()
+@command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by `medseg run`")]) -> None:
     """Rebuild report.html, report.md and summary.json of a run folder."""
-    from medseg.errors import MedsegError
+    from medseg.report.pages import write_report
 
-    try:
-        from medseg.evaluate.report import write_report
-
-        write_report(run_dir)
-    except MedsegError as err:
-        _fail(err)
+    write_report(run_dir)
     typer.echo(f"report: {run_dir / 'report.html'}")
 
 
@@ -144,11 +178,10 @@ def _numbers(text: str | None, what: str, kind: type = float) -> list | None:
     try:
         return [kind(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        _fail(ValueError(f"{what}: expected comma-separated numbers, got '{text}'"))
-    return None
+        raise MedsegError(f"{what}: expected comma-separated numbers, got '{text}'") from None
 
 
-@app.command()
+@command()
 def evaluate(
     pred: Annotated[Path, typer.Option("--pred", help="folder of predicted masks")],
     ref: Annotated[Path, typer.Option("--ref", help="folder of reference masks")],
@@ -166,24 +199,18 @@ def evaluate(
     ref_suffix: Annotated[str, typer.Option(help="dropped from reference names, e.g. _segmentation")] = "",
 ) -> None:
     """Score a folder of predictions against a folder of references (PNG, NIfTI, DICOM, DICOM SEG)."""
-    _setup()
-    from medseg.errors import MedsegError
+    from medseg.evaluate.folders import evaluate_folders
 
-    try:
-        from medseg.evaluate.folders import evaluate_folders
-
-        summary = evaluate_folders(
-            pred,
-            ref,
-            out,
-            spacing=_numbers(spacing, "--spacing"),
-            labels=_numbers(labels, "--labels", int),
-            tolerance=_numbers(tolerance, "--tolerance") or [2.0],
-            pred_suffix=pred_suffix,
-            ref_suffix=ref_suffix,
-        )
-    except MedsegError as err:
-        _fail(err)
+    summary = evaluate_folders(
+        pred,
+        ref,
+        out,
+        spacing=_numbers(spacing, "--spacing"),
+        labels=_numbers(labels, "--labels", int),
+        tolerance=_numbers(tolerance, "--tolerance") or [2.0],
+        pred_suffix=pred_suffix,
+        ref_suffix=ref_suffix,
+    )
     for key, stats in summary["labels"].items():
         hd = stats["hd95"]
         typer.echo(
@@ -195,7 +222,7 @@ def evaluate(
     typer.echo(f"metrics: {out / 'metrics.csv'}, summary: {out / 'summary.json'}")
 
 
-@app.command()
+@command()
 def compare(
     run_dirs: Annotated[
         list[Path] | None, typer.Argument(help="run folders (each compared by its latest pipeline run)")
@@ -207,27 +234,15 @@ def compare(
     out: Annotated[Path, typer.Option(help="where comparison.csv/.md/.png go")] = Path("comparison"),
 ) -> None:
     """Rank MLflow pipeline runs on a metric (mean ± std over folds) and show differing settings."""
-    _setup()
-    from medseg.errors import MedsegError
+    from medseg.tracking.compare import collect_runs, write_comparison
 
-    try:
-        from medseg.compare import collect_runs, write_comparison
-
-        runs = collect_runs(uri, experiment or [], run or [], run_dirs or [], f"test_{metric}")
-        paths = write_comparison(runs, metric, out)
-    except MedsegError as err:
-        _fail(err)
+    runs = collect_runs(uri, experiment or [], run or [], run_dirs or [], f"test_{metric}")
+    paths = write_comparison(runs, metric, out)
     typer.echo(paths["md"].read_text())
     typer.echo(f"written: {paths['csv']}, {paths['md']}, {paths['png']}")
 
 
-def _device(setting: str | None, cfg_setting: str) -> object:
-    from medseg.train.loop import pick_device
-
-    return pick_device(setting or cfg_setting)
-
-
-@app.command()
+@command(interrupted="interrupted: finished inputs are in manifest.csv; run again to go on")
 def predict(
     model: Annotated[
         str, typer.Option("--model", "-m", help="run folder, runs:/<id> or models:/<name>/<version>")
@@ -245,29 +260,21 @@ def predict(
 
     Writes <key>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
     for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done."""
-    _setup()
-    from medseg.errors import MedsegError
+    from medseg.infer.batch import predict_folder, summary_line
+    from medseg.runtime import pick_device
+    from medseg.tracking.models import load_bundle
 
-    try:
-        from medseg.infer.batch import predict_folder, summary_line
-        from medseg.infer.bundle import load_bundle
-
-        if device not in (None, "auto", "cpu", "cuda"):
-            raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
-        bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
-        summary = predict_folder(bundle, input_dir, output, _device(device, bundle.cfg.train.device))  # type: ignore[arg-type]
-    except MedsegError as err:
-        _fail(err)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished inputs are in manifest.csv; run again to go on", err=True)
-        raise typer.Exit(code=130) from None
+    if device not in (None, "auto", "cpu", "cuda"):
+        raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
+    bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
+    summary = predict_folder(bundle, input_dir, output, pick_device(device or bundle.cfg.train.device))
     typer.echo(summary_line(summary))
     typer.echo(f"manifest: {output / 'manifest.csv'}")
     if summary["failed"]:
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=EXIT_PARTIAL)
 
 
-@app.command()
+@command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run folder written by `medseg run`")],
     format_: Annotated[str, typer.Option("--format", "-f", help="torchscript or onnx")] = "torchscript",
@@ -277,18 +284,12 @@ def export(
     fold: Annotated[list[int] | None, typer.Option(help="export only this fold (repeatable)")] = None,
 ) -> None:
     """Export the fold ensemble (mean softmax) as TorchScript or ONNX, with a JSON description."""
-    _setup()
-    from medseg.errors import MedsegError
+    from medseg.infer.bundle import bundle_from_run_dir
+    from medseg.infer.export import export_model
 
-    try:
-        from medseg.infer.bundle import bundle_from_run_dir
-        from medseg.infer.export import export_model
-
-        suffix = {"torchscript": ".pt", "onnx": ".onnx"}.get(format_, "")
-        target = out or run_dir / "export" / f"model{suffix}"
-        path = export_model(bundle_from_run_dir(run_dir, None, fold), format_, target)
-    except MedsegError as err:
-        _fail(err)
+    suffix = {"torchscript": ".pt", "onnx": ".onnx"}.get(format_, "")
+    target = out or run_dir / "export" / f"model{suffix}"
+    path = export_model(bundle_from_run_dir(run_dir, None, fold), format_, target)
     typer.echo(f"exported: {path} (+ .json, .config.yaml)")
 
 

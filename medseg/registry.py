@@ -1,8 +1,10 @@
-"""Explicit name -> component maps for networks, losses and transforms; no eval, no imports by string.
+"""Explicit name -> component maps for networks, losses, transforms and the inferer; no eval, no
+imports by string.
 
-Every component's arguments are bound to its signature (``inspect.signature(cls).bind``) and the
-component is built once when the configuration loads, so a misspelt or invalid argument fails
-before any data is read, with the key that is wrong.
+Every component's arguments are bound to its signature (``inspect.signature(cls).bind``) when the
+configuration loads (:mod:`medseg.config.load`), so a misspelt or invalid argument fails before any
+data is read, with the key that is wrong. The ``build_*`` functions turn a resolved configuration
+into the objects the stages use.
 """
 
 from __future__ import annotations
@@ -13,16 +15,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from medseg.config import ComponentConfig, PipelineConfig
+from medseg.config.models import ComponentConfig, PipelineConfig, TransformList
 from medseg.errors import ConfigError
-
-IMAGE_KEY = "image"
-LABEL_KEY = "label"
-ROLE_MODE = {IMAGE_KEY: "bilinear", LABEL_KEY: "nearest"}
-# Transforms built on F.interpolate: its legacy "nearest" samples half a pixel away from "bilinear"
-# (floor of dst * scale), so labels use "nearest-exact", which samples the same centres.
-INTERPOLATE_TRANSFORMS = ("Resized", "Zoomd", "RandZoomd")
-INTERPOLATE_ROLE_MODE = {IMAGE_KEY: "bilinear", LABEL_KEY: "nearest-exact"}
+from medseg.transforms.intensity import ClipZScored, CTWindowd
+from medseg.transforms.keys import IMAGE_KEY, LABEL_KEY, ROLE_MODE, role_modes
 
 # Arguments a network needs that have no default in MONAI, chosen for 2D images of a few hundred pixels.
 NETWORK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -87,7 +83,12 @@ INTENSITY_TRANSFORMS = [
 ]
 
 
+# medseg's own dictionary transforms, all intensity stages
+MEDSEG_TRANSFORMS: dict[str, Callable[..., Any]] = {"CTWindowd": CTWindowd, "ClipZScored": ClipZScored}
+
+
 def network_class(name: str) -> Callable[..., Any]:
+    """The MONAI network called ``name``; ConfigError with the names known otherwise."""
     from monai.networks import nets
 
     if name not in NETWORK_DEFAULTS:
@@ -96,6 +97,7 @@ def network_class(name: str) -> Callable[..., Any]:
 
 
 def loss_class(name: str) -> Callable[..., Any]:
+    """The MONAI loss called ``name``; ConfigError with the names known otherwise."""
     from monai import losses
 
     classes = {
@@ -110,21 +112,12 @@ def loss_class(name: str) -> Callable[..., Any]:
     return classes[name]
 
 
-# medseg's own dictionary transforms (module, class), all intensity stages
-MEDSEG_TRANSFORMS = {
-    "CTWindowd": "medseg.transforms.intensity",
-    "ClipZScored": "medseg.transforms.intensity",
-}
-
-
 def transform_class(name: str, where: str) -> tuple[Callable[..., Any], str]:
     """The dictionary transform called ``name`` and its kind, ``spatial`` or ``intensity``."""
-    import importlib
-
     from monai import transforms
 
     if name in MEDSEG_TRANSFORMS:
-        return getattr(importlib.import_module(MEDSEG_TRANSFORMS[name]), name), "intensity"
+        return MEDSEG_TRANSFORMS[name], "intensity"
     if name in SPATIAL_TRANSFORMS:
         return getattr(transforms, name), "spatial"
     if name in INTENSITY_TRANSFORMS:
@@ -152,6 +145,7 @@ def bind_args(cls: Callable[..., Any], args: dict[str, Any], where: str) -> dict
 
 
 def instantiate(cls: Callable[..., Any], args: dict[str, Any], where: str) -> Any:
+    """Build ``cls(**args)``; its refusal becomes a ConfigError naming ``where``."""
     try:
         return cls(**args)
     except Exception as err:  # a component refusing its arguments is a configuration error
@@ -159,6 +153,7 @@ def instantiate(cls: Callable[..., Any], args: dict[str, Any], where: str) -> An
 
 
 def network_args(cfg: PipelineConfig) -> dict[str, Any]:
+    """Every argument of the configured network, those derived from data and transforms included."""
     name = cfg.model.name
     cls = network_class(name)
     args = {**NETWORK_DEFAULTS[name], **cfg.model.args}
@@ -179,14 +174,9 @@ def network_args(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def loss_args(loss: ComponentConfig) -> dict[str, Any]:
+    """Every argument of the configured loss, medseg's defaults included."""
     cls = loss_class(loss.name)
     return bind_args(cls, {**LOSS_DEFAULTS[loss.name], **loss.args}, "train.loss.args")
-
-
-def role_modes(name: str, keys: list[str]) -> list[str]:
-    """Interpolation mode per key from its role: bilinear for images, nearest for labels."""
-    table = INTERPOLATE_ROLE_MODE if name in INTERPOLATE_TRANSFORMS else ROLE_MODE
-    return [table[k] for k in keys]
 
 
 def transform_args(name: str, args: dict[str, Any], where: str) -> tuple[Callable[..., Any], dict[str, Any]]:
@@ -209,40 +199,59 @@ def transform_args(name: str, args: dict[str, Any], where: str) -> tuple[Callabl
     return cls, bind_args(cls, args, where)
 
 
-def bind_components(cfg: PipelineConfig) -> PipelineConfig:
-    """Check and fill every component's arguments; the result shows them all in ``validate --show``."""
-    net_args = network_args(cfg)
-    instantiate(network_class(cfg.model.name), net_args, "model.args")
-    l_args = loss_args(cfg.train.loss)
-    instantiate(loss_class(cfg.train.loss.name), l_args, "train.loss.args")
-    for section in ("preprocess", "train"):
-        chain = getattr(cfg.transforms, section)
-        bound_chain = []
-        for i, item in enumerate(chain):
-            ((name, args),) = item.items()
-            where = f"transforms.{section}[{i}].{name}"
-            cls, bound = transform_args(name, args or {}, where)
-            size = cfg.transforms.input_size
-            if name in ("RandRotate90d", "Rotate90d") and len(set(size)) > 1:
-                raise ConfigError(
-                    f"{where}: 90-degree turns change the shape of non-square images "
-                    f"(network input size {size}); use a square size or remove it"
-                )
-            instantiate(cls, bound, where)
-            if name == "CTWindowd" and len(bound["windows"]) != cfg.data.in_channels:
-                raise ConfigError(
-                    f"{where}: stacks {len(bound['windows'])} window(s) as channels, so data.in_channels "
-                    f"must be {len(bound['windows'])} (it is {cfg.data.in_channels})"
-                )
-            bound_chain.append({name: _plain(bound)})
-        setattr(cfg.transforms, section, bound_chain)
-    # derived from data and transforms on every load, so a saved config.yaml follows their overrides
-    cfg.model.args = _plain({k: v for k, v in net_args.items() if k not in DERIVED_NETWORK_ARGS})
-    cfg.train.loss.args = _plain(l_args)
-    return cfg
+def build_network(cfg: PipelineConfig) -> Any:
+    """The configured network, weights freshly initialised.
+
+    Args:
+        cfg: a bound configuration.
+
+    Returns:
+        The MONAI network.
+    """
+    return network_class(cfg.model.name)(**network_args(cfg))
 
 
-def _plain(value: Any) -> Any:
+def build_chain(items: TransformList, section: str) -> list[Any]:
+    """Instantiate a configured list of dictionary transforms such as ``transforms.train``.
+
+    Args:
+        items: the configured transforms, arguments bound.
+        section: the config key, for errors.
+
+    Returns:
+        The MONAI transform objects, in order.
+
+    Raises:
+        ConfigError: a transform refuses its arguments.
+    """
+    out = []
+    for i, item in enumerate(items):
+        ((name, args),) = item.items()
+        cls, bound = transform_args(name, args or {}, f"transforms.{section}[{i}].{name}")
+        out.append(cls(**bound))
+    return out
+
+
+def build_inferer(cfg: PipelineConfig) -> Any:
+    """MONAI's sliding-window inferer with the ``infer`` settings over the network input size.
+
+    Args:
+        cfg: the resolved configuration.
+
+    Returns:
+        A ``monai.inferers.SlidingWindowInferer``.
+    """
+    from monai.inferers import SlidingWindowInferer
+
+    return SlidingWindowInferer(
+        roi_size=cfg.roi_size,
+        sw_batch_size=cfg.infer.sw_batch_size,
+        overlap=cfg.infer.overlap,
+        mode=cfg.infer.mode,
+    )
+
+
+def yaml_safe(value: Any) -> Any:
     """YAML-safe copy: enums to values, tuples to lists, dtypes to their names."""
     if isinstance(value, enum.Enum):
         return value.value
@@ -251,9 +260,9 @@ def _plain(value: Any) -> Any:
 
         return str(np.dtype(value))
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: yaml_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [yaml_safe(v) for v in value]
     return value
 
 
@@ -261,9 +270,3 @@ def _unknown(where: str, name: str, known: Any) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
     return f"{where}: unknown name '{name}', {hint}"
-
-
-def read_channels(cfg: PipelineConfig) -> int:
-    """Channels each image file must have: 1 when CT windows make the channels, else data.in_channels."""
-    windows = [item for item in cfg.transforms.preprocess if "CTWindowd" in item]
-    return 1 if windows else cfg.data.in_channels

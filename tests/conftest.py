@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from medseg.config import DataConfig, PipelineConfig, SyntheticConfig, deep_merge, validate_dict
+from medseg.config.load import deep_merge, validate_dict
+from medseg.config.models import DataConfig, PipelineConfig, SyntheticConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -62,7 +63,7 @@ def synthetic_ct_overrides(tmp: Path) -> list[str]:
 
 def tiny_config(root: Path, out: Path, **overrides: Any) -> PipelineConfig:
     """A validated and bound config that trains a very small UNet for one epoch on ``root``."""
-    from medseg.registry import bind_components
+    from medseg.config.load import bind_components
 
     raw: dict[str, Any] = {
         "name": "tiny",

@@ -70,3 +70,57 @@ def test_predict_bad_arguments_name_what_is_wrong(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "fold(s) [3] not finished" in result.output
     result = runner.invoke(app, [*args, "-i", str(tmp_path), "--device", "tpu"])
     assert result.exit_code == 1 and "--device tpu" in result.output
+
+
+def test_version_prints_the_package_version() -> None:
+    from medseg import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"medseg {__version__}"
+
+
+def _wrapped_error_app(monkeypatch, error: Exception) -> None:
+    """Make `medseg report` raise ``error`` from inside the stage."""
+    import medseg.report.pages as pages
+
+    def broken(run_dir, title=None):  # type: ignore[no-untyped-def]
+        raise error
+
+    monkeypatch.setattr(pages, "write_report", broken)
+
+
+def test_every_command_unwraps_a_medseg_error_that_monai_wrapped(monkeypatch, tmp_path: Path) -> None:
+    from medseg.errors import DataError
+
+    try:  # as MONAI re-raises an error from inside a transform
+        try:
+            raise DataError("case_7: image has NaN values")
+        except DataError as inner:
+            raise RuntimeError("applying transform <LoadCased>") from inner
+    except RuntimeError as wrapped:
+        _wrapped_error_app(monkeypatch, wrapped)
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: case_7: image has NaN values"
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_path: Path) -> None:
+    _wrapped_error_app(monkeypatch, ZeroDivisionError("division by zero"))
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 3 and "Traceback" not in result.output
+    assert "error: unexpected ZeroDivisionError: division by zero" in result.output
+    assert "--debug" in result.output
+    result = runner.invoke(app, ["--debug", "report", str(tmp_path)])
+    assert result.exit_code == 3
+    assert "Traceback (most recent call last)" in result.output and "ZeroDivisionError" in result.output
+
+
+def test_report_on_an_empty_folder_is_a_clean_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "no fold_*/metrics.csv found" in result.output
+
+
+def test_ctrl_c_exits_130_with_what_is_kept(monkeypatch, tmp_path: Path) -> None:
+    _wrapped_error_app(monkeypatch, KeyboardInterrupt())
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 130 and "interrupted" in result.output

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.config import dump_config, load_pipeline, validate_dict
+from medseg.config.load import dump_config, load_pipeline, validate_dict
 from medseg.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +185,62 @@ def test_ct_pipeline_is_3d_with_picked_labels_and_patch_sizes() -> None:
 def test_grid_label_and_window_settings_are_checked(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_pipeline(ROOT / "pipelines" / "demo.yaml", overrides)
+
+
+FRAGMENTS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def _leaves(tree: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, dict):
+        out: dict[str, object] = {}
+        for key, value in tree.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+@pytest.mark.parametrize("path", FRAGMENTS, ids=[p.relative_to(ROOT).as_posix() for p in FRAGMENTS])
+def test_every_shipped_fragment_validates_inside_a_pipeline(path: Path, tmp_path: Path) -> None:
+    import yaml
+
+    three_d = path.parent.name == "windows" or "3d" in path.stem
+    base = ROOT / "pipelines" / ("ct.yaml" if three_d else "demo.yaml")
+    (tmp_path / "p.yaml").write_text(f"include: [{base}, {path}]\n")
+    cfg = load_pipeline(tmp_path / "p.yaml")
+    fragment = yaml.safe_load(path.read_text())
+    resolved = cfg.model_dump(mode="json")
+    for key, value in _leaves({k: v for k, v in fragment.items() if k != "transforms"}).items():
+        node: object = resolved
+        for part in key.split("."):
+            assert isinstance(node, dict), key
+            node = node[part]
+        assert node == value, key
+    for section, items in (fragment.get("transforms") or {}).items():
+        names = [next(iter(item)) for item in getattr(cfg.transforms, section)]
+        assert names == [next(iter(item)) for item in items]
+
+
+def test_the_resolved_plan_is_immutable_and_binding_makes_a_new_object() -> None:
+    from pydantic import ValidationError
+
+    from medseg.config.load import bind_components
+
+    raw = validate_dict({"name": "x", "output_dir": "o", "data": {"root": "d"}})
+    assert raw.model.args == {}
+    bound = bind_components(raw)
+    assert bound is not raw and raw.model.args == {}  # the input is left as it was
+    assert bound.model.args["channels"] == [16, 32, 64, 128, 256]
+    with pytest.raises(ValidationError, match="frozen"):
+        bound.train.epochs = 3  # type: ignore[misc]
+
+
+def test_statistics_make_a_new_plan() -> None:
+    from medseg.config.load import missing_statistics, with_statistics
+
+    cfg = load_pipeline(ROOT / "pipelines" / "ct.yaml")
+    assert missing_statistics(cfg) == (0.5, 99.5)
+    stats = {"lower": -100.0, "upper": 300.0, "mean": 50.0, "std": 80.0}
+    filled = with_statistics(cfg, stats)
+    assert missing_statistics(filled) is None and missing_statistics(cfg) == (0.5, 99.5)
+    args = next(item["ClipZScored"] for item in filled.transforms.preprocess if "ClipZScored" in item)
+    assert {k: args[k] for k in stats} == stats

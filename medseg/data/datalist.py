@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from medseg.config import DataConfig
+from medseg.config.models import DataConfig
 from medseg.errors import DataError
+from medseg.io.geometry import same_grid
+from medseg.io.readers import read_image2d, read_volume, volume_geometry
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,17 @@ def find_pairs(data: DataConfig) -> tuple[list[Case], list[Case]]:
 
 
 def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
-    """Rows of ``data.cases`` or of the ``data.table`` CSV, paths resolved against ``data.root``."""
+    """The cases listed in ``data.cases`` or in the ``data.table`` CSV.
+
+    Args:
+        data: the ``data`` section; paths are resolved against ``data.root``.
+
+    Returns:
+        (usable cases, skipped cases with their reasons).
+
+    Raises:
+        DataError: the root or table is missing, empty, or a row lacks id, image or label.
+    """
     root = Path(data.root)
     if not root.is_dir():
         raise DataError(f"data.root: folder '{root}' not found")
@@ -149,7 +161,6 @@ def label_values_problem(values: set[int], data: DataConfig) -> str | None:
 
 def check_pair(case: Case, data: DataConfig, read_channels: int | None = None) -> str | None:
     """Why a 2D pair cannot be used, or None when it can. Records height and width on the case."""
-    from medseg.io.volume import read_image2d
 
     channels_needed = read_channels or data.in_channels
     try:
@@ -175,7 +186,6 @@ def check_pair(case: Case, data: DataConfig, read_channels: int | None = None) -
 
 def check_volume_pair(case: Case, data: DataConfig, read_channels: int | None = None) -> str | None:
     """Why a 3D pair cannot be used, or None. Records shape and spacing on the case."""
-    from medseg.io.volume import read_volume, same_grid, volume_geometry
 
     channels_needed = read_channels or data.in_channels
     try:
@@ -204,7 +214,20 @@ def check_volume_pair(case: Case, data: DataConfig, read_channels: int | None = 
 def build_datalist(
     data: DataConfig, spatial_dims: int = 2, read_channels: int | None = None
 ) -> tuple[list[Case], list[Case]]:
-    """Verified cases and bad cases. Raises DataError listing every bad case unless skipping."""
+    """List and verify the cases of ``data``.
+
+    Args:
+        data: the ``data`` settings.
+        spatial_dims: 2 for pictures and 2D DICOM, 3 for volumes.
+        read_channels: channels each image file must have; default ``data.in_channels``.
+
+    Returns:
+        (usable cases, bad cases with their reasons).
+
+    Raises:
+        DataError: a missing folder or table, no usable case, or bad cases while
+            ``data.on_bad_case`` is ``stop`` (every one listed).
+    """
     pairs, bad = read_table(data) if data.layout == "table" else find_pairs(data)
     meta = read_metadata(data) if data.layout == "isic2018" else {}
     check = check_volume_pair if spatial_dims == 3 else check_pair

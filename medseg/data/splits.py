@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from medseg.config import SplitConfig
+from medseg.config.models import SplitConfig
 from medseg.data.datalist import Case
 from medseg.errors import DataError
 from medseg.io.atomic import write_json
@@ -28,7 +28,18 @@ def _groups_and_strata(cases: list[Case], cfg: SplitConfig) -> tuple[list[str], 
 
 
 def make_splits(cases: list[Case], cfg: SplitConfig) -> list[Split]:
-    """``n_folds`` folds in which no group (patient) appears on both sides."""
+    """``n_folds`` folds in which no group (patient) appears on both sides.
+
+    Args:
+        cases: the usable cases, each with its ``group``.
+        cfg: the ``split`` section (number of folds, seed, stratification).
+
+    Returns:
+        One split (training ids, held-out ids) per fold.
+
+    Raises:
+        DataError: fewer groups than folds.
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
     groups, strata = _groups_and_strata(cases, cfg)
@@ -83,9 +94,21 @@ def check_splits(splits: Any, cases: list[Case], source: str, n_folds: int | Non
     return [{"train": list(s["train"]), "val": list(s["val"])} for s in splits]
 
 
-def load_or_make_splits(cases: list[Case], cfg: SplitConfig, run_dir: Path) -> list[Split]:
-    """A user's ``split.file``, else ``run_dir/splits.json`` from an earlier run, else new splits."""
-    target = run_dir / "splits.json"
+def load_or_make_splits(cases: list[Case], cfg: SplitConfig, target: Path) -> list[Split]:
+    """The cross-validation splits of ``cases``, saved to ``target``.
+
+    Args:
+        cases: the verified cases of the study.
+        cfg: the ``split`` settings.
+        target: the run folder's ``splits.json``.
+
+    Returns:
+        One ``{"train": ids, "val": ids}`` per fold: the user's ``split.file``, else ``target``
+        from an earlier run, else new grouped and stratified splits.
+
+    Raises:
+        DataError: a missing ``split.file``, or saved splits that do not fit the cases.
+    """
     if cfg.file is not None:
         if not Path(cfg.file).is_file():
             raise DataError(f"split.file: '{cfg.file}' not found")

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from medseg.config import DataConfig, SyntheticConfig
+from medseg.config.models import DataConfig, SyntheticConfig
 
 DIAGNOSES = ("common_nevus", "atypical_nevus", "melanoma")
 
@@ -74,7 +74,15 @@ def render_case(
 
 
 def generate_dataset(data: DataConfig, spec: SyntheticConfig) -> Path:
-    """Write the synthetic set into ``data.root`` (same seed, same files) and return the root."""
+    """Write the synthetic dermoscopy set into ``data.root`` (same seed, same files).
+
+    Args:
+        data: the ``data`` section; ``data.root`` receives the ISIC layout.
+        spec: number of cases, picture size and seed.
+
+    Returns:
+        ``data.root``.
+    """
     root = Path(data.root)
     img_dir, mask_dir = root / data.image_dir, root / data.mask_dir
     img_dir.mkdir(parents=True, exist_ok=True)

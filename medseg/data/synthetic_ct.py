@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.config import DataConfig, SyntheticConfig
+from medseg.config.models import DataConfig, SyntheticConfig
 from medseg.io.atomic import atomic_path
-from medseg.io.volume import write_nifti
+from medseg.io.nifti import write_nifti
 
 SPACING = (1.5, 1.5, 3.0)
 ORGANS = {5: 60.0, 1: 45.0, 2: 30.0, 7: 400.0}  # label value -> mean HU
 
 
 def ellipsoid(shape: tuple[int, int, int], centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Boolean ellipsoid of ``radii`` (voxels) around ``centre`` on a grid of ``shape``."""
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
     return (((grid - centre) / radii) ** 2).sum(-1) <= 1.0
 
@@ -55,6 +56,7 @@ def make_case(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np
 
 
 def affine_for(shape: tuple[int, int, int], lps: bool) -> np.ndarray:
+    """RAS affine of a synthetic case's grid."""
     affine = np.diag([*SPACING, 1.0])
     affine[:3, 3] = [-shape[0] * SPACING[0] / 2, -shape[1] * SPACING[1] / 2, -100.0]
     if lps:  # same world grid, voxels stored right-to-left and anterior-to-posterior
@@ -106,7 +108,15 @@ def write_ct_series(hu: np.ndarray, affine: np.ndarray, folder: Path, series_uid
 
 
 def generate_ct_dataset(data: DataConfig, spec: SyntheticConfig) -> Path:
-    """Write ``spec.n_cases`` volumes under ``data.root`` with ``cases.csv``; return the root."""
+    """Write ``spec.n_cases`` synthetic CT volumes under ``data.root`` with ``cases.csv``.
+
+    Args:
+        data: the ``data`` section; ``data.root`` receives the volumes and the table.
+        spec: number of cases, volume size and seed.
+
+    Returns:
+        ``data.root``.
+    """
     from pydicom.uid import generate_uid
 
     root = Path(data.root)

@@ -20,36 +20,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medseg.errors import DataError
+from medseg.evaluate.casewise import Row, write_metrics_csv
+from medseg.evaluate.metrics import DEFINITIONS, case_metrics, summarize_rows
+from medseg.io.atomic import write_json
+from medseg.io.geometry import AFFINE_TOL, place_on_grid
+from medseg.io.readers import Mask, case_stem, read_mask
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
-
-
-@dataclass
-class Mask:
-    array: np.ndarray
-    spacing: tuple[float, ...] | None
-    affine: np.ndarray | None  # canonical RAS affine of 3D masks
-    partial: bool = False  # a DICOM SEG covering only its non-empty frames
-
 
 def case_id(path: Path, suffix: str) -> str | None:
+    """The case id of a mask file or series folder: its name without format suffix and ``suffix``; None
+
+
+    when it is not a mask."""
     name = path.name
     if path.is_dir():
         stem = name
     else:
-        ext = next((e for e in SUFFIXES if name.lower().endswith(e)), None)
-        if ext is None:
+        stem = case_stem(name)
+        if stem == name:
             return None
-        stem = name[: -len(ext)]
     if suffix:
         if not stem.endswith(suffix):
             return None
@@ -58,6 +55,10 @@ def case_id(path: Path, suffix: str) -> str | None:
 
 
 def list_masks(folder: Path, suffix: str, role: str) -> dict[str, Path]:
+    """Case id -> mask path of a folder; DataError for a missing folder, no masks, or two files of one
+
+
+    case."""
     if not folder.is_dir():
         raise DataError(f"--{role}: folder '{folder}' not found")
     found: dict[str, Path] = {}
@@ -75,33 +76,6 @@ def list_masks(folder: Path, suffix: str, role: str) -> dict[str, Path]:
     return found
 
 
-def read_mask(path: Path) -> Mask:
-    from medseg.io.dicom_seg import is_seg, read_seg
-    from medseg.io.volume import kind_of, read_image2d, read_volume
-
-    kind = kind_of(path)
-    if kind == "dicom" and is_seg(path):
-        array, affine = read_seg(path)
-        return Mask(array, tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)), affine, True)
-    if kind == "dicom_dir" or (kind == "nifti" and _is_3d_nifti(path)):
-        array, affine, tags = read_volume(path)
-        if array.ndim != 3:
-            raise DataError(f"{path}: shape {array.shape}; a mask needs one channel")
-        return Mask(array, tuple(tags["spacing"]), affine)
-    array, tags = read_image2d(path)
-    if array.ndim != 2:
-        raise DataError(f"{path}: {array.shape[2]} channels; save masks as single-channel images")
-    spacing = None if tags.get("spacing_source") == "pixel" else tuple(tags["spacing"])
-    return Mask(array, spacing, None)
-
-
-def _is_3d_nifti(path: Path) -> bool:
-    import nibabel as nib
-
-    shape = [s for s in nib.load(str(path)).shape if s != 1]  # type: ignore[attr-defined]
-    return len(shape) >= 3
-
-
 def normalise(array: np.ndarray, path: Path) -> np.ndarray:
     """Label values as integers; a 0/255 mask becomes 0/1; fractional values are refused."""
     values = np.unique(array)
@@ -114,8 +88,6 @@ def normalise(array: np.ndarray, path: Path) -> np.ndarray:
 
 def align(pred: Mask, ref: Mask, cid: str) -> tuple[np.ndarray, np.ndarray]:
     """Both masks on the reference grid; DataError naming the case when they are not."""
-    from medseg.io.volume import AFFINE_TOL, place_on_grid
-
     if pred.partial and pred.affine is not None and ref.affine is not None:
         placed = place_on_grid(pred.array, pred.affine, ref.array.shape, ref.affine, cid)
         pred = Mask(placed, ref.spacing, ref.affine)
@@ -135,6 +107,58 @@ def align(pred: Mask, ref: Mask, cid: str) -> tuple[np.ndarray, np.ndarray]:
     return pred.array, ref.array
 
 
+def pair_masks(
+    pred_dir: Path, ref_dir: Path, pred_suffix: str, ref_suffix: str
+) -> dict[str, tuple[Path, Path]]:
+    """Case id -> (prediction, reference); DataError listing missing and extra predictions."""
+    preds = list_masks(Path(pred_dir), pred_suffix, "pred")
+    refs = list_masks(Path(ref_dir), ref_suffix, "ref")
+    missing, extra = sorted(set(refs) - set(preds)), sorted(set(preds) - set(refs))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"no prediction for {len(missing)} reference(s): {missing[:10]}")
+        if extra:
+            parts.append(f"{len(extra)} prediction(s) without a reference: {extra[:10]}")
+        raise DataError(f"{pred_dir} vs {ref_dir}: " + "; ".join(parts) + " (pairing is by file name)")
+    return {cid: (preds[cid], refs[cid]) for cid in sorted(refs)}
+
+
+def reference_labels(pairs: dict[str, tuple[Path, Path]], ref_dir: Path) -> list[int]:
+    """Every non-zero value of the references (read one at a time)."""
+    found: set[int] = set()
+    for _, ref in pairs.values():
+        found |= {int(v) for v in np.unique(normalise(read_mask(ref).array, ref)) if v != 0}
+    if not found:
+        raise DataError(f"{ref_dir}: every reference is empty; give --labels to score anyway")
+    return sorted(found)
+
+
+def score_pair(
+    cid: str,
+    paths: tuple[Path, Path],
+    labels: Sequence[int],
+    tolerances: Sequence[float],
+    spacing: Sequence[float] | None,
+    jaccard_threshold: float,
+) -> list[Row]:
+    """Rows of one case; the masks are read, aligned, scored and dropped."""
+    pred_path, ref_path = paths
+    ref_mask = read_mask(ref_path)
+    pred, ref = align(read_mask(pred_path), ref_mask, cid)
+    p, r = normalise(pred, pred_path), normalise(ref, ref_path)
+    odd = sorted(set(np.unique(p).tolist()) - {0, *labels})
+    if odd:
+        raise DataError(f"{pred_path}: values {odd[:8]} are not among the labels {list(labels)}")
+    sp = list(spacing) if spacing is not None else ref_mask.spacing or [1.0] * r.ndim
+    if len(sp) != r.ndim:
+        raise DataError(f"--spacing: {len(sp)} values for the {r.ndim}D case '{cid}'")
+    return [
+        {"case": cid, "label": label, **case_metrics(p, r, label, sp, tol, jaccard_threshold)}
+        for label, tol in zip(labels, tolerances, strict=True)
+    ]
+
+
 def evaluate_folders(
     pred_dir: Path,
     ref_dir: Path,
@@ -146,50 +170,42 @@ def evaluate_folders(
     pred_suffix: str = "",
     ref_suffix: str = "",
 ) -> dict[str, Any]:
-    from medseg.evaluate.casewise import write_metrics_csv
-    from medseg.evaluate.metrics import case_metrics, summarize_rows
-    from medseg.evaluate.report import DEFINITIONS
-    from medseg.io.atomic import write_json
+    """Score every prediction in ``pred_dir`` against its reference in ``ref_dir``.
 
-    preds = list_masks(Path(pred_dir), pred_suffix, "pred")
-    refs = list_masks(Path(ref_dir), ref_suffix, "ref")
-    missing, extra = sorted(set(refs) - set(preds)), sorted(set(preds) - set(refs))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"no prediction for {len(missing)} reference(s): {missing[:10]}")
-        if extra:
-            parts.append(f"{len(extra)} prediction(s) without a reference: {extra[:10]}")
-        raise DataError(f"{pred_dir} vs {ref_dir}: " + "; ".join(parts) + " (pairing is by file name)")
-    loaded = {cid: (read_mask(preds[cid]), read_mask(refs[cid])) for cid in sorted(refs)}
-    arrays = {}
-    for cid, (pm, rm) in loaded.items():
-        p, r = align(pm, rm, cid)
-        arrays[cid] = (normalise(p, preds[cid]), normalise(r, refs[cid]))
+    Cases are read one at a time, so memory holds one pair, whatever the folder's size.
+
+    Args:
+        pred_dir: folder of predicted masks.
+        ref_dir: folder of reference masks (pairing is by file name).
+        out_dir: where ``metrics.csv`` and ``summary.json`` go.
+        spacing: voxel spacing; default from the reference files (1 for pictures).
+        labels: labels to score; default every non-zero value of the references.
+        tolerance: Surface Dice tolerance, one or one per label.
+        jaccard_threshold: the ISIC thresholded-Jaccard cut-off.
+        pred_suffix: dropped from prediction names before pairing.
+        ref_suffix: dropped from reference names before pairing.
+
+    Returns:
+        The summary written to ``summary.json``.
+
+    Raises:
+        DataError: unpaired files, masks on other grids, or values outside the labels.
+    """
+    pairs = pair_masks(pred_dir, ref_dir, pred_suffix, ref_suffix)
     if labels is None:
-        labels = sorted({int(v) for _, r in arrays.values() for v in np.unique(r) if v != 0})
-        if not labels:
-            raise DataError(f"{ref_dir}: every reference is empty; give --labels to score anyway")
+        labels = reference_labels(pairs, Path(ref_dir))
     tolerances = list(tolerance) * len(labels) if len(tolerance) == 1 else list(tolerance)
     if len(tolerances) != len(labels):
         raise DataError(f"--tolerance: {len(tolerance)} values for {len(labels)} labels {list(labels)}")
-    rows = []
-    for cid, (p, r) in arrays.items():
-        odd = sorted(set(np.unique(p).tolist()) - {0, *labels})
-        if odd:
-            raise DataError(f"{preds[cid]}: values {odd[:8]} are not among the labels {list(labels)}")
-        sp = list(spacing) if spacing is not None else loaded[cid][1].spacing or [1.0] * r.ndim
-        if len(sp) != r.ndim:
-            raise DataError(f"--spacing: {len(sp)} values for the {r.ndim}D case '{cid}'")
-        for label, tol in zip(labels, tolerances, strict=True):
-            m = case_metrics(p, r, label, sp, tol, jaccard_threshold)
-            rows.append({"case": cid, "label": label, **m})
+    rows: list[Row] = []
+    for cid, paths in pairs.items():
+        rows += score_pair(cid, paths, labels, tolerances, spacing, jaccard_threshold)
     out_dir = Path(out_dir)
     write_metrics_csv(out_dir / "metrics.csv", rows)
     summary = {
         "pred": str(pred_dir),
         "ref": str(ref_dir),
-        "n_cases": len(arrays),
+        "n_cases": len(pairs),
         "labels": {
             f"label_{label}": summarize_rows([r for r in rows if r["label"] == label]) for label in labels
         },

@@ -29,9 +29,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medseg.evaluate.surface import surface_metrics
+
 METRIC_NAMES = ("dice", "iou", "jaccard_thresholded", "hd95", "hd", "assd", "nsd")
 DISTANCE_METRICS = ("hd95", "hd", "assd")
 HIGHER_IS_BETTER = {m: m not in DISTANCE_METRICS for m in METRIC_NAMES}
+
+
+DEFINITIONS = {
+    "dice": "2|P∩R| / (|P|+|R|); 1 when both masks are empty, 0 when exactly one is",
+    "iou": "|P∩R| / |P∪R|; same empty-mask rules as Dice",
+    "jaccard_thresholded": "ISIC 2018: IoU when IoU >= 0.65 (evaluate.jaccard_threshold), else 0",
+    "hd95": "the larger of the two directed 95th-percentile surface distances, prediction to reference "
+    "and reference to prediction (MONAI and DeepMind surface-distance definition; MedPy's pooled "
+    "percentile is a different, lower number when a false-positive blob is present)",
+    "hd": "the larger of the two directed maximum surface distances (Hausdorff distance)",
+    "assd": "mean of the surface distances of both directions pooled (average symmetric surface distance)",
+    "nsd": "Surface Dice at the tolerance of evaluate.nsd_tolerance, DeepMind surfel definition (MONAI "
+    "compute_surface_dice with use_subvoxels=True); 1 when both masks are empty, 0 when exactly one is",
+    "distances": "in mm for DICOM and NIfTI, in pixels for PNG/JPEG; 0 when both masks are empty, "
+    "infinite when exactly one is: means are over finite cases, the infinite ones are counted, and "
+    "'capped' is the mean with each infinite distance replaced by the image diagonal",
+}
 
 
 def diagonal(shape: Sequence[int], spacing: Sequence[float]) -> float:
@@ -48,7 +67,23 @@ def case_metrics(
     jaccard_threshold: float = 0.65,
     ignore_value: int | None = None,
 ) -> dict[str, float]:
-    """Metrics of class ``label`` for one case; ``pred`` and ``ref`` are integer label maps.
+    """Metrics of class ``label`` for one case.
+
+    Args:
+        pred: integer label map predicted.
+        ref: integer reference label map, same shape.
+        label: the class to score.
+        spacing: voxel size in mm per axis (1 mm when None).
+        nsd_tolerance: the Surface Dice tolerance in mm.
+        jaccard_threshold: IoU below which a case counts as failed (ISIC's thresholded Jaccard).
+        ignore_value: reference value whose voxels are left out of every metric.
+
+    Returns:
+        Dice, IoU, thresholded IoU, HD95, HD, ASSD and NSD, with the voxel counts and the image
+        diagonal; both masks empty score 1 (distances 0), one empty scores 0 (distances inf).
+
+    Raises:
+        ValueError: the shapes differ, or ``spacing`` has the wrong length.
 
     Example:
         >>> ref = np.zeros((8, 8), int); ref[2:6, 2:6] = 1
@@ -56,7 +91,6 @@ def case_metrics(
         >>> round(case_metrics(pred, ref)["dice"], 4)
         0.6667
     """
-    from medseg.evaluate.surface import surface_metrics
 
     if pred.shape != ref.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")

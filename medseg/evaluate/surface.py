@@ -138,7 +138,17 @@ def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], to
 def surface_metrics(
     pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance: float
 ) -> dict[str, float]:
-    """HD95, HD, ASSD and NSD of two non-empty boolean masks, one edge pass for the distances."""
+    """HD95, HD, ASSD and NSD of two non-empty boolean masks, one edge pass for the distances.
+
+    Args:
+        pred: predicted mask.
+        ref: reference mask, same shape.
+        spacing: voxel size in mm per axis.
+        tolerance: the Surface Dice tolerance in mm.
+
+    Returns:
+        ``hd95``, ``hd``, ``assd`` and ``nsd`` in mm (NSD as a fraction).
+    """
     d_pr, d_rp = distances(pred, ref, spacing)
     pooled = np.concatenate([d_pr, d_rp])
     return {

@@ -20,29 +20,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, exception_chain, medseg_cause
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem, discover
 from medseg.infer.manifest import Manifest
 from medseg.infer.outputs import write_outputs
+from medseg.infer.postprocess import postprocess
+from medseg.infer.sliding import class_argmax, predict_probabilities
+from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
 from medseg.io.atomic import write_json
+from medseg.registry import build_chain, build_inferer
+from medseg.transforms.steps import load_transforms
 
 log = logging.getLogger(__name__)
 
 
 class Segmenter:
-    """The models and transforms of a bundle, ready to segment one input after another."""
+    """The models and transforms of a bundle, ready to segment one input after another.
+
+    Args:
+        bundle: the study's configuration and fold checkpoints.
+        device: where the models run.
+
+    Raises:
+        MedsegError: the bundle's preprocessing lacks intensity statistics (not a finished run).
+    """
 
     def __init__(self, bundle: ModelBundle, device: torch.device) -> None:
         from monai.transforms import Compose
 
-        from medseg.infer.sliding import make_inferer
-        from medseg.transforms.chain import build_chain, load_transforms
-
         self.cfg = bundle.cfg
         self.device = device
         self.models = bundle.load(device)
-        self.inferer = make_inferer(self.cfg)
+        self.inferer = build_inferer(self.cfg)
         loaders = load_transforms(self.cfg, with_label=False)
         preprocess = build_chain(self.cfg.transforms.preprocess, "preprocess")
         for step in preprocess:
@@ -55,9 +65,6 @@ class Segmenter:
 
     def __call__(self, item: InputItem) -> tuple[np.ndarray, dict[str, Any]]:
         """(label map on the source grid, what the writers need about the source)."""
-        from medseg.infer.postprocess import postprocess
-        from medseg.infer.sliding import class_argmax, predict_probabilities
-        from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
 
         path: Any = [str(f) for f in item.files] if item.kind == "dicom_series" else str(item.files[0])
         loaded = self.load({"image": path})["image"]
@@ -110,14 +117,48 @@ def _row(item: InputItem, status: str, reason: str = "", **extra: Any) -> dict[s
 def predict_folder(
     bundle: ModelBundle, input_dir: Path, out_dir: Path, device: torch.device
 ) -> dict[str, Any]:
-    """Segment every selected input under ``input_dir`` into ``out_dir``; return the summary."""
-    from tqdm import tqdm
+    """Segment every selected input under ``input_dir`` into ``out_dir``.
 
+    Args:
+        bundle: the study's configuration and fold checkpoints.
+        input_dir: a folder tree of DICOM, NIfTI or PNG/JPEG files.
+        out_dir: where the outputs, ``manifest.csv`` and ``summary.json`` go.
+        device: where inference runs.
+
+    Returns:
+        Counts of inputs done, done earlier, skipped and failed, with timing and the model.
+
+    Raises:
+        DataError: ``input_dir`` is not a folder. A failing input is recorded, never raised.
+    """
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = discover(input_dir, bundle.cfg)
     manifest = Manifest(out_dir)
     counts = {"done": 0, "done_earlier": 0, "skipped": 0, "failed": 0}
+    todo = _select(discover(input_dir, bundle.cfg), manifest, counts)
+    log.info(
+        "predict: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s",
+        len(todo),
+        counts["done_earlier"],
+        counts["skipped"],
+        len(bundle.checkpoints),
+        device,
+    )
+    busy = _segment_all(bundle, todo, device, manifest, counts, input_dir, out_dir)
+    summary: dict[str, Any] = {
+        **counts,
+        "inputs_per_minute": round(60.0 * counts["done"] / busy, 2) if busy > 0 else None,
+        "seconds": round(busy, 2),
+        "model": bundle.source,
+        "folds": sorted(bundle.checkpoints),
+        "device": str(device),
+    }
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _select(items: list[InputItem], manifest: Manifest, counts: dict[str, int]) -> list[InputItem]:
+    """Record skipped inputs and those done by an earlier run; the inputs left to segment."""
     todo: list[InputItem] = []
     for item in items:
         if item.skip is not None:
@@ -129,18 +170,24 @@ def predict_folder(
             counts["done_earlier"] += 1
         else:
             todo.append(item)
-    log.info(
-        "predict: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s",
-        len(todo),
-        counts["done_earlier"],
-        counts["skipped"],
-        len(bundle.checkpoints),
-        device,
-    )
+    return todo
+
+
+def _segment_all(
+    bundle: ModelBundle,
+    todo: list[InputItem],
+    device: torch.device,
+    manifest: Manifest,
+    counts: dict[str, int],
+    input_dir: Path,
+    out_dir: Path,
+) -> float:
+    """Segment and write each input, recording it as it finishes; the seconds spent on those done."""
+    from tqdm import tqdm
+
     segmenter = Segmenter(bundle, device) if todo else None
     busy = 0.0
-    bar = tqdm(todo, unit="series", disable=not sys.stderr.isatty(), desc="predict")
-    for item in bar:
+    for item in tqdm(todo, unit="series", disable=not sys.stderr.isatty(), desc="predict"):
         t0 = time.perf_counter()
         try:
             assert segmenter is not None
@@ -157,21 +204,11 @@ def predict_folder(
         manifest.record(_row(item, "done", note, seconds=round(seconds, 2), **written))
         counts["done"] += 1
         log.info("%s (%s): done in %.1fs", item.key, item.kind, seconds)
-    summary: dict[str, Any] = {
-        **counts,
-        "inputs_per_minute": round(60.0 * counts["done"] / busy, 2) if busy > 0 else None,
-        "seconds": round(busy, 2),
-        "model": bundle.source,
-        "folds": sorted(bundle.checkpoints),
-        "device": str(device),
-    }
-    write_json(out_dir / "summary.json", summary)
-    return summary
+    return busy
 
 
 def _plain(err: BaseException, root: Path) -> str:
     """An error as one line, paths shown inside the input folder."""
-    from medseg.errors import exception_chain, medseg_cause
 
     # a MedsegError says what to do; otherwise the innermost error (MONAI wraps transform errors)
     chosen = medseg_cause(err) or exception_chain(err)[-1]
@@ -180,6 +217,7 @@ def _plain(err: BaseException, root: Path) -> str:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
+    """The one line ``medseg predict`` prints at the end."""
     rate = summary["inputs_per_minute"]
     return (
         f"done {summary['done']}, done earlier {summary['done_earlier']}, skipped {summary['skipped']}, "

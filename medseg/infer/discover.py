@@ -20,16 +20,29 @@ from typing import Any
 
 import numpy as np
 
-from medseg.config import PipelineConfig
+from medseg.config.models import PipelineConfig
 from medseg.errors import DataError
-from medseg.io.volume import NIFTI_SUFFIXES, RASTER_SUFFIXES
+from medseg.io.dicom import is_image, read_header, walk_files
+from medseg.io.readers import reader_by_name
 
 AXIAL_COS = 0.95  # |slice normal . head-foot axis| at least this: within about 18 degrees
 
 
 @dataclass
 class InputItem:
-    """One thing to segment (``skip`` is None) or to report as skipped (``skip`` says why)."""
+    """One thing to segment (``skip`` is None) or to report as skipped (``skip`` says why).
+
+    Attributes:
+        key: the input's identity in the manifest and in output names.
+        kind: ``dicom_series``, ``dicom_image``, ``nifti``, ``raster`` or ``file``.
+        files: the files read.
+        source: the path inside the input folder, for files that are not DICOM images.
+        study_uid: StudyInstanceUID (DICOM).
+        series_uid: SeriesInstanceUID (DICOM).
+        sop_uid: SOPInstanceUID (single DICOM images).
+        modality: the DICOM Modality.
+        skip: why the input is not segmented, or None.
+    """
 
     key: str
     kind: str  # dicom_series | dicom_image | nifti | raster | file
@@ -47,13 +60,23 @@ class InputItem:
 
 
 def path_key(relative: str) -> str:
+    """Output key of a non-DICOM input: a hash of its path inside the input folder."""
     return "f" + hashlib.sha1(relative.encode()).hexdigest()[:16]
 
 
 def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
-    """Inputs and skipped files under ``root`` in a stable order (sorted paths, then UIDs)."""
-    from medseg.io.dicom import _walk
+    """What ``medseg predict`` segments under ``root``, and what it skips and why.
 
+    Args:
+        root: the input folder tree.
+        cfg: the study's configuration (2D or 3D, the ``predict`` selection rules).
+
+    Returns:
+        Inputs and skipped files in a stable order (sorted paths, then UIDs).
+
+    Raises:
+        DataError: ``root`` is not a folder.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: input folder not found")
@@ -61,15 +84,12 @@ def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
     items: list[InputItem] = []
     series: dict[str, InputItem] = {}
     first_header: dict[str, Any] = {}
-    for path in sorted(_walk(root)):
+    for path in sorted(walk_files(root)):
         rel = path.relative_to(root).as_posix()
-        name = path.name.lower()
-        if name.endswith(NIFTI_SUFFIXES):
-            items.append(InputItem(path_key(rel), "nifti", [path], rel))
-            continue
-        if name.endswith(RASTER_SUFFIXES):
-            skip = None if dims == 2 else "a 2D picture; this model segments 3D volumes"
-            items.append(InputItem(path_key(rel), "raster", [path], rel, skip=skip))
+        by_name = reader_by_name(path)
+        if by_name is not None:
+            skip = "a 2D picture; this model segments 3D volumes" if by_name.pictures and dims == 3 else None
+            items.append(InputItem(path_key(rel), by_name.kind, [path], rel, skip=skip))
             continue
         item, ds = _dicom_item(path, rel)
         if item.skip is not None or dims == 2:
@@ -96,8 +116,6 @@ def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
 
 
 def _dicom_item(path: Path, rel: str) -> tuple[InputItem, Any]:
-    from medseg.io.dicom import is_image, read_header
-
     try:
         ds = read_header(path)
     except DataError as err:

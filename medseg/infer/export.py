@@ -14,14 +14,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from medseg.config.load import dump_config
 from medseg.errors import MedsegError
 from medseg.infer.bundle import ModelBundle
+from medseg.io.atomic import atomic_path, write_json, write_text
+from medseg.registry import network_args
 
 FORMATS = ("torchscript", "onnx")
 
 
 class SoftmaxEnsemble(nn.Module):
-    """Mean softmax over the fold networks."""
+    """Mean softmax over the fold networks.
+
+    Args:
+        models: the fold networks, in eval mode.
+    """
 
     def __init__(self, models: list[nn.Module]) -> None:
         super().__init__()
@@ -35,17 +42,25 @@ class SoftmaxEnsemble(nn.Module):
 
 
 def example_input(bundle: ModelBundle, batch: int = 1) -> torch.Tensor:
-    from medseg.registry import network_args
-
+    """A seeded batch of the network's input size, for tracing and checks."""
     channels = int(network_args(bundle.cfg).get("in_channels", bundle.cfg.data.in_channels))
     return torch.randn(batch, channels, *bundle.cfg.roi_size, generator=torch.Generator().manual_seed(0))
 
 
 def export_model(bundle: ModelBundle, fmt: str, out: Path) -> Path:
-    """Write the ensemble of ``bundle`` as ``fmt`` to ``out`` (and ``out`` + ``.json``)."""
-    from medseg.config import dump_config
-    from medseg.infer.outputs import class_names
-    from medseg.io.atomic import atomic_path, write_json, write_text
+    """Write the ensemble of ``bundle`` as one model file.
+
+    Args:
+        bundle: the study's configuration and fold checkpoints.
+        fmt: ``torchscript`` or ``onnx``.
+        out: the model file; ``out.json`` and ``out.config.yaml`` go beside it.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        MedsegError: an unknown format, or a model that cannot be exported.
+    """
 
     if fmt not in FORMATS:
         raise MedsegError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -66,7 +81,7 @@ def export_model(bundle: ModelBundle, fmt: str, out: Path) -> Path:
         "format": fmt,
         "input": {"shape": ["N", *x.shape[1:]], "dtype": "float32"},
         "output": "mean softmax over folds, (N, num_classes, *roi_size)",
-        "classes": {"0": "background", **{str(k): v for k, v in class_names(bundle.cfg).items()}},
+        "classes": {"0": "background", **{str(k): v for k, v in bundle.cfg.class_names.items()}},
         "folds": sorted(bundle.checkpoints),
         "model": bundle.source,
         "infer": bundle.cfg.infer.model_dump(mode="json"),

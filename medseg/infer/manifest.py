@@ -35,6 +35,12 @@ NAME = "manifest.csv"
 
 
 class Manifest:
+    """The rows of ``manifest.csv``, those of an earlier run included, rewritten after each input.
+
+    Args:
+        out_dir: the output folder holding ``manifest.csv``.
+    """
+
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / NAME

@@ -18,55 +18,54 @@ from typing import Any
 
 import numpy as np
 
-from medseg.config import PipelineConfig
+from medseg.config.models import PipelineConfig
 from medseg.infer.discover import InputItem
+from medseg.io.dicom import read_header
+from medseg.io.overlay import draw_overlay
+from medseg.io.readers import DICOM_SEG, NIFTI, RASTER
 
 OVERLAY_MAX_SIZE = 1024  # longer side of overlay pictures, in pixels
-
-
-def class_names(cfg: PipelineConfig) -> dict[int, str]:
-    """Segment names: ``data.labels`` keys when classes were picked, else ``class_<k>``."""
-    if cfg.data.labels:
-        return {i + 1: str(name) for i, name in enumerate(cfg.data.labels)}
-    return {k: f"class_{k}" for k in range(1, cfg.data.num_classes)}
 
 
 def write_outputs(
     item: InputItem, label: np.ndarray, source: dict[str, Any], cfg: PipelineConfig, out_dir: Path
 ) -> tuple[dict[str, str], str]:
-    """Write the outputs of ``item`` from ``label`` on its source grid: (file names relative to
-    ``out_dir`` by kind, a note on what was not written and why). When one write fails, the files
-    this call created are removed before the error goes on, so an input has all its files or none.
+    """Write the outputs of one input from its label map on the source grid.
 
-    ``source``: ``affine`` (the source grid's RAS affine, 3D and NIfTI), ``picture`` (2D overlays)
-    and, for the DICOM SEG of a series, ``canonical_label`` and ``canonical_affine``.
+    When one write fails, the files this call created are removed before the error goes on, so an
+    input has all its files or none.
+
+    Args:
+        item: the input (its kind, paths and UIDs).
+        label: integer label map on the source grid.
+        source: ``affine`` (the source grid's RAS affine, 3D and NIfTI), ``picture`` (2D overlays)
+            and, for the DICOM SEG of a series, ``canonical_label`` and ``canonical_affine``.
+        cfg: the configuration the model was trained with (class names, output kinds).
+        out_dir: the output folder.
+
+    Returns:
+        (file names relative to ``out_dir`` by kind, a note on what was not written and why).
     """
-    from medseg.io.volume import write_nifti
-
     note = ""
     label = np.asarray(label, dtype=np.uint8)
     jobs: list[tuple[str, str, Callable[[Path], object]]] = []  # (kind, file name, writer)
-    if item.kind == "raster":
-        from medseg.io.raster import write_png
-
+    if item.kind == RASTER.kind:
         scale = np.uint8(255 if cfg.data.num_classes == 2 else 1)
-        jobs.append(("mask", f"{item.key}.png", lambda p: write_png(p, label * scale)))
+        jobs.append(("mask", f"{item.key}.png", lambda p: RASTER.write(p, label * scale)))
     else:  # NIfTI; a 2D label (rows, columns) is stored as (x = column, y = row)
         stored = label.T.copy() if label.ndim == 2 else label
-        jobs.append(("mask", f"{item.key}.nii.gz", lambda p: write_nifti(p, stored, source["affine"])))
+        jobs.append(("mask", f"{item.key}.nii.gz", lambda p: NIFTI.write(p, stored, source["affine"])))
     missing = missing_uids(item) if cfg.predict.write_seg and item.is_dicom else None
     if missing:
         note = f"no DICOM SEG: the source has no {missing} to reference"
     elif cfg.predict.write_seg and item.is_dicom:
-        from medseg.io.dicom_seg import write_seg, write_seg_image
-
-        names = class_names(cfg)
+        names = cfg.class_names
 
         def seg(path: Path) -> object:
             if item.kind == "dicom_series":
                 canonical, affine = source["canonical_label"], source["canonical_affine"]
-                return write_seg(canonical, affine, list(item.files), path, names)
-            return write_seg_image(label, item.files[0], path, names)
+                return DICOM_SEG.write_series(canonical, affine, list(item.files), path, names)
+            return DICOM_SEG.write_image(label, item.files[0], path, names)
 
         jobs.append(("seg", f"{item.key}_seg.dcm", seg))
     if cfg.predict.overlays and label.ndim == 2:
@@ -89,8 +88,6 @@ def write_outputs(
 
 def missing_uids(item: InputItem) -> str | None:
     """The UIDs a DICOM SEG must reference that the source lacks (anonymised files), or None."""
-    from medseg.io.dicom import read_header
-
     ds = read_header(item.files[0])
     absent = [t for t in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if not ds.get(t)]
     return ", ".join(absent) or None
@@ -98,9 +95,6 @@ def missing_uids(item: InputItem) -> str | None:
 
 def write_overlay(path: Path, picture: np.ndarray, label: np.ndarray) -> None:
     """The picture as stored with the outline of the prediction, the longer side at most 1024."""
-    from medseg.evaluate.overlay import draw_overlay
-    from medseg.io.raster import write_png
-
     step = max(1, int(np.ceil(max(label.shape) / OVERLAY_MAX_SIZE)))
     small_picture = np.asarray(picture)[::step, ::step]
-    write_png(path, draw_overlay(small_picture, None, label[::step, ::step]))
+    RASTER.write(path, draw_overlay(small_picture, None, label[::step, ::step]))

@@ -11,11 +11,19 @@ from typing import Any
 
 import torch
 
-from medseg.config import PipelineConfig
+from medseg.config.models import PipelineConfig
 
 
 def postprocess(label: torch.Tensor, cfg: PipelineConfig) -> torch.Tensor:
-    """``label`` (spatial, integer classes) after the configured steps, same shape and dtype."""
+    """A label map after the configured post-processing steps.
+
+    Args:
+        label: spatial integer class map.
+        cfg: the configuration naming the steps (``infer.postprocess``).
+
+    Returns:
+        The processed map, same shape and dtype.
+    """
     infer = cfg.infer
     if not (infer.largest_component or infer.fill_holes):
         return label

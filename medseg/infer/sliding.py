@@ -16,23 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from medseg.config import PipelineConfig
-
-
-def make_inferer(cfg: PipelineConfig) -> Any:
-    from monai.inferers import SlidingWindowInferer
-
-    return SlidingWindowInferer(
-        roi_size=cfg.roi_size,
-        sw_batch_size=cfg.infer.sw_batch_size,
-        overlap=cfg.infer.overlap,
-        mode=cfg.infer.mode,
-    )
+from medseg.config.models import PipelineConfig
+from medseg.infer.postprocess import postprocess
+from medseg.transforms.resample import grid_size, linear_mode
 
 
 def model_grid(cfg: PipelineConfig, shape: Sequence[int], spacing: Sequence[float] | None) -> tuple[int, ...]:
     """Size of the model grid for a reference grid of ``shape`` and ``spacing``."""
-    from medseg.transforms.resample import grid_size
 
     t = cfg.transforms
     if t.spatial_size is not None:
@@ -43,6 +33,7 @@ def model_grid(cfg: PipelineConfig, shape: Sequence[int], spacing: Sequence[floa
 
 
 def image_spacing(image: Any) -> list[float] | None:
+    """Spacing recorded in a MetaTensor's meta data, or None."""
     meta = getattr(image, "meta", None) or {}
     spacing = meta.get("spacing")
     return None if spacing is None else [float(s) for s in torch.as_tensor(spacing).flatten()]
@@ -66,11 +57,20 @@ def predict_probabilities(
     device: torch.device,
     on_device: bool = False,
 ) -> torch.Tensor:
-    """Mean softmax of ``models`` for one image (C, *spatial) -> (num_classes, *spatial), reference
-    grid; left on ``device`` when ``on_device``, else moved to the CPU."""
-    import torch.nn.functional as F
+    """Mean softmax of ``models`` for one image, on its reference grid.
 
-    from medseg.transforms.resample import linear_mode
+    Args:
+        models: the fold models, in eval mode on ``device``.
+        image: (C, *spatial) on the reference grid.
+        cfg: the training configuration (model grid, flips).
+        inferer: the sliding-window inferer.
+        device: where the models run.
+        on_device: leave the result on ``device`` instead of moving it to the CPU.
+
+    Returns:
+        (num_classes, *spatial) probabilities.
+    """
+    import torch.nn.functional as F
 
     spatial = tuple(image.shape[1:])
     size = model_grid(cfg, spatial, image_spacing(image))
@@ -112,8 +112,18 @@ def class_argmax(probs: torch.Tensor) -> torch.Tensor:
 def predict_label(
     models: list[nn.Module], image: torch.Tensor, cfg: PipelineConfig, inferer: Any, device: torch.device
 ) -> torch.Tensor:
-    """Integer label map (spatial) on the image's reference grid, post-processed as configured."""
-    from medseg.infer.postprocess import postprocess
+    """Integer label map on the image's reference grid, post-processed as configured.
+
+    Args:
+        models: the fold models, in eval mode on ``device``.
+        image: (C, *spatial) on the reference grid.
+        cfg: the training configuration.
+        inferer: the sliding-window inferer.
+        device: where the models run.
+
+    Returns:
+        The spatial label map on the CPU.
+    """
 
     probs = predict_probabilities(models, image, cfg, inferer, device, on_device=True)
     return postprocess(class_argmax(probs).cpu(), cfg)

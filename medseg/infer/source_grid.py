@@ -1,7 +1,7 @@
 """Predictions made on the reference grid, put back on the grid of the input as stored.
 
 3D: the reference grid is the canonical RAS+ reorientation of the source, so going back is a pure
-axis permutation and flip (:func:`medseg.io.volume.reorient`); nothing is interpolated. 2D
+axis permutation and flip (:func:`medseg.io.geometry.reorient`); nothing is interpolated. 2D
 mammography: the reference grid is the picture flipped to one side, cropped to the breast and
 capped in size, so probabilities are resized (bilinear) to the crop, pasted into the full picture
 (background outside it) and flipped back; only then is the argmax taken. Other 2D inputs are read
@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from medseg.io.geometry import reorient
 
 
 def probabilities_to_source_2d(probs: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
@@ -40,6 +42,5 @@ def label_to_source_3d(
     label: np.ndarray, canonical_affine: np.ndarray, source_affine: np.ndarray
 ) -> np.ndarray:
     """A label map on the canonical grid in the voxel order of the source (same voxels, other axes)."""
-    from medseg.io.volume import reorient
 
     return reorient(label, canonical_affine, source_affine)

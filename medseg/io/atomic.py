@@ -14,9 +14,21 @@ from typing import Any
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
 
+    Args:
+        path: the file to write.
+
+    Yields:
+        The temporary path to write to.
+
     Example:
-        >>> with atomic_path("out.csv") as tmp:  # doctest: +SKIP
-        ...     tmp.write_text("a,b\\n")
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "out.csv"
+        >>> with atomic_path(out) as tmp:
+        ...     _ = tmp.write_text("a,b\\n")
+        ...     out.exists()
+        False
+        >>> out.read_text()
+        'a,b\\n'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,9 +42,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")

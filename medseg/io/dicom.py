@@ -37,6 +37,15 @@ TILT_COS_TOL = 0.9999  # about 0.8 degrees between the stacking direction and th
 
 @dataclass
 class SeriesInfo:
+    """The files of one DICOM series and what its first header says.
+
+    Attributes:
+        uid: SeriesInstanceUID.
+        files: the series' files.
+        modality: the DICOM Modality.
+        description: SeriesDescription.
+    """
+
     uid: str
     files: list[Path] = field(default_factory=list)
     modality: str = ""
@@ -45,6 +54,13 @@ class SeriesInfo:
 
 @dataclass
 class DicomScan:
+    """Image series found under a folder, and the files skipped with their reasons.
+
+    Attributes:
+        series: the series by SeriesInstanceUID.
+        skipped: (file, reason) of each file not taken.
+    """
+
     series: dict[str, SeriesInfo]
     skipped: list[tuple[str, str]]  # (path, reason)
 
@@ -81,7 +97,7 @@ def scan_tree(root: str | Path) -> DicomScan:
         raise DataError(f"{root}: folder not found")
     series: dict[str, SeriesInfo] = {}
     skipped: list[tuple[str, str]] = []
-    paths = [root] if root.is_file() else sorted(_walk(root))
+    paths = [root] if root.is_file() else sorted(walk_files(root))
     for path in paths:
         try:
             ds = read_header(path)
@@ -102,7 +118,8 @@ def scan_tree(root: str | Path) -> DicomScan:
     return DicomScan(series, skipped)
 
 
-def _walk(root: Path) -> list[Path]:
+def walk_files(root: Path) -> list[Path]:
+    """Every file under ``root`` (hidden ones left out), folders in sorted order."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -112,7 +129,13 @@ def _walk(root: Path) -> list[Path]:
 
 @dataclass
 class SliceGeometry:
-    """The checked geometry of a series: files in stacking order, shape and LPS affine."""
+    """The checked geometry of a series.
+
+    Attributes:
+        files: the files in stacking order.
+        shape: (columns, rows, slices).
+        affine_lps: the voxel-to-patient (LPS) affine.
+    """
 
     files: list[Path]
     shape: tuple[int, int, int]  # (columns, rows, slices)
@@ -124,9 +147,41 @@ class SliceGeometry:
 
 
 def series_geometry(headers: list[tuple[Path, Any]], name: str) -> SliceGeometry:
-    """Check and sort the slices of one series (``headers`` as (path, dataset) pairs)."""
+    """Check and sort the slices of one series (``headers`` as (path, dataset) pairs).
+
+    Raises:
+        DataError: naming the series and the files: missing position tags, mixed orientations,
+            sizes or pixel spacings, duplicate positions, gantry tilt or irregular slice steps.
+    """
     if not headers:
         raise DataError(f"{name}: no DICOM image files")
+    iops = _check_slices_agree(headers, name)
+    row_dir, col_dir = iops[0][:3], iops[0][3:]
+    normal = np.cross(row_dir, col_dir)
+    ipps = np.array([[float(v) for v in ds.ImagePositionPatient] for _, ds in headers])
+    dist = ipps @ normal
+    order = np.argsort(dist, kind="stable")
+    files = [headers[i][0] for i in order]
+    dist, ipps = dist[order], ipps[order]
+    rows, cols = int(headers[0][1].Rows), int(headers[0][1].Columns)
+    row_spacing, col_spacing = (float(v) for v in headers[0][1].PixelSpacing)
+    if len(files) > 1:
+        _check_stacking(files, dist, ipps, normal, name)
+        slice_vec = (ipps[-1] - ipps[0]) / (len(files) - 1)
+    else:
+        thickness = float(headers[0][1].get("SliceThickness", 1.0) or 1.0)
+        slice_vec = normal * thickness
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * col_spacing  # array axis 0 runs along a row (column index)
+    affine[:3, 1] = col_dir * row_spacing  # array axis 1 runs down a column (row index)
+    affine[:3, 2] = slice_vec
+    affine[:3, 3] = ipps[0]
+    return SliceGeometry(files, (cols, rows, len(files)), affine)
+
+
+def _check_slices_agree(headers: list[tuple[Path, Any]], name: str) -> np.ndarray:
+    """Every slice has position tags, one frame, and the orientation, size and pixel spacing of
+    the others; the orientations (n, 6)."""
     for path, ds in headers:
         for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
             if tag not in ds:
@@ -143,51 +198,38 @@ def series_geometry(headers: list[tuple[Path, Any]], name: str) -> SliceGeometry
     spacings = {tuple(round(float(v), 4) for v in ds.PixelSpacing) for _, ds in headers}
     if len(spacings) > 1:
         raise DataError(f"{name}: slices with different PixelSpacing {sorted(spacings)}")
-    row_dir, col_dir = iops[0][:3], iops[0][3:]
-    normal = np.cross(row_dir, col_dir)
-    ipps = np.array([[float(v) for v in ds.ImagePositionPatient] for _, ds in headers])
-    dist = ipps @ normal
-    order = np.argsort(dist, kind="stable")
-    files = [headers[i][0] for i in order]
-    dist, ipps = dist[order], ipps[order]
-    rows, cols = next(iter(sizes))
-    row_spacing, col_spacing = (float(v) for v in headers[0][1].PixelSpacing)
-    if len(files) > 1:
-        steps = np.diff(dist)
-        dup = np.flatnonzero(steps < POSITION_TOL)
-        if dup.size:
-            i = int(dup[0])
-            raise DataError(
-                f"{name}: {dup.size} duplicate slice position(s), e.g. {files[i]} and {files[i + 1]} "
-                f"at {dist[i]:.3f} mm; remove the duplicates"
-            )
-        stack = ipps[-1] - ipps[0]
-        cos = float(abs(stack @ normal) / np.linalg.norm(stack))
-        if cos < TILT_COS_TOL:
-            angle = float(np.degrees(np.arccos(min(cos, 1.0))))
-            raise DataError(
-                f"{name}: gantry tilt of {angle:.1f} degrees (slices are not stacked along their normal); "
-                "resample the series to an orthogonal grid first (for example with dcm2niix)"
-            )
-        median = float(np.median(steps))
-        off = np.flatnonzero(np.abs(steps - median) > max(SPACING_REL_TOL * median, POSITION_TOL))
-        if off.size:
-            i = int(off[0])
-            kind = "missing slice(s)" if steps[i] > 1.5 * median else "non-uniform slice spacing"
-            raise DataError(
-                f"{name}: {kind}: step {steps[i]:.3f} mm between {files[i].name} and {files[i + 1].name}, "
-                f"while the median step is {median:.3f} mm; {off.size} irregular step(s) in all"
-            )
-        slice_vec = stack / (len(files) - 1)
-    else:
-        thickness = float(headers[0][1].get("SliceThickness", 1.0) or 1.0)
-        slice_vec = normal * thickness
-    affine = np.eye(4)
-    affine[:3, 0] = row_dir * col_spacing  # array axis 0 runs along a row (column index)
-    affine[:3, 1] = col_dir * row_spacing  # array axis 1 runs down a column (row index)
-    affine[:3, 2] = slice_vec
-    affine[:3, 3] = ipps[0]
-    return SliceGeometry(files, (cols, rows, len(files)), affine)
+    return iops
+
+
+def _check_stacking(
+    files: list[Path], dist: np.ndarray, ipps: np.ndarray, normal: np.ndarray, name: str
+) -> None:
+    """Sorted slices: no duplicate positions, stacked along their normal, one uniform step."""
+    steps = np.diff(dist)
+    dup = np.flatnonzero(steps < POSITION_TOL)
+    if dup.size:
+        i = int(dup[0])
+        raise DataError(
+            f"{name}: {dup.size} duplicate slice position(s), e.g. {files[i]} and {files[i + 1]} "
+            f"at {dist[i]:.3f} mm; remove the duplicates"
+        )
+    stack = ipps[-1] - ipps[0]
+    cos = float(abs(stack @ normal) / np.linalg.norm(stack))
+    if cos < TILT_COS_TOL:
+        angle = float(np.degrees(np.arccos(min(cos, 1.0))))
+        raise DataError(
+            f"{name}: gantry tilt of {angle:.1f} degrees (slices are not stacked along their normal); "
+            "resample the series to an orthogonal grid first (for example with dcm2niix)"
+        )
+    median = float(np.median(steps))
+    off = np.flatnonzero(np.abs(steps - median) > max(SPACING_REL_TOL * median, POSITION_TOL))
+    if off.size:
+        i = int(off[0])
+        kind = "missing slice(s)" if steps[i] > 1.5 * median else "non-uniform slice spacing"
+        raise DataError(
+            f"{name}: {kind}: step {steps[i]:.3f} mm between {files[i].name} and {files[i + 1].name}, "
+            f"while the median step is {median:.3f} mm; {off.size} irregular step(s) in all"
+        )
 
 
 def decode(ds: Any, path: str | Path) -> np.ndarray:
@@ -207,7 +249,18 @@ def decode(ds: Any, path: str | Path) -> np.ndarray:
 
 
 def read_series(files: list[str | Path], name: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(volume float32 (columns, rows, slices), RAS affine, tags) of one checked series."""
+    """One checked DICOM series as a volume.
+
+    Args:
+        files: the series' files.
+        name: how errors name the series (its folder when None).
+
+    Returns:
+        (volume float32 (columns, rows, slices), RAS affine, tags).
+
+    Raises:
+        DataError: files that disagree in geometry, missing slices or unreadable pixel data.
+    """
     import pydicom
 
     name = name or str(Path(files[0]).parent)

@@ -28,6 +28,7 @@ def value_range(ds: Any) -> tuple[float, float]:
 
 
 def laterality(ds: Any) -> str | None:
+    """``L``, ``R`` or None from ImageLaterality, Laterality, the view code or the description."""
     for tag in ("ImageLaterality", "Laterality"):
         value = str(ds.get(tag, "") or "").upper()
         if value in ("L", "R"):
@@ -55,7 +56,18 @@ def pixel_spacing(ds: Any) -> tuple[tuple[float, float], str]:
 
 
 def read_dicom_image(path: str | Path, voi_lut: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
-    """A 2D image (rows, columns) as float32 and its tags: spacing, laterality, photometric."""
+    """A single-frame DICOM image as float32 with its tags.
+
+    Args:
+        path: the DICOM file.
+        voi_lut: apply the file's VOI LUT or window (mammography display values).
+
+    Returns:
+        (array (rows, columns), tags: spacing, laterality, photometric interpretation).
+
+    Raises:
+        DataError: not DICOM, unreadable, not an image, several frames or colour.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_voi_lut

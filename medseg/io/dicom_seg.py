@@ -6,15 +6,26 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg import __version__
 from medseg.errors import DataError
-from medseg.io.dicom import LPS_TO_RAS
+from medseg.io.atomic import atomic_path
+from medseg.io.dicom import LPS_TO_RAS, folder_geometry, read_header, series_geometry
+from medseg.io.geometry import AFFINE_TOL, canonical_geometry, reorient, to_canonical
 
 
 def read_seg(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(label map uint16 in the canonical RAS+ frame, its affine): segment number k becomes label k."""
-    import highdicom as hd
+    """A DICOM SEG as a label map in the canonical RAS+ frame; segment number k becomes label k.
 
-    from medseg.io.volume import to_canonical
+    Args:
+        path: the SEG file.
+
+    Returns:
+        (label map uint16, its RAS affine).
+
+    Raises:
+        DataError: the file is not a readable SEG.
+    """
+    import highdicom as hd
 
     try:
         seg = hd.seg.segread(str(path))
@@ -29,7 +40,7 @@ def read_seg(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def is_seg(path: str | Path) -> bool:
-    from medseg.io.dicom import read_header
+    """Whether the DICOM file at ``path`` is a Segmentation object (Modality SEG)."""
 
     return str(read_header(path).get("Modality", "")).upper() == "SEG"
 
@@ -42,12 +53,23 @@ def write_seg(
     names: dict[int, str],
     series_description: str = "medseg segmentation",
 ) -> Path:
-    """A DICOM SEG (binary, one segment per label) of ``label`` (canonical grid, RAS ``affine``) that
-    references the DICOM series ``series`` (its folder or its files); written atomically."""
-    import pydicom
+    """Write a binary DICOM SEG, one segment per label, that references a DICOM series.
 
-    from medseg.io.dicom import folder_geometry, read_header, series_geometry
-    from medseg.io.volume import AFFINE_TOL, canonical_geometry, reorient
+    Args:
+        label: integer label map on the canonical grid.
+        affine: its RAS affine.
+        series: the DICOM series (its folder or its files).
+        path: the SEG file to write (atomically).
+        names: segment label per class.
+        series_description: the SEG's SeriesDescription.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        DataError: the label is not on the series' grid.
+    """
+    import pydicom
 
     if isinstance(series, list):
         geom = series_geometry([(Path(f), read_header(f)) for f in series], str(Path(series[0]).parent))
@@ -88,9 +110,6 @@ def _save_seg(
 
     import highdicom as hd
     from pydicom.uid import generate_uid
-
-    from medseg import __version__
-    from medseg.io.atomic import atomic_path
 
     algorithm = hd.AlgorithmIdentificationSequence(
         name="medseg",

@@ -24,12 +24,6 @@ def read_raster(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable image ({err}); replace or remove the file") from None
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) read from the header only."""
-    with Image.open(path) as im:
-        return im.height, im.width
-
-
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write a uint8 array as PNG atomically (temporary name, then rename)."""
     with atomic_path(path) as tmp:

@@ -26,6 +26,14 @@ from medseg.errors import MedsegError
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in a torchrun group (one process: rank 0 of 1).
+
+    Attributes:
+        rank: the global rank.
+        world: the number of processes.
+        local_rank: the rank on this machine, which picks the GPU.
+    """
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -56,6 +64,7 @@ def init_distributed(device_setting: str = "auto") -> DistInfo:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in one process)."""
     if info.enabled:
         import torch.distributed as dist
 
@@ -72,6 +81,7 @@ def all_reduce_sum(total: float, count: int, device: torch.device) -> tuple[floa
 
 
 def local_batch_size(batch_size: int, info: DistInfo) -> int:
+    """This rank's share of ``train.batch_size``; MedsegError when it does not split evenly."""
     if batch_size % info.world:
         raise MedsegError(
             f"train.batch_size: {batch_size} does not split evenly over {info.world} processes; "
@@ -81,7 +91,14 @@ def local_batch_size(batch_size: int, info: DistInfo) -> int:
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
-    """Batches of this rank's share of each global batch, in the single-process shuffle order."""
+    """Batches of this rank's share of each global batch, in the single-process shuffle order.
+
+    Args:
+        n: the number of training items.
+        batch_size: the global batch size.
+        info: this process's place in the group.
+        generator: the shuffling generator, seeded alike on every rank.
+    """
 
     def __init__(self, n: int, batch_size: int, info: DistInfo, generator: torch.Generator) -> None:
         self.n, self.batch_size, self.info, self.generator = n, batch_size, info, generator

@@ -14,12 +14,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from medseg.config import ComponentConfig
+from medseg.config.models import ComponentConfig
 from medseg.registry import loss_args, loss_class
 
 
 class DiceWithPixelLoss(nn.Module):
-    """``lambda_dice * Dice + lambda_pixel * pixel_term`` where both terms skip ``ignore_index`` pixels."""
+    """``lambda_dice * Dice + lambda_pixel * pixel_term`` where both terms skip ``ignore_index`` pixels.
+
+    Args:
+        dice: the Dice term.
+        pixel: the pixel-wise term (cross-entropy or focal).
+        lambda_dice: weight of the Dice term.
+        lambda_pixel: weight of the pixel term.
+    """
 
     def __init__(self, dice: nn.Module, pixel: nn.Module, lambda_dice: float, lambda_pixel: float) -> None:
         super().__init__()
@@ -40,6 +47,11 @@ class MaskedFocalLoss(nn.Module):
 
     MONAI 1.6.1's own ``FocalLoss(ignore_index=...)`` divides the sum over all channels by the
     number of valid pixels of one channel, which inflates the mean by the number of channels.
+
+    Args:
+        ignore_index: the label value left out.
+        reduction: ``mean``, ``sum`` or ``none``.
+        **kwargs: passed to ``monai.losses.FocalLoss``.
     """
 
     def __init__(self, ignore_index: int, reduction: str = "mean", **kwargs: Any) -> None:
@@ -61,7 +73,18 @@ class MaskedFocalLoss(nn.Module):
 
 
 def build_loss(cfg: ComponentConfig, ignore_value: int | None) -> nn.Module:
-    """The configured loss; ``target`` is the integer label map of shape (B, 1, *spatial)."""
+    """The configured loss.
+
+    Args:
+        cfg: ``train.loss`` (a MONAI loss or one of medseg's, with its arguments).
+        ignore_value: label value whose voxels no loss term sees.
+
+    Returns:
+        A loss module called with logits and the integer label map of shape (B, 1, *spatial).
+
+    Raises:
+        ConfigError: an unknown loss name.
+    """
     from monai.losses import DiceLoss
 
     args = loss_args(cfg)

@@ -55,6 +55,7 @@ def _is_transform(value: Any) -> bool:
 
 
 def capture(chain: Any = None, generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Every random state a resumed fold needs, as tensors and plain values."""
     version, internal, gauss = random.getstate()
     numpy_state: Any = np.random.get_state()
     state: dict[str, Any] = {
@@ -71,6 +72,7 @@ def capture(chain: Any = None, generator: torch.Generator | None = None) -> dict
 
 
 def restore(state: dict[str, Any], chain: Any = None, generator: torch.Generator | None = None) -> None:
+    """Put back the states :func:`capture` took."""
     py = state["python"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
     np.random.set_state(_np_tuple(state["numpy"]))

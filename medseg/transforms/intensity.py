@@ -3,7 +3,7 @@
 ``CTWindow`` maps each window [level - width/2, level + width/2] to [0, 1], one output channel per
 window. ``ClipZScore`` is nnU-Net's CT scheme: clip to the 0.5 and 99.5 percentiles of the
 foreground intensities of the training cases, then subtract their mean and divide by their std;
-the statistics are gathered once at ingest (:mod:`medseg.data.intensity_stats`) and saved with the
+the statistics are gathered once at ingest (:mod:`medseg.transforms.statistics`) and saved with the
 run. Per-image z-score for MR is MONAI's ``NormalizeIntensityd``.
 """
 
@@ -43,8 +43,12 @@ def parse_window(spec: WindowSpec) -> tuple[float, float]:
 class CTWindow(Transform):
     """(1, *spatial) HU -> (n_windows, *spatial) in [0, 1].
 
+    Args:
+        windows: preset names (``soft_tissue``, ``lung``, ...) or ``[width, level]`` pairs.
+
     Example:
-        >>> CTWindow(["soft_tissue", [100, 0]])(torch.tensor([[-200.0, 40.0, 240.0]])).tolist()
+        >>> out = CTWindow(["soft_tissue", [100, 0]])(torch.tensor([[-200.0, 40.0, 240.0]]))
+        >>> [[round(v, 4) for v in row] for row in out.tolist()]
         [[0.0, 0.5, 1.0], [0.0, 0.9, 1.0]]
     """
 
@@ -64,6 +68,12 @@ class CTWindow(Transform):
 class ClipZScore(Transform):
     """Clip to [lower, upper], then (x - mean) / std (nnU-Net's CT normalisation).
 
+    Args:
+        lower: lower clip bound.
+        upper: upper clip bound.
+        mean: subtracted after clipping.
+        std: divided by after that.
+
     Example:
         >>> ClipZScore(-100, 100, 0, 50)(torch.tensor([-300.0, 50.0, 300.0])).tolist()
         [-2.0, 1.0, 2.0]
@@ -81,7 +91,13 @@ class ClipZScore(Transform):
 
 
 class CTWindowd(MapTransform):
-    """Dictionary version of :class:`CTWindow`; windows are preset names or ``[width, level]``."""
+    """Dictionary version of :class:`CTWindow`.
+
+    Args:
+        keys: the keys windowed (``image``).
+        windows: preset names or ``[width, level]`` pairs.
+        allow_missing_keys: skip absent keys instead of failing.
+    """
 
     def __init__(
         self,
@@ -105,6 +121,15 @@ class ClipZScored(MapTransform):
     Left at null, ``lower``, ``upper``, ``mean`` and ``std`` are filled from the foreground
     statistics of the training cases (``intensity_stats.json`` in the run folder), clipped at
     ``percentiles``.
+
+    Args:
+        keys: the keys normalised (``image``).
+        percentiles: the clip percentiles used when the bounds are gathered.
+        lower: lower clip bound, or None to gather it.
+        upper: upper clip bound, or None to gather it.
+        mean: foreground mean, or None to gather it.
+        std: foreground standard deviation, or None to gather it.
+        allow_missing_keys: skip absent keys instead of failing.
     """
 
     def __init__(

@@ -21,6 +21,12 @@ class PrepareLabel(Transform):
     ingest to be {0,1} or {0,255}), or values above ``threshold`` when one is set; more classes:
     values are kept. The ignore value passes through untouched in every case.
 
+    Args:
+        num_classes: classes including background.
+        threshold: foreground above this value (two classes only), or None.
+        ignore_value: the label value passed through untouched.
+        select: source values per class, or None.
+
     Example:
         >>> PrepareLabel(num_classes=2)(np.array([[0, 255], [255, 0]])).tolist()
         [[0, 1], [1, 0]]
@@ -58,7 +64,16 @@ class PrepareLabel(Transform):
 
 
 class PrepareLabeld(MapTransform):
-    """Dictionary version of :class:`PrepareLabel`."""
+    """Dictionary version of :class:`PrepareLabel`.
+
+    Args:
+        keys: the keys mapped (``label``).
+        num_classes: classes including background.
+        threshold: foreground above this value (two classes only), or None.
+        ignore_value: the label value passed through untouched.
+        select: source values per class, or None.
+        allow_missing_keys: skip absent keys instead of failing.
+    """
 
     def __init__(
         self,
@@ -90,10 +105,3 @@ def label_selection(labels: dict[str, int | list[int]] | None) -> list[list[int]
     if labels is None:
         return None
     return [[v] if isinstance(v, int) else list(v) for v in labels.values()]
-
-
-def prepare_label(data: Any) -> PrepareLabel:
-    """The PrepareLabel that ``data`` (a DataConfig) describes."""
-    return PrepareLabel(
-        data.num_classes, data.binarize_threshold, data.ignore_value, label_selection(data.labels)
-    )

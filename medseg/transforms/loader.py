@@ -1,10 +1,11 @@
 """``LoadCased``: read ``image`` and ``label`` of a case with medseg's readers into MetaTensors.
 
-Every kind of file goes through :mod:`medseg.io.volume`, so DICOM series are sorted and checked,
-CT is in HU and volumes are in the canonical RAS+ frame. Output is channel first: (C, H, W) for 2D
-workflows, (C, X, Y, Z) for 3D. The meta data carry ``spacing`` (mm, or pixels for PNG/JPEG),
-``laterality`` ("L", "R" or "") and ``filename_or_obj``; the affine is the RAS affine for volumes.
-8-bit and 16-bit PNG/JPEG images are scaled to [0, 1]; DICOM and NIfTI values are kept as they are.
+Every kind of file goes through the reader registry (:mod:`medseg.io.readers`), so DICOM series
+are sorted and checked, CT is in HU and volumes are in the canonical RAS+ frame. Output is channel
+first: (C, H, W) for 2D workflows, (C, X, Y, Z) for 3D. The meta data carry ``spacing`` (mm, or
+pixels for PNG/JPEG), ``laterality`` ("L", "R" or "") and ``filename_or_obj``; the affine is the
+RAS affine for volumes. 8-bit and 16-bit PNG/JPEG images are scaled to [0, 1]; DICOM and NIfTI
+values are kept as they are.
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from medseg.errors import DataError
-from medseg.registry import LABEL_KEY
+from medseg.io.readers import RASTER, read_image2d, read_volume, reader_by_name
+from medseg.transforms.keys import LABEL_KEY
 
 
 def load_image(
     path: str | list[str], spatial_dims: int, voi_lut: bool = False, is_label: bool = False
 ) -> MetaTensor:
     """One image as a channel-first MetaTensor; ``path`` may be the file list of a DICOM series."""
-    from medseg.io.volume import kind_of, read_image2d, read_volume
-
     if spatial_dims == 3:
         array, affine, tags = read_volume(path)
         data = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
@@ -47,7 +47,7 @@ def load_image(
         tensor = torch.from_numpy(np.array(data))  # a writable copy (PIL arrays are read-only)
     else:
         scale = 1.0
-        if isinstance(path, str) and kind_of(path) == "raster" and data.dtype in (np.uint8, np.uint16):
+        if isinstance(path, str) and reader_by_name(path) is RASTER and data.dtype in (np.uint8, np.uint16):
             scale = 1.0 / float(np.iinfo(data.dtype).max)
         tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)) * scale
     meta = {
@@ -60,7 +60,16 @@ def load_image(
 
 
 class LoadCased(MapTransform):
-    """Read each key's path; ``label`` is read as a label (values kept, no VOI LUT)."""
+    """Read each key's path through the reader registry; ``label`` is read as a label.
+
+    Labels keep their values and never get a VOI LUT.
+
+    Args:
+        keys: the keys read (``image``, ``label``).
+        spatial_dims: 2 for pictures and single DICOM images, 3 for volumes.
+        voi_lut: apply a DICOM image's VOI LUT or window to ``image``.
+        allow_missing_keys: skip absent keys instead of failing.
+    """
 
     def __init__(
         self,

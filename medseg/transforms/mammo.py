@@ -22,7 +22,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from medseg.registry import IMAGE_KEY, LABEL_KEY
+from medseg.transforms.keys import IMAGE_KEY, LABEL_KEY
 
 
 def breast_box(image: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -53,7 +53,16 @@ def tissue_side(image: np.ndarray) -> str:
 
 
 class MammoPrepared(MapTransform):
-    """Flip, crop and downsample image and label with one geometry taken from the image."""
+    """Flip, crop and downsample image and label with one geometry taken from the image.
+
+    Args:
+        keys: the keys transformed.
+        flip_to: the side every breast is flipped to (``L`` or ``R``), or None to keep it.
+        crop_breast: crop to the breast's bounding box.
+        crop_margin: pixels kept around that box.
+        max_size: the longest edge after downsampling, or None to keep the size.
+        allow_missing_keys: skip absent keys instead of failing.
+    """
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-from medseg.registry import IMAGE_KEY, LABEL_KEY
+from medseg.transforms.keys import IMAGE_KEY, LABEL_KEY
 
 
 def grid_size(shape: Sequence[int], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, ...]:
@@ -31,6 +31,7 @@ def grid_size(shape: Sequence[int], spacing: Sequence[float], target: Sequence[f
 
 
 def linear_mode(ndim: int) -> str:
+    """``bilinear`` in 2D, ``trilinear`` in 3D."""
     return {1: "linear", 2: "bilinear", 3: "trilinear"}[ndim]
 
 
@@ -56,7 +57,15 @@ def scaled_affine(affine: np.ndarray, old: Sequence[int], new: Sequence[int]) ->
 
 
 class ResampleToSpacingd(MapTransform):
-    """Resample ``image`` and ``label`` to ``spacing`` (mm) using the image's meta ``spacing``."""
+    """Resample ``image`` and ``label`` to ``spacing`` (mm) using the image's meta ``spacing``.
+
+    Images are interpolated (bi/tri)linearly, labels by nearest neighbour, onto one grid.
+
+    Args:
+        keys: the keys resampled.
+        spacing: the target voxel size in mm.
+        allow_missing_keys: skip absent keys instead of failing.
+    """
 
     def __init__(
         self, keys: KeysCollection = (IMAGE_KEY, LABEL_KEY), spacing: Sequence[float] = (1.0, 1.0, 1.0),

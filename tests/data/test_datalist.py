@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medseg.config import DataConfig
+from medseg.config.models import DataConfig
 from medseg.data.datalist import build_datalist
 from medseg.errors import DataError
 from tests.conftest import make_dataset

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.config import SplitConfig
+from medseg.config.models import SplitConfig
 from medseg.data.splits import inner_validation, load_or_make_splits, make_splits
 from medseg.errors import DataError
 
@@ -48,11 +48,11 @@ def test_same_seed_same_splits_other_seed_other_splits() -> None:
 
 def test_splits_are_saved_and_reused(tmp_path: Path) -> None:
     cases = _cases()
-    first = load_or_make_splits(cases, SplitConfig(seed=0), tmp_path)
+    first = load_or_make_splits(cases, SplitConfig(seed=0), tmp_path / "splits.json")
     saved = json.loads((tmp_path / "splits.json").read_text())
     assert saved == first
     # a rerun with another seed keeps the saved splits
-    assert load_or_make_splits(cases, SplitConfig(seed=99), tmp_path) == first
+    assert load_or_make_splits(cases, SplitConfig(seed=99), tmp_path / "splits.json") == first
 
 
 def test_user_splits_file_is_accepted_and_checked(tmp_path: Path) -> None:
@@ -61,18 +61,18 @@ def test_user_splits_file_is_accepted_and_checked(tmp_path: Path) -> None:
     user = [{"train": ids[5:], "val": ids[:5]}, {"train": ids[:5], "val": ids[5:]}]
     path = tmp_path / "my_splits.json"
     path.write_text(json.dumps(user))
-    out = load_or_make_splits(cases, SplitConfig(file=path), tmp_path / "run")
+    out = load_or_make_splits(cases, SplitConfig(file=path), tmp_path / "run" / "splits.json")
     assert out == user
     bad = [{"train": ids[5:] + ["ghost"], "val": ids[:5]}, {"train": ids[:5], "val": ids[5:]}]
     path.write_text(json.dumps(bad))
     with pytest.raises(DataError, match="not in the data: \\['ghost'\\]"):
-        load_or_make_splits(cases, SplitConfig(file=path), tmp_path / "run2")
+        load_or_make_splits(cases, SplitConfig(file=path), tmp_path / "run2" / "splits.json")
 
 
 def test_saved_splits_with_other_cases_are_refused(tmp_path: Path) -> None:
-    load_or_make_splits(_cases(30), SplitConfig(), tmp_path)
+    load_or_make_splits(_cases(30), SplitConfig(), tmp_path / "splits.json")
     with pytest.raises(DataError, match="delete the file"):
-        load_or_make_splits(_cases(30)[:-3], SplitConfig(), tmp_path)
+        load_or_make_splits(_cases(30)[:-3], SplitConfig(), tmp_path / "splits.json")
 
 
 def test_too_few_patients_for_the_folds() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medseg.config import DataConfig
+from medseg.config.models import DataConfig
 from medseg.data.datalist import build_datalist
 from medseg.errors import DataError
-from medseg.io.volume import write_nifti
+from medseg.io.nifti import write_nifti
 
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 
@@ -91,7 +91,7 @@ def test_2d_masks_as_png_nifti_or_dicom_read_the_same(tmp_path):
     from pydicom.uid import ExplicitVRLittleEndian
 
     from medseg.io.raster import write_png
-    from medseg.io.volume import read_image2d
+    from medseg.io.readers import read_image2d
 
     dicom = sorted(Path(pkg.__file__).parent.glob("cases/*/*.dcm"))[0]
     ds = pydicom.dcmread(dicom)

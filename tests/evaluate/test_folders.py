@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from medseg.cli import app
 from medseg.errors import DataError
 from medseg.evaluate.folders import evaluate_folders
+from medseg.io.nifti import write_nifti
 from medseg.io.raster import write_png
-from medseg.io.volume import write_nifti
 
 
 def _square(top: int = 8, left: int = 8, size: int = 12) -> np.ndarray:
@@ -92,7 +92,7 @@ def test_nifti_spacing_from_the_header_and_grid_check(tmp_path):
 def test_dicom_seg_prediction_against_nifti_reference(tmp_path):
     from medseg.data.synthetic_ct import affine_for, make_case, write_ct_series
     from medseg.io.dicom_seg import write_seg
-    from medseg.io.volume import read_volume
+    from medseg.io.readers import read_volume
 
     shape = (24, 20, 8)
     hu, label = make_case(shape, np.random.default_rng(1))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medseg.config import dump_config, load_pipeline
+from medseg.config.load import dump_config, load_pipeline
 
 from ..conftest import ROOT, synthetic_ct_overrides
 
@@ -22,8 +22,8 @@ def manifest(out: Path) -> list[dict[str, str]]:
 
 def untrained_run_dir(pipeline: str, overrides: list[str], out: Path, folds: int = 2) -> Path:
     """A run folder as `medseg run` leaves it (config.yaml, finished folds) with seeded random weights."""
-    from medseg.train.checkpoint import save_checkpoint
-    from medseg.train.loop import build_network
+    from medseg.io.checkpoint import save_checkpoint
+    from medseg.registry import build_network
 
     cfg = load_pipeline(ROOT / "pipelines" / pipeline, [f"output_dir={out}", *overrides])
     out.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.infer.bundle import load_bundle
 from medseg.infer.export import SoftmaxEnsemble, example_input, export_model
+from medseg.tracking.models import load_bundle
 
 from .conftest import untrained_run_dir
 

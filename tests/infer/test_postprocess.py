@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medseg.config import InferConfig
+from medseg.config.models import InferConfig
 
 from ..conftest import tiny_config
 
@@ -46,14 +46,15 @@ class Corner(nn.Module):
 
 
 def test_tta_flips_average_every_flip(tmp_path):
-    from medseg.infer.sliding import flip_sets, make_inferer, predict_probabilities
+    from medseg.infer.sliding import flip_sets, predict_probabilities
+    from medseg.registry import build_inferer
 
     cfg = tiny_config(tmp_path, tmp_path / "run", infer={"tta_flips": True}, data={"in_channels": 1})
     assert flip_sets(2, True) == [(), (2,), (3,), (2, 3)] and flip_sets(3, False) == [()]
     assert len(flip_sets(3, True)) == 8
     image = torch.rand(1, 32, 32)
     model = Corner()
-    got = predict_probabilities([model], image, cfg, make_inferer(cfg), torch.device("cpu"))
+    got = predict_probabilities([model], image, cfg, build_inferer(cfg), torch.device("cpu"))
     expected = sum(
         torch.softmax(model(image[None].flip(d) if d else image[None]), 1).flip(d) if d
         else torch.softmax(model(image[None]), 1)
@@ -61,5 +62,5 @@ def test_tta_flips_average_every_flip(tmp_path):
     ) / 4  # fmt: skip
     torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=0)
     plain_cfg = cfg.model_copy(update={"infer": InferConfig()})
-    plain = predict_probabilities([model], image, plain_cfg, make_inferer(cfg), torch.device("cpu"))
+    plain = predict_probabilities([model], image, plain_cfg, build_inferer(cfg), torch.device("cpu"))
     assert (plain - got).abs().max() > 0.1  # the flips changed something

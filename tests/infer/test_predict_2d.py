@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from medseg.infer.batch import predict_folder
-from medseg.infer.bundle import load_bundle
 from medseg.io.raster import read_raster
+from medseg.tracking.models import load_bundle
 
 from .conftest import CPU, manifest, untrained_run_dir
 
@@ -56,8 +56,6 @@ def test_real_mammograms_are_segmented_on_their_stored_grid(mammo_files, tmp_pat
     and each input gets a NIfTI on the stored grid, a DICOM SEG on the source image and an overlay."""
     from skimage.filters import threshold_otsu
 
-    import medseg.infer.sliding as sliding
-
     run_dir = untrained_run_dir(
         "mammo.yaml",
         [
@@ -84,8 +82,9 @@ def test_real_mammograms_are_segmented_on_their_stored_grid(mammo_files, tmp_pat
         fg = (torch.as_tensor(image[0]) > current["cut"]).float()
         return torch.stack([1 - fg, fg])
 
-    monkeypatch.setattr(sliding, "predict_probabilities", bright)
     from medseg.infer import batch
+
+    monkeypatch.setattr(batch, "predict_probabilities", bright)
 
     real_call = batch.Segmenter.__call__
 
@@ -118,7 +117,7 @@ def test_real_mammograms_are_segmented_on_their_stored_grid(mammo_files, tmp_pat
 def test_png_dermoscopy_and_wrong_kinds(synthetic_root, tmp_path):
     """PNG/JPEG in, PNG masks of the same size out; a 3D volume given to a 2D model fails with its
     reason and a 2D picture given to a 3D model is skipped, and neither stops the batch."""
-    from medseg.io.volume import write_nifti
+    from medseg.io.nifti import write_nifti
 
     run_dir = untrained_run_dir("demo.yaml", [*TINY_2D, "transforms.spatial_size=[32, 32]"], tmp_path / "run")
     inputs = tmp_path / "in"

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from medseg.infer.batch import predict_folder
-from medseg.infer.bundle import load_bundle
-from medseg.io.volume import to_canonical
+from medseg.io.geometry import to_canonical
+from medseg.tracking.models import load_bundle
 
 from ..conftest import ROOT, SHARED_DATA
 from .conftest import CPU, manifest, untrained_run_dir
@@ -224,7 +224,7 @@ def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
     label = nib.load(SHARED_DATA / "ct" / "totalsegmentator-example" / "seg_for_dicom.nii.gz")
     written = nib.load(tmp_path / "out" / row["mask"])
     from medseg.io.dicom import folder_geometry
-    from medseg.io.volume import canonical_geometry
+    from medseg.io.geometry import canonical_geometry
 
     geom = folder_geometry(series)  # the series' own voxel order
     assert written.shape == geom.shape

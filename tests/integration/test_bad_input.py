@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 
 from medseg.cli import app
 from medseg.errors import MedsegError
-from medseg.io.volume import write_nifti
+from medseg.io.nifti import write_nifti
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ct_table(tmp_path: Path) -> Path:
-    from medseg.config import DataConfig, SyntheticConfig
+    from medseg.config.models import DataConfig, SyntheticConfig
     from medseg.data.synthetic_ct import generate_ct_dataset
 
     root = tmp_path / "ct"
@@ -84,7 +84,7 @@ def test_transform_errors_reach_the_user_unwrapped(tmp_path, monkeypatch):
 
 
 def test_path_leaving_data_root_is_refused(tmp_path):
-    from medseg.config import DataConfig
+    from medseg.config.models import DataConfig
     from medseg.data.datalist import build_datalist
 
     rows = [{"id": "a", "image": "../outside.nii.gz", "label": "x.nii.gz"}]

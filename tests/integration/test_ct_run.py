@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medseg.config import load_pipeline
+from medseg.config.load import load_pipeline
 from medseg.pipeline import run
 
 from ..conftest import ROOT, SHARED_DATA, TINY_3D, synthetic_ct_overrides
@@ -33,7 +33,7 @@ def test_synthetic_ct_run_writes_volumes_on_the_input_grid(tmp_path):
     case = next(c for c in datalist["cases"] if c["id"] == pred_path.name.removesuffix(".nii.gz"))
     pred = nib.load(pred_path)
     assert list(pred.shape) == case["shape"]
-    from medseg.io.volume import volume_geometry
+    from medseg.io.readers import volume_geometry
 
     _, label_affine = volume_geometry(case["label"])
     np.testing.assert_allclose(pred.affine, label_affine, atol=1e-4)

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from medseg.config import load_pipeline
+from medseg.config.load import load_pipeline
 from medseg.io.raster import read_raster, write_png
 from medseg.pipeline import run
 
@@ -66,7 +66,7 @@ def mammo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_mask_follows_flip_crop_and_downsampling(mammo_root):
     from monai.transforms import Compose
 
-    from medseg.transforms.chain import load_transforms
+    from medseg.transforms.steps import load_transforms
 
     cfg = load_pipeline(
         ROOT / "pipelines" / "mammo.yaml", [f"data.root={mammo_root}", "data.mammography.max_size=256"]

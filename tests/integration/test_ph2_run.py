@@ -33,7 +33,7 @@ def test_isic_pipeline_runs_on_real_ph2_cases(ph2_root: Path, tmp_path: Path) ->
 
 
 def test_ph2_ingest_reads_every_real_case(ph2_root: Path) -> None:
-    from medseg.config import DataConfig
+    from medseg.config.models import DataConfig
     from medseg.data.datalist import build_datalist
 
     cases, bad = build_datalist(DataConfig(root=ph2_root))

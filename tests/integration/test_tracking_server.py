@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg.tracking import Tracker
+from medseg.tracking.tracker import Tracker
 from tests.conftest import tiny_config
 
 

@@ -12,7 +12,8 @@ import pytest
 from medseg.data.synthetic_ct import affine_for, make_case, write_ct_series
 from medseg.errors import DataError
 from medseg.io.dicom import read_series_folder, scan_tree
-from medseg.io.volume import read_volume, same_grid, volume_geometry
+from medseg.io.geometry import same_grid
+from medseg.io.readers import read_volume, volume_geometry
 
 from ..conftest import SHARED_DATA
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from medseg.errors import DataError
-from medseg.io.volume import read_image2d, read_volume, same_grid, volume_geometry, write_nifti
+from medseg.io.geometry import same_grid
+from medseg.io.nifti import write_nifti
+from medseg.io.readers import read_image2d, read_volume, volume_geometry
 
 from ..conftest import SHARED_DATA
 

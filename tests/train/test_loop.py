@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from medseg.errors import MedsegError
-from medseg.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from medseg.train.loop import build_network, make_scheduler
+from medseg.io.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from medseg.registry import build_network
+from medseg.run_dir import FoldDir
+from medseg.train.state import make_scheduler
 from tests.conftest import tiny_config
 
 
@@ -54,7 +56,7 @@ def test_nan_images_stop_training_with_a_clear_message(tmp_path: Path) -> None:
         "label": torch.zeros(2, 1, 32, 32, dtype=torch.long),
     }
     with pytest.raises(MedsegError, match="fold_0 epoch 1: the training loss is nan"):
-        train_fold(cfg, [batch], [batch], tmp_path / "fold_0")
+        train_fold(cfg, [batch], [batch], FoldDir(tmp_path / "fold_0", 0))
     assert not (tmp_path / "fold_0" / "checkpoints" / "best.pt").exists()
 
 
@@ -77,7 +79,8 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path: Path, mo
 
 def test_deterministic_training_is_bit_identical_on_the_cpu(tmp_path: Path, synthetic_root: Path) -> None:
     from medseg.data.datalist import build_datalist
-    from medseg.pipeline import make_loaders, seed_everything
+    from medseg.runtime import seed_everything
+    from medseg.train.loaders import make_loaders
     from medseg.train.loop import train_fold
 
     cfg = tiny_config(synthetic_root, tmp_path, train={"epochs": 2, "deterministic": True, "device": "cpu"})
@@ -86,7 +89,7 @@ def test_deterministic_training_is_bit_identical_on_the_cpu(tmp_path: Path, synt
     for attempt in ("a", "b"):
         seed_everything(7)
         loaders = make_loaders(cfg, cases[:8], cases[8:10], seed=7)
-        result = train_fold(cfg, *loaders, tmp_path / attempt)
+        result = train_fold(cfg, *loaders, FoldDir(tmp_path / attempt, 0))
         weights.append(load_checkpoint(result.last_path)["model"])
     try:
         for a, b in zip(weights[0].values(), weights[1].values(), strict=True):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medseg.config import ComponentConfig
+from medseg.config.models import ComponentConfig
 from medseg.train.losses import build_loss
 
 LOSSES = ["DiceCE", "DiceFocal", "Dice", "Tversky", "Focal"]

@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medseg.registry import NETWORK_DEFAULTS
-from medseg.train.loop import build_network
+from medseg.registry import NETWORK_DEFAULTS, build_network
 from tests.conftest import tiny_config
 
 

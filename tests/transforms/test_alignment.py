@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg.transforms.chain import build_chain
+from medseg.registry import build_chain
 
 H, W = 40, 48
 

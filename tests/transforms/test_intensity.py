@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -42,8 +44,9 @@ def test_clip_zscore_follows_nnunet():
 
 
 def test_gathered_statistics_equal_numpy_on_the_foreground(tmp_path):
-    from medseg.data.intensity_stats import fill_clip_zscore
-    from medseg.io.volume import write_nifti
+    from medseg.io.nifti import write_nifti
+    from medseg.pipeline.stages import resolve_statistics
+    from medseg.run_dir import RunDir
 
     from ..conftest import tiny_config
 
@@ -67,13 +70,19 @@ def test_gathered_statistics_equal_numpy_on_the_foreground(tmp_path):
         data={"layout": "table", "in_channels": 1, "labels": {"liver": 5}},
         transforms={"spatial_size": None, "patch_size": [8, 8, 4], "preprocess": [{"ClipZScored": {}}]},
     )
-    stats = fill_clip_zscore(cfg, cases, tmp_path)
+    resolved = resolve_statistics(cfg, cases, RunDir(tmp_path))
+    stats = json.loads(RunDir(tmp_path).intensity_stats.read_text())
+    filled = resolved.transforms.preprocess[0]["ClipZScored"]
+    assert {k: filled[k] for k in ("lower", "upper", "mean", "std")} == {
+        k: stats[k] for k in ("lower", "upper", "mean", "std")
+    }
+    assert cfg.transforms.preprocess[0]["ClipZScored"].get("mean") is None  # a new object; cfg unchanged
     pooled = np.concatenate(fg_values)
     assert stats is not None and stats["n_voxels"] == pooled.size == 3 * 60
     lo, hi = np.percentile(pooled, (0.5, 99.5))
     assert stats["lower"] == pytest.approx(lo) and stats["upper"] == pytest.approx(hi)
     assert stats["mean"] == pytest.approx(pooled.mean(), rel=1e-5)
     assert stats["std"] == pytest.approx(pooled.std(), rel=1e-5)
-    args = cfg.transforms.preprocess[0]["ClipZScored"]
+    args = resolved.transforms.preprocess[0]["ClipZScored"]
     assert args["mean"] == stats["mean"] and args["upper"] == stats["upper"]
     assert (tmp_path / "intensity_stats.json").is_file()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from medseg.config import PipelineConfig
+from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError
+from medseg.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,8 @@ BATCH = 100
 
 
 def default_uri(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+    """The sqlite store ``mlflow.db`` in the run folder."""
+    return f"sqlite:///{RunDir(run_dir).mlflow_db.resolve()}"
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -37,11 +40,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def label_suffix(label: int, num_classes: int) -> str:
-    """Metric-name suffix for a class: none for the one foreground class of a binary task."""
-    return "" if num_classes == 2 else f"_label_{label}"
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
@@ -66,7 +64,12 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
 
 
 class Tracker:
-    """Thin wrapper over ``MlflowClient``: explicit run ids, no global active-run state."""
+    """Thin wrapper over ``MlflowClient``: explicit run ids, no global active-run state.
+
+    Args:
+        cfg: the resolved configuration (``tracking`` section, logged as parameters).
+        run_dir: the run folder (default sqlite store, ``run_state.json`` run ids).
+    """
 
     def __init__(self, cfg: PipelineConfig, run_dir: Path) -> None:
         self.enabled = cfg.tracking.enabled
@@ -84,7 +87,8 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
-                location = (run_dir / "mlartifacts").resolve().as_uri() if cfg.tracking.uri is None else None
+                own = RunDir(run_dir).mlartifacts.resolve().as_uri()
+                location = own if cfg.tracking.uri is None else None
                 self.experiment_id = self.client.create_experiment(name, artifact_location=location)
             else:
                 self.experiment_id = exp.experiment_id
@@ -125,6 +129,25 @@ class Tracker:
             self.parent_id = run_id
             return True
         return False
+
+    @contextmanager
+    def fold_run(self, fold: int, run_id: str | None) -> Iterator[str | None]:
+        """The MLflow run of a fold, resumed when ``run_id`` is still there, else started; ended
+        FINISHED when the block completes, KILLED on Ctrl-C, FAILED on any other error."""
+        if not self.resume(run_id):
+            run_id = self.start_fold(fold)
+        with self.ending(run_id):
+            yield run_id
+
+    @contextmanager
+    def ending(self, run_id: str | None) -> Iterator[None]:
+        """End ``run_id`` as the block ends: FINISHED, KILLED (Ctrl-C) or FAILED (an error)."""
+        try:
+            yield
+        except BaseException as err:
+            self.end(run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+        self.end(run_id)
 
     def log_missing_history(self, run_id: str | None, history: list[dict[str, float]]) -> None:
         """Log the epochs of ``history`` that the run does not hold yet (lost when a run was killed)."""

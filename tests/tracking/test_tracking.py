@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medseg.tracking import Tracker, flatten
+from medseg.tracking.tracker import Tracker, flatten
 from tests.conftest import tiny_config
 
 
@@ -78,3 +78,25 @@ def test_any_tracking_uri_from_config(tmp_path: Path) -> None:
         [MlflowClient(tracking_uri=uri).get_experiment_by_name("shared-exp").experiment_id]
     )
     assert [r.info.run_name for r in runs] == ["p"]
+
+
+def test_fold_run_context_ends_finished_failed_or_killed_and_resumes(tmp_path: Path) -> None:
+    import pytest
+    from mlflow.tracking import MlflowClient
+
+    cfg = tiny_config(tmp_path, tmp_path / "run")
+    tracker = Tracker(cfg, tmp_path / "run")
+    tracker.start_parent("p", {})
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
+    with pytest.raises(ValueError), tracker.fold_run(0, None) as failed:
+        raise ValueError("boom")
+    assert client.get_run(failed).info.status == "FAILED"
+    with pytest.raises(KeyboardInterrupt), tracker.fold_run(1, None) as killed:
+        raise KeyboardInterrupt
+    assert client.get_run(killed).info.status == "KILLED"
+    with tracker.fold_run(0, failed) as resumed:  # the same run, resumed
+        assert client.get_run(resumed).info.status == "RUNNING"
+    assert resumed == failed and client.get_run(resumed).info.status == "FINISHED"
+    with tracker.fold_run(2, "no-such-run") as fresh:
+        pass
+    assert fresh not in (failed, killed) and client.get_run(fresh).data.tags["medseg.fold"] == "2"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from medseg.evaluate.casewise import write_metrics_csv
-from medseg.evaluate.report import write_report
+from medseg.report.pages import write_report
 
 
 def _row(case: str, dice: float, hd95: float) -> dict:
@@ -46,7 +46,7 @@ def test_summary_tables_and_self_contained_html(tmp_path: Path) -> None:
 def test_3d_overlay_slice_is_shown_the_radiological_way():
     import numpy as np
 
-    from medseg.evaluate.casewise import display_slice
+    from medseg.report.overlays import display_slice
 
     # canonical RAS+ volume: x grows towards the patient's right, y towards anterior, z upwards
     vol = np.zeros((1, 5, 4, 3))

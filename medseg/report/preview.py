@@ -10,21 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from medseg.config import PipelineConfig
+from medseg.chains import train_transforms
+from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
-from medseg.evaluate.casewise import display_slice
-from medseg.evaluate.overlay import draw_overlay
 from medseg.io.atomic import atomic_path
+from medseg.io.overlay import draw_overlay
+from medseg.report.overlays import display_slice
 from medseg.transforms.labels import foreground
 
 
 def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
+    """Write the augmentation preview of ``cases`` to ``path`` and return it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from medseg.transforms.chain import train_transforms
 
     chosen = cases[: cfg.preview.n_cases]
     n_draws = cfg.preview.n_draws

@@ -19,13 +19,26 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import MedsegError
+from medseg.evaluate.metrics import HIGHER_IS_BETTER
 from medseg.io.atomic import atomic_path, write_text
+from medseg.tracking.tracker import check_server, default_uri
 
 IGNORED_KEYS = ("output_dir",)  # differ between every pair of runs and say nothing about them
 
 
 @dataclass
 class RunSummary:
+    """One pipeline run: its name, settings and the metric of each fold.
+
+    Attributes:
+        run_id: the MLflow run id.
+        name: the run name.
+        experiment: the experiment name.
+        uri: the tracking URI it was read from.
+        folds: the compared metric by fold number.
+        params: the run's parameters.
+    """
+
     run_id: str
     name: str
     experiment: str
@@ -44,8 +57,6 @@ class RunSummary:
 
 def _client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
-
-    from medseg.tracking import check_server
 
     check_server(uri)
     return MlflowClient(tracking_uri=uri)
@@ -79,7 +90,21 @@ def collect_runs(
     run_dirs: list[Path],
     metric_key: str,
 ) -> list[RunSummary]:
-    from medseg.tracking import default_uri
+    """Pipeline runs to compare, with their per-fold values of one metric.
+
+    Args:
+        uri: the tracking URI holding ``experiments`` and ``run_ids``.
+        experiments: experiment names; each contributes all its pipeline runs.
+        run_ids: pipeline run ids.
+        run_dirs: run folders of ``medseg run``; each contributes its latest pipeline run.
+        metric_key: the fold metric compared.
+
+    Returns:
+        One summary per distinct run.
+
+    Raises:
+        MedsegError: an unknown experiment or run, a fold run, or nothing to compare.
+    """
 
     found: list[RunSummary] = []
     if experiments or run_ids:
@@ -118,11 +143,14 @@ def collect_runs(
 
 
 def differing_keys(runs: list[RunSummary]) -> list[str]:
+    """Settings whose values differ between the runs."""
     keys = sorted({k for r in runs for k in r.params} - set(IGNORED_KEYS))
     return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
 
 
 def rank(runs: list[RunSummary], higher_is_better: bool) -> list[RunSummary]:
+    """Runs ordered best first on their mean over folds."""
+
     def key(r: RunSummary) -> tuple[bool, float]:
         m = r.mean
         return (math.isnan(m), -m if higher_is_better else m)
@@ -131,7 +159,16 @@ def rank(runs: list[RunSummary], higher_is_better: bool) -> list[RunSummary]:
 
 
 def write_comparison(runs: list[RunSummary], metric: str, out_dir: Path) -> dict[str, Path]:
-    from medseg.evaluate.metrics import HIGHER_IS_BETTER
+    """Write ``comparison.csv``, ``.md`` and ``.png``, runs ranked best first.
+
+    Args:
+        runs: the runs to compare.
+        metric: the fold metric compared.
+        out_dir: the folder written into.
+
+    Returns:
+        The paths written, by kind.
+    """
 
     base = metric.split("_label_")[0]
     ranked = rank(runs, HIGHER_IS_BETTER.get(base, True))

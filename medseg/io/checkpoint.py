@@ -25,6 +25,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state dict, loaded on the CPU with ``weights_only=True``; MedsegError naming the
+
+
+    file otherwise."""
     if not Path(path).is_file():
         raise MedsegError(f"{path}: checkpoint not found; has this fold been trained?")
     try:

@@ -10,11 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from medseg.cli import app
-from medseg.compare import collect_runs, write_comparison
 from medseg.errors import MedsegError
-from medseg.tracking import Tracker
-
-from .conftest import tiny_config
+from medseg.tracking.compare import collect_runs, write_comparison
+from medseg.tracking.tracker import Tracker
+from tests.conftest import tiny_config
 
 FOLD_DICE = {"lr-small": [0.80, 0.84], "lr-mid": [0.90, 0.92], "lr-big": [0.70, 0.60]}
 
@@ -22,8 +21,8 @@ FOLD_DICE = {"lr-small": [0.80, 0.84], "lr-mid": [0.90, 0.92], "lr-big": [0.70, 
 def _store(tmp_path: Path) -> str:
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     for name, lr in zip(FOLD_DICE, (1e-4, 1e-3, 1e-1), strict=True):
-        cfg = tiny_config(tmp_path, tmp_path / name, tracking={"uri": uri, "experiment": "study"})
-        cfg.train.optimizer.lr = lr
+        tracking = {"uri": uri, "experiment": "study"}
+        cfg = tiny_config(tmp_path, tmp_path / name, tracking=tracking, train={"optimizer": {"lr": lr}})
         tracker = Tracker(cfg, tmp_path / name)
         tracker.start_parent(name, cfg.model_dump(mode="json"))
         for fold, dice in enumerate(FOLD_DICE[name]):
@@ -73,8 +72,7 @@ def test_run_ids_and_clear_errors(tmp_path):
 
 def test_cli_compares_run_folders(tmp_path):
     for name, dice in (("a", 0.5), ("b", 0.9)):
-        cfg = tiny_config(tmp_path, tmp_path / name)
-        cfg.seed = 1 if name == "a" else 2
+        cfg = tiny_config(tmp_path, tmp_path / name, seed=1 if name == "a" else 2)
         tracker = Tracker(cfg, tmp_path / name)
         tracker.start_parent(name, cfg.model_dump(mode="json"))
         run_id = tracker.start_fold(0)

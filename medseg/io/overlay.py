@@ -22,6 +22,7 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
 
 
 def outline(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
+    """Boolean outline (inner boundary) of a mask."""
     from scipy import ndimage
     from skimage.segmentation import find_boundaries
 

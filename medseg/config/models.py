@@ -1,30 +1,27 @@
-"""Pipeline settings: pydantic models (one per stage, unknown keys refused) and the YAML loader.
+"""Pipeline settings: pydantic models, one per stage, unknown keys refused, frozen once built.
 
-A pipeline file is plain YAML read with ``yaml.safe_load``; nothing in it is evaluated. It may list
-``include:`` fragments (paths relative to the including file) that are merged underneath it, and
-``--set key=value`` overrides are merged on top. Relative paths written in a YAML file are resolved
-against that file's folder; paths given with ``--set`` are resolved against the current folder.
+The models only describe and check settings; reading YAML, includes and ``--set`` overrides, and
+binding component arguments, live in :mod:`medseg.config.load`. A configuration is immutable:
+every later stage (binding, intensity statistics) makes a new object with ``model_copy``.
+
+Example:
+    >>> cfg = PipelineConfig.model_validate({"name": "x", "output_dir": "runs/x", "data": {"root": "d"}})
+    >>> cfg.transforms.spatial_size, cfg.class_names
+    ([192, 256], {1: 'class_1'})
 """
 
 from __future__ import annotations
 
-import difflib
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from medseg.errors import ConfigError
-
-# Dotted keys that hold file-system paths (resolved relative to the file that sets them).
-PATH_KEYS = ("output_dir", "data.root", "split.file")
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Unknown keys refused; frozen, so a resolved configuration is never changed in place."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SyntheticConfig(Strict):
@@ -203,6 +200,8 @@ class OptimizerConfig(Strict):
 
 
 class TrainConfig(Strict):
+    """Optimisation, early stopping, device and loader settings of each fold."""
+
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -226,6 +225,8 @@ class TrainConfig(Strict):
 
 
 class InferConfig(Strict):
+    """Sliding-window inference, test-time flips and post-processing."""
+
     roi_size: list[int] | None = Field(None, description="default: transforms.spatial_size")
     overlap: float = Field(0.25, ge=0, lt=1)
     mode: Literal["gaussian", "constant"] = "gaussian"
@@ -252,6 +253,8 @@ class PredictConfig(Strict):
 
 
 class EvaluateConfig(Strict):
+    """Metric settings of the held-out evaluation."""
+
     nsd_tolerance: float | list[float] = Field(
         2.0, description="Surface Dice tolerance in mm (pixels for PNG/JPEG); a list gives one per class"
     )
@@ -262,6 +265,8 @@ class EvaluateConfig(Strict):
 
 
 class TrackingConfig(Strict):
+    """MLflow: the store, the experiment, whether checkpoints are logged."""
+
     enabled: bool = True
     uri: str | None = Field(None, description="default: sqlite store mlflow.db in the run folder")
     experiment: str | None = Field(None, description="default: the pipeline name")
@@ -269,11 +274,15 @@ class TrackingConfig(Strict):
 
 
 class PreviewConfig(Strict):
+    """The augmentation preview (``preview.png``)."""
+
     n_cases: int = Field(4, ge=1)
     n_draws: int = Field(3, ge=1, description="augmented draws shown per case")
 
 
 class PipelineConfig(Strict):
+    """A whole study: one section per stage. Built by :func:`medseg.config.load.load_pipeline`."""
+
     name: str
     output_dir: Path
     seed: int = 0
@@ -313,181 +322,16 @@ class PipelineConfig(Strict):
         tol = self.evaluate.nsd_tolerance
         return float(tol[label - 1] if isinstance(tol, list) else tol)
 
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Foreground class names: ``data.labels`` keys when classes were picked, else ``class_<k>``."""
+        if self.data.labels:
+            return {i + 1: str(name) for i, name in enumerate(self.data.labels)}
+        return {k: f"class_{k}" for k in range(1, self.data.num_classes)}
 
-# ----------------------------------------------------------------------------- loading
-
-
-def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
-    """Load, merge, validate and bind a pipeline file.
-
-    Example:
-        >>> cfg = load_pipeline("pipelines/demo.yaml", ["train.epochs=2"])  # doctest: +SKIP
-        >>> cfg.train.epochs
-        2
-    """
-    path = Path(path)
-    raw = _load_with_includes(path.resolve(), stack=())
-    for item in overrides or []:
-        key, value = _parse_override(item)
-        if key in PATH_KEYS and isinstance(value, str):
-            value = str(Path(value).expanduser().resolve())
-        _set_dotted(raw, key, value)
-    cfg = validate_dict(raw, source=str(path))
-    from medseg.registry import bind_components  # imports MONAI: only once the config is valid
-
-    return bind_components(cfg)
-
-
-def validate_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
-    try:
-        return PipelineConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(f"{source}: invalid configuration\n" + format_validation_error(err)) from None
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style for mappings, flow style for short lists of plain values ([192, 256])."""
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
-    flat = all(isinstance(v, str | int | float | bool) or v is None for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
-
-
-_Dumper.add_representer(list, _represent_list)
-
-
-def dump_config(cfg: PipelineConfig) -> str:
-    """The fully resolved configuration, every default included, as YAML (loadable as a pipeline)."""
-    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False)
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
-    return data
-
-
-def _load_with_includes(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
-    if path in stack:
-        chain = " -> ".join(str(p) for p in (*stack, path))
-        raise ConfigError(f"{path}: include cycle: {chain}")
-    data = _load_yaml(path)
-    _resolve_paths(data, path.parent)
-    includes = data.pop("include", []) or []
-    if isinstance(includes, str):
-        includes = [includes]
-    merged: dict[str, Any] = {}
-    for inc in includes:
-        inc_path = (path.parent / inc).resolve()
-        if not inc_path.is_file():
-            raise ConfigError(f"{path}: include '{inc}' not found (looked for {inc_path})")
-        merged = deep_merge(merged, _load_with_includes(inc_path, (*stack, path)))
-    return deep_merge(merged, data)
-
-
-def _resolve_paths(data: dict[str, Any], base: Path) -> None:
-    for key in PATH_KEYS:
-        parts = key.split(".")
-        node: Any = data
-        for part in parts[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(parts[-1]), str):
-            p = Path(node[parts[-1]]).expanduser()
-            node[parts[-1]] = str(p if p.is_absolute() else (base / p).resolve())
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``top`` over ``base``: mappings merge key by key, anything else is replaced."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _parse_override(item: str) -> tuple[str, Any]:
-    if "=" not in item:
-        raise ConfigError(f"--set '{item}': expected key=value, for example train.epochs=2")
-    key, _, text = item.partition("=")
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"--set '{item}': the key is empty")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
-    return key, value
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value
-
-
-# ----------------------------------------------------------------------------- error messages
-
-
-def format_validation_error(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        dotted = ".".join(str(p) for p in loc) or "<top level>"
-        if e["type"] == "extra_forbidden":
-            fields = fields_at(PipelineConfig, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
-            prefix = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
-            if close:
-                hint = f"did you mean {prefix + '.' if prefix else ''}{close[0]}?"
-            else:
-                hint = f"valid keys here: {', '.join(sorted(fields))}"
-            lines.append(f"  {dotted}: unknown key, {hint}")
-        elif e["type"] == "missing":
-            lines.append(f"  {dotted}: required key is missing")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {dotted}: {msg} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Names of the fields of the (nested) model found at ``loc``; [] when there is none."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        sub = _model_in(current)
-        if sub is None or part not in sub.model_fields:
-            return []
-        current = sub.model_fields[part].annotation
-    sub = _model_in(current)
-    return list(sub.model_fields) if sub is not None else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (Union, types.UnionType, list):
-        for arg in typing.get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None
+    @property
+    def image_channels(self) -> int:
+        """Channels each image file must have: 1 when CT windows make the channels, else
+        ``data.in_channels``."""
+        windows = [item for item in self.transforms.preprocess if "CTWindowd" in item]
+        return 1 if windows else self.data.in_channels

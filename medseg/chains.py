@@ -1,0 +1,84 @@
+"""Whole transform chains of a resolved configuration, keyed on ``image`` and ``label``.
+
+Order, the same for training, validation and inference so that every stage sees the same image:
+
+1. read (:class:`~medseg.transforms.loader.LoadCased`: PNG/JPEG scaled to [0, 1], DICOM and NIfTI
+   as stored, CT in HU, volumes in the RAS+ frame) and turn label values into classes
+   (``data.labels`` picks and renumbers classes);
+2. mammography geometry when ``data.mammography`` is set (flip, breast crop, size cap);
+3. ``transforms.preprocess`` (intensity: CT windows, clip-and-z-score, z-score).
+   This is the *reference grid*: held-out predictions and metrics live here;
+4. the *model grid*: resize to ``transforms.spatial_size`` (image bilinear, label nearest-exact) or
+   resample to ``transforms.spacing``; pad to ``transforms.patch_size``;
+5. training only: random patches (``RandCropByPosNegLabeld``, foreground/background balanced) and
+   ``transforms.train`` augmentation; 6. label cast to int64.
+
+MONAI dictionary transforms draw one random state per call and apply it to every key, so image and
+label move together; CacheDataset caches everything before the first random transform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from medseg.config.models import PipelineConfig
+from medseg.registry import build_chain
+from medseg.transforms.keys import IMAGE_KEY, KEYS
+from medseg.transforms.steps import finish_transforms, grid_transforms, load_transforms, patch_transforms
+
+
+def read_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
+    """Steps 1-3 of every chain: read, the reference grid, intensities prepared.
+
+    Args:
+        cfg: the resolved pipeline configuration.
+        with_label: also read and align the ``label`` key (False for inference on images alone).
+
+    Returns:
+        MONAI dictionary transforms, in order.
+    """
+    return load_transforms(cfg, with_label) + build_chain(cfg.transforms.preprocess, "preprocess")
+
+
+def train_transforms(cfg: PipelineConfig) -> Any:
+    """The training chain: reference grid, model grid, patches and ``transforms.train`` augmentation.
+
+    Args:
+        cfg: the resolved pipeline configuration.
+
+    Returns:
+        A ``monai.transforms.Compose`` whose random draws are shared by ``image`` and ``label``.
+    """
+    from monai.transforms import Compose
+
+    return Compose(
+        read_transforms(cfg)
+        + grid_transforms(cfg, KEYS)
+        + patch_transforms(cfg)
+        + build_chain(cfg.transforms.train, "train")
+        + finish_transforms()
+    )
+
+
+def eval_transforms(cfg: PipelineConfig) -> Any:
+    """The validation chain during training: whole images on the model grid, no augmentation.
+
+    Args:
+        cfg: the resolved pipeline configuration.
+
+    Returns:
+        A ``monai.transforms.Compose``.
+    """
+    from monai.transforms import Compose
+
+    return Compose(read_transforms(cfg) + grid_transforms(cfg, KEYS) + finish_transforms())
+
+
+def original_size_transforms(cfg: PipelineConfig, with_label: bool = True) -> Any:
+    """Held-out evaluation: images and labels on the reference grid (inference resamples itself)."""
+    from monai.transforms import Compose, EnsureTyped
+
+    tail = finish_transforms() if with_label else [EnsureTyped(IMAGE_KEY, dtype=torch.float32)]
+    return Compose(read_transforms(cfg, with_label) + tail)

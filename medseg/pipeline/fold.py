@@ -1,0 +1,157 @@
+"""One fold of a study: train, predict the held-out cases, score them, log it all to MLflow.
+
+Under torchrun, rank 0 runs :func:`run_fold` and every other rank :func:`train_fold_worker`; both
+train with the same loaders, so the ranks stay in step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from medseg.config.models import PipelineConfig
+from medseg.data.datalist import Case
+from medseg.data.splits import inner_validation
+from medseg.evaluate.casewise import Row, score_case, write_metrics_csv
+from medseg.infer.heldout import predict_heldout
+from medseg.io.atomic import write_json
+from medseg.io.checkpoint import load_weights
+from medseg.registry import build_network
+from medseg.report.overlays import write_worst_overlays
+from medseg.run_dir import FoldDir, RunDir
+from medseg.runtime import pick_device, seed_everything
+from medseg.tracking.names import fold_metrics
+from medseg.tracking.tracker import Tracker
+from medseg.train.distributed import DistInfo
+from medseg.train.loaders import make_loaders
+from medseg.train.loop import FoldResult, train_fold
+
+log = logging.getLogger(__name__)
+
+Split = dict[str, list[str]]
+
+
+def fit_fold(
+    cfg: PipelineConfig,
+    fold: FoldDir,
+    split: Split,
+    cases: list[Case],
+    dist: DistInfo | None = None,
+    tracker: Tracker | None = None,
+    run_id: str | None = None,
+) -> FoldResult:
+    """Seed, split the fold's training cases for early stopping, and train; every rank runs this.
+
+    Args:
+        cfg: the resolved configuration.
+        fold: the fold's folder.
+        split: the fold's ``train`` and ``val`` (held-out) case ids.
+        cases: every usable case.
+        dist: the torchrun process group, or None for one process.
+        tracker: where each epoch's metrics go (rank 0), or None.
+        run_id: the fold's MLflow run.
+
+    Returns:
+        What training left: best epoch, its validation Dice and the checkpoints.
+
+    Raises:
+        MedsegError: training failed (see :func:`medseg.train.loop.train_fold`).
+    """
+    seed = cfg.seed + fold.index
+    seed_everything(seed)
+    by_id = {c["id"]: c for c in cases}
+    fit_ids, val_ids = inner_validation(split["train"], cases, cfg.train.val_fraction, seed)
+    if dist is None or dist.is_main:
+        write_json(fold.inner_split, {"fit": fit_ids, "early_stopping": val_ids, "test": split["val"]})
+    loaders = make_loaders(cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed, dist)
+    log.info(
+        "%s: %d fit, %d early-stopping, %d held out", fold.name, len(fit_ids), len(val_ids), len(split["val"])
+    )
+
+    def on_epoch(row: dict[str, float]) -> None:
+        if tracker is not None:
+            tracker.log_metrics(
+                run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])
+            )
+
+    return train_fold(cfg, *loaders, fold, on_epoch=on_epoch, dist=dist)
+
+
+def evaluate_fold(cfg: PipelineConfig, fold: FoldDir, held_out: list[Case], result: FoldResult) -> list[Row]:
+    """Predict the held-out cases with the best weights and score them.
+
+    Writes the predictions, ``metrics.csv`` and the overlays of the worst cases into the fold folder.
+
+    Args:
+        cfg: the resolved configuration.
+        fold: the fold's folder.
+        held_out: the fold's held-out cases.
+        result: the fold's training result (its best checkpoint).
+
+    Returns:
+        One metrics row per case and class.
+    """
+    device = pick_device(cfg.train.device)
+    model = build_network(cfg).to(device)
+    load_weights(model, result.best_path)
+    log.info("%s: predicting and scoring %d held-out case(s)", fold.name, len(held_out))
+    rows: list[Row] = []
+    for case in predict_heldout(cfg, [model], held_out, fold, device):
+        rows += score_case(cfg, case.case_id, case.pred, case.ref, case.spacing)
+    write_metrics_csv(fold.metrics, rows)
+    write_worst_overlays(cfg, held_out, rows, fold)
+    return rows
+
+
+def run_fold(
+    cfg: PipelineConfig,
+    run: RunDir,
+    index: int,
+    split: Split,
+    cases: list[Case],
+    tracker: Tracker,
+    state: dict,
+    dist: DistInfo | None = None,
+) -> dict[str, float]:
+    """Train, predict, score and log one fold in its MLflow run (started or resumed).
+
+    The fold is recorded as done in ``run_state.json`` once its metrics and artifacts are logged.
+
+    Args:
+        cfg: the resolved configuration.
+        run: the run folder.
+        index: the fold number.
+        split: the fold's ``train`` and ``val`` case ids.
+        cases: every usable case.
+        tracker: the MLflow tracker of the pipeline run.
+        state: the contents of ``run_state.json``, updated in place and written.
+        dist: the torchrun process group, or None for one process.
+
+    Returns:
+        The fold's MLflow metrics (best epoch, its validation Dice and the ``test_*`` means).
+    """
+    fold = run.fold(index)
+    fold.path.mkdir(parents=True, exist_ok=True)
+    entry = state["folds"].setdefault(str(index), {})
+    with tracker.fold_run(index, entry.get("run_id")) as run_id:
+        entry.update(run_id=run_id, done_epochs=0)
+        run.write_state(state)
+        result = fit_fold(cfg, fold, split, cases, dist, tracker, run_id)
+        tracker.log_missing_history(run_id, result.history)
+        by_id = {c["id"]: c for c in cases}
+        rows = evaluate_fold(cfg, fold, [by_id[i] for i in split["val"]], result)
+        metrics = {"best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice}
+        metrics.update(fold_metrics(rows, cfg.data.num_classes))
+        tracker.log_metrics(run_id, metrics)
+        _log_fold_files(cfg, tracker, run_id, fold)
+    entry["done_epochs"] = cfg.train.epochs
+    run.write_state(state)
+    return metrics
+
+
+def _log_fold_files(cfg: PipelineConfig, tracker: Tracker, run_id: str | None, fold: FoldDir) -> None:
+    for path in (fold.metrics, fold.history, fold.inner_split):
+        tracker.log_artifact(run_id, path)
+    tracker.log_artifact(run_id, fold.overlays, "overlays")
+    if cfg.tracking.log_checkpoints:
+        tracker.log_artifact(run_id, fold.best, "checkpoints")
+        tracker.log_artifact(run_id, fold.last, "checkpoints")

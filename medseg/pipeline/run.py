@@ -1,0 +1,150 @@
+"""``medseg run``: ingest -> splits -> statistics -> for each fold: train -> infer -> evaluate -> report.
+
+Every stage writes files into the run folder (layout in :mod:`medseg.run_dir`) and MLflow logs
+the same files; ``config.yaml`` is the resolved plan, written once, after the intensity statistics
+are known. A killed run resumes from ``run_state.json`` and the fold checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from medseg.config.load import dump_config
+from medseg.config.models import PipelineConfig
+from medseg.data.datalist import Case
+from medseg.data.splits import load_or_make_splits
+from medseg.io.atomic import write_json, write_text
+from medseg.pipeline.fold import fit_fold, run_fold
+from medseg.pipeline.stages import ingest, resolve_statistics
+from medseg.report.pages import write_report
+from medseg.report.preview import preview_grid
+from medseg.run_dir import RunDir
+from medseg.runtime import seed_everything
+from medseg.tracking.names import cv_metrics
+from medseg.tracking.tracker import Tracker
+from medseg.train.distributed import DistInfo, barrier, init_distributed
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: PipelineConfig) -> Path:
+    """Run the whole study described by ``cfg``.
+
+    Args:
+        cfg: the resolved pipeline configuration (:func:`medseg.config.load.load_pipeline`).
+
+    Returns:
+        The run folder.
+
+    Raises:
+        MedsegError: bad data, settings or an unreachable tracking store, named by file or key.
+    """
+    dist = init_distributed(cfg.train.device)
+    if not dist.is_main:
+        return train_worker(cfg, dist)
+    t0 = time.perf_counter()
+    run_dir = RunDir(cfg.output_dir)
+    run_dir.root.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    cases, _ = ingest(cfg, run_dir.root)
+    splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
+    cfg = resolve_statistics(cfg, cases, run_dir)
+    write_text(run_dir.config, dump_config(cfg))
+    barrier(dist)
+    tracker = Tracker(cfg, run_dir.root)
+    state = _parent_state(cfg, tracker, run_dir)
+    with tracker.ending(tracker.parent_id):
+        _log_inputs(cfg, tracker, run_dir, cases, splits)
+        timing = _run_folds(cfg, run_dir, splits, cases, tracker, state, dist)
+        timing["total_seconds"] = round(time.perf_counter() - t0, 1)
+        write_json(run_dir.timing, timing)
+        summary = write_report(run_dir.root, cfg.name)
+        tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary, cfg.data.num_classes), **timing})
+        for path in (run_dir.report_html, run_dir.report_md, run_dir.summary, run_dir.timing):
+            tracker.log_artifact(tracker.parent_id, path)
+    dice = summary["fold_mean"]["label_1"]["dice"]
+    log.info(
+        "done in %.0fs: mean Dice %.4f ± %.4f; report %s",
+        timing["total_seconds"],
+        dice["mean"],
+        dice["std"],
+        run_dir.report_html,
+    )
+    return run_dir.root
+
+
+def _parent_state(cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir) -> dict[str, Any]:
+    """``run_state.json`` with the pipeline's MLflow run, resumed when it is still there."""
+    state = run_dir.read_state()
+    if tracker.resume_parent(state.get("parent_run_id")):
+        log.info("resuming the run in %s (MLflow run %s)", run_dir.root, tracker.parent_id)
+    else:
+        tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"))
+        state = {"parent_run_id": tracker.parent_id, "folds": {}}
+    run_dir.write_state(state)
+    return state
+
+
+def _log_inputs(
+    cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir, cases: list[Case], splits: list[dict[str, Any]]
+) -> None:
+    """The plan, datalist, splits and statistics, and the augmentation preview, on the parent run."""
+    for path in (run_dir.config, run_dir.datalist, run_dir.splits, run_dir.intensity_stats):
+        tracker.log_artifact(tracker.parent_id, path)
+    first_fold_train = set(splits[0]["train"])
+    fit_cases = [c for c in cases if c["id"] in first_fold_train]
+    tracker.log_artifact(tracker.parent_id, preview_grid(cfg, fit_cases or cases, run_dir.preview))
+
+
+def _folds(cfg: PipelineConfig, splits: list[dict[str, Any]]) -> list[int]:
+    return cfg.split.folds if cfg.split.folds is not None else list(range(len(splits)))
+
+
+def _run_folds(
+    cfg: PipelineConfig,
+    run_dir: RunDir,
+    splits: list[dict[str, Any]],
+    cases: list[Case],
+    tracker: Tracker,
+    state: dict[str, Any],
+    dist: DistInfo,
+) -> dict[str, float]:
+    """Every fold not done yet; the seconds each took."""
+    timing: dict[str, float] = {}
+    for fold in _folds(cfg, splits):
+        if run_dir.fold_is_done(state, fold, cfg.train.epochs):
+            log.info("fold %d: finished earlier (%d epochs); kept", fold, cfg.train.epochs)
+            barrier(dist)
+            continue
+        tf = time.perf_counter()
+        run_fold(cfg, run_dir, fold, splits[fold], cases, tracker, state, dist)
+        barrier(dist)
+        timing[f"fold_{fold}_seconds"] = round(time.perf_counter() - tf, 1)
+    return timing
+
+
+def train_worker(cfg: PipelineConfig, dist: DistInfo) -> Path:
+    """The work of a rank other than 0 under torchrun: train each fold with what rank 0 wrote.
+
+    Args:
+        cfg: the bound configuration (statistics are read from the run folder).
+        dist: this process's place in the group.
+
+    Returns:
+        The run folder.
+    """
+    run_dir = RunDir(cfg.output_dir)
+    barrier(dist)  # rank 0 has ingested, split and gathered statistics
+    cases = json.loads(run_dir.datalist.read_text())["cases"]
+    splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
+    cfg = resolve_statistics(cfg, cases, run_dir)
+    state = run_dir.read_state()
+    for fold in _folds(cfg, splits):
+        if not run_dir.fold_is_done(state, fold, cfg.train.epochs):
+            fit_fold(cfg, run_dir.fold(fold), splits[fold], cases, dist)
+        barrier(dist)  # rank 0 evaluates the fold
+    return run_dir.root

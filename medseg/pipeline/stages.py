@@ -1,0 +1,74 @@
+"""The stages of a study before training: ingest, splits and intensity statistics.
+
+Each writes its file into the run folder (:mod:`medseg.run_dir`) and can be re-run from its
+inputs: ``datalist.json``, ``splits.json``, ``intensity_stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from medseg.config.load import missing_statistics, with_statistics
+from medseg.config.models import PipelineConfig
+from medseg.data.datalist import Case, build_datalist
+from medseg.data.synthetic import generate_dataset
+from medseg.data.synthetic_ct import generate_ct_dataset
+from medseg.io.atomic import write_json
+from medseg.run_dir import RunDir
+from medseg.transforms.statistics import gather_foreground_stats
+
+log = logging.getLogger(__name__)
+
+
+def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
+    """Generate the synthetic set if configured and missing, verify pairs, write ``datalist.json``.
+
+    Args:
+        cfg: the resolved pipeline configuration.
+        run_dir: the run folder.
+
+    Returns:
+        (usable cases, bad cases with their reasons).
+
+    Raises:
+        DataError: a missing folder, or bad cases while ``data.on_bad_case`` is ``stop``.
+    """
+    spec = cfg.data.synthetic
+    if spec is not None and not Path(cfg.data.root).exists():
+        log.info("generating %d synthetic %s cases in %s", spec.n_cases, spec.kind, cfg.data.root)
+        generate = generate_ct_dataset if spec.kind == "ct" else generate_dataset
+        generate(cfg.data, spec)
+    cases, bad = build_datalist(cfg.data, cfg.transforms.spatial_dims, cfg.image_channels)
+    write_json(RunDir(run_dir).datalist, {"root": str(cfg.data.root), "cases": cases, "bad_cases": bad})
+    log.info("ingest: %d cases, %d skipped", len(cases), len(bad))
+    return cases, bad
+
+
+def resolve_statistics(cfg: PipelineConfig, cases: list[Case], run: RunDir) -> PipelineConfig:
+    """The configuration with the ``ClipZScored`` statistics it leaves unset filled in.
+
+    Statistics come from ``intensity_stats.json``; they are gathered over ``cases`` and written there
+    when the file is absent or holds other percentiles.
+
+    Args:
+        cfg: the bound configuration.
+        cases: the cases to gather over.
+        run: the run folder.
+
+    Returns:
+        A new configuration, or ``cfg`` itself when nothing is unset.
+
+    Raises:
+        DataError: the cases have no foreground voxels.
+    """
+    percentiles = missing_statistics(cfg)
+    if percentiles is None:
+        return cfg
+    stats = json.loads(run.intensity_stats.read_text()) if run.intensity_stats.is_file() else None
+    if stats is None or tuple(stats.get("percentiles", ())) != percentiles:
+        log.info("gathering foreground intensity statistics over %d training cases", len(cases))
+        stats = gather_foreground_stats(cfg, cases, percentiles)
+        write_json(run.intensity_stats, stats)
+    return with_statistics(cfg, stats)

@@ -1,0 +1,157 @@
+"""The run folder of ``medseg run``: the one module that knows its layout and ``run_state.json``.
+
+    config.yaml  datalist.json  splits.json  intensity_stats.json  preview.png  timing.json
+    run_state.json (MLflow run ids and trained epochs per fold, so a killed run resumes)
+    fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
+    fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
+    report.html  report.md  summary.json  mlflow.db  mlartifacts/
+
+A fold is *finished* once its held-out cases are scored: ``fold_k/metrics.csv`` beside
+``fold_k/checkpoints/best.pt``. It is *done* for a pipeline of ``train.epochs`` epochs when it is
+finished and ``run_state.json`` records that many trained epochs (a larger ``train.epochs``
+extends it).
+
+Example:
+    >>> run = RunDir("runs/demo")
+    >>> run.fold(2).best.as_posix(), run.fold(2).prediction("IMD002", 2).as_posix()
+    ('runs/demo/fold_2/checkpoints/best.pt', 'runs/demo/fold_2/predictions/IMD002.png')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseg.io.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+FOLD_NAME = re.compile(r"fold_(\d+)$")
+
+
+@dataclass(frozen=True)
+class FoldDir:
+    """The files of one fold; the properties name every path in ``fold_k/``.
+
+    Attributes:
+        path: the fold folder.
+        index: the fold number.
+    """
+
+    path: Path
+    index: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def inner_split(self) -> Path:
+        return self.path / "inner_split.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def overlays(self) -> Path:
+        return self.path / "overlays"
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions"
+
+    def prediction(self, case_id: str, spatial_dims: int) -> Path:
+        """Held-out prediction of a case: PNG for 2D workflows, NIfTI for 3D."""
+        return self.predictions / f"{case_id}{'.png' if spatial_dims == 2 else '.nii.gz'}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.best.is_file() and self.metrics.is_file()
+
+
+class RunDir:
+    """Paths of a run folder, its finished folds and ``run_state.json``.
+
+    The only place that knows the layout of a run folder.
+
+    Args:
+        root: the run folder (``output_dir`` of the pipeline).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.root / name
+
+    config = property(lambda self: self.root / "config.yaml")
+    datalist = property(lambda self: self.root / "datalist.json")
+    splits = property(lambda self: self.root / "splits.json")
+    intensity_stats = property(lambda self: self.root / "intensity_stats.json")
+    preview = property(lambda self: self.root / "preview.png")
+    timing = property(lambda self: self.root / "timing.json")
+    state_file = property(lambda self: self.root / "run_state.json")
+    report_html = property(lambda self: self.root / "report.html")
+    report_md = property(lambda self: self.root / "report.md")
+    summary = property(lambda self: self.root / "summary.json")
+    mlflow_db = property(lambda self: self.root / "mlflow.db")
+    mlartifacts = property(lambda self: self.root / "mlartifacts")
+
+    def fold(self, index: int) -> FoldDir:
+        return FoldDir(self.root / f"fold_{index}", index)
+
+    def folds(self) -> list[FoldDir]:
+        """Every fold folder present, in fold order."""
+        found = [m for p in self.root.glob("fold_*") if p.is_dir() and (m := FOLD_NAME.match(p.name))]
+        return [self.fold(i) for i in sorted(int(m.group(1)) for m in found)]
+
+    def finished_folds(self) -> list[FoldDir]:
+        """Folds whose held-out cases are scored (``metrics.csv`` beside ``best.pt``)."""
+        return [f for f in self.folds() if f.is_finished]
+
+    def scored_folds(self) -> list[FoldDir]:
+        """Folds with a ``metrics.csv`` (what a report is built from)."""
+        return [f for f in self.folds() if f.metrics.is_file()]
+
+    # ------------------------------------------------------------------ run_state.json
+    def read_state(self) -> dict[str, Any]:
+        """What an earlier (perhaps killed) run in this folder recorded: MLflow run ids, trained
+        epochs per fold. An unreadable file starts afresh, with a warning."""
+        empty: dict[str, Any] = {"parent_run_id": None, "folds": {}}
+        if not self.state_file.is_file():
+            return empty
+        try:
+            state = json.loads(self.state_file.read_text())
+        except json.JSONDecodeError:
+            log.warning("%s is unreadable; starting new MLflow runs", self.state_file)
+            return empty
+        state.setdefault("folds", {})
+        return dict(state)
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        write_json(self.state_file, state)
+
+    def fold_is_done(self, state: dict[str, Any], index: int, epochs: int) -> bool:
+        entry = state["folds"].get(str(index), {})
+        return bool(entry.get("done_epochs", 0) >= epochs and self.fold(index).metrics.is_file())

@@ -1,0 +1,92 @@
+"""The fixed steps of every transform chain, built from the configuration without the registry.
+
+1. read (:class:`~medseg.transforms.loader.LoadCased`) and turn label values into classes;
+2. mammography geometry when ``data.mammography`` is set;
+4. the model grid: resize to ``transforms.spatial_size`` or resample to ``transforms.spacing``;
+   pad to ``transforms.patch_size``;
+5. training patches; 6. dtypes (image float32, label int64).
+
+Step 3 (``transforms.preprocess``) and the augmentation come from the registry; whole chains are
+put together in :mod:`medseg.chains`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from medseg.config.models import PipelineConfig
+from medseg.transforms.keys import IMAGE_KEY, KEYS, LABEL_KEY, role_modes
+from medseg.transforms.labels import PrepareLabeld, label_selection
+from medseg.transforms.loader import LoadCased
+from medseg.transforms.mammo import MammoPrepared
+from medseg.transforms.resample import ResampleToSpacingd
+
+
+def load_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
+    """Steps 1-2: files to MetaTensors on the reference grid, before any intensity change."""
+    keys = KEYS if with_label else [IMAGE_KEY]
+    mammo = cfg.data.mammography
+    chain: list[Any] = [
+        LoadCased(keys, spatial_dims=cfg.transforms.spatial_dims, voi_lut=bool(mammo and mammo.voi_lut))
+    ]
+    if with_label:
+        data = cfg.data
+        chain.append(
+            PrepareLabeld(
+                LABEL_KEY,
+                num_classes=data.num_classes,
+                threshold=data.binarize_threshold,
+                ignore_value=data.ignore_value,
+                select=label_selection(data.labels),
+            )
+        )
+    if mammo is not None:
+        chain.append(MammoPrepared(keys, mammo.flip_to, mammo.crop_breast, mammo.crop_margin, mammo.max_size))
+    return chain
+
+
+def grid_transforms(cfg: PipelineConfig, keys: list[str]) -> list[Any]:
+    """Step 4: from the reference grid to the model grid."""
+    from monai.transforms import Resized, SpatialPadd
+
+    t = cfg.transforms
+    chain: list[Any] = []
+    if t.spatial_size is not None:
+        chain.append(Resized(keys, spatial_size=t.spatial_size, mode=role_modes("Resized", keys)))
+    elif t.spacing is not None:
+        chain.append(ResampleToSpacingd(keys, spacing=t.spacing))
+    if t.patch_size is not None:
+        chain.append(SpatialPadd(keys, spatial_size=t.patch_size))
+    return chain
+
+
+def patch_transforms(cfg: PipelineConfig) -> list[Any]:
+    """Step 5: random patches balanced between foreground and background (when
+
+
+    ``transforms.patch_size``)."""
+    from monai.transforms import RandCropByPosNegLabeld
+
+    t = cfg.transforms
+    if t.patch_size is None:
+        return []
+    return [
+        RandCropByPosNegLabeld(
+            KEYS,
+            label_key=LABEL_KEY,
+            spatial_size=t.patch_size,
+            pos=t.patch_pos,
+            neg=t.patch_neg,
+            num_samples=t.patches_per_image,
+            allow_smaller=False,
+        )
+    ]
+
+
+def finish_transforms() -> list[Any]:
+    """Step 6: image float32, label int64."""
+    from monai.transforms import CastToTyped, EnsureTyped
+
+    return [EnsureTyped(IMAGE_KEY, dtype=torch.float32), CastToTyped(LABEL_KEY, dtype=torch.int64)]
