@@ -255,10 +255,13 @@ def predict(
         str | None, typer.Option(help="MLflow store of a runs:/ model, e.g. sqlite:///runs/ct/mlflow.db")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: train.device)")] = None,
+    log_paths: Annotated[
+        bool, typer.Option(help="show DICOM file and folder names in manifest.csv and the log")
+    ] = False,
 ) -> None:
     """Segment every selected series or image under a folder with the ensemble of a study's folds.
 
-    Writes <key>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
+    Writes <name>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
     for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done."""
     from medseg.infer.batch import predict_folder, summary_line
     from medseg.runtime import pick_device
@@ -267,7 +270,8 @@ def predict(
     if device not in (None, "auto", "cpu", "cuda"):
         raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
     bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
-    summary = predict_folder(bundle, input_dir, output, pick_device(device or bundle.cfg.train.device))
+    where = pick_device(device or bundle.cfg.train.device)
+    summary = predict_folder(bundle, input_dir, output, where, log_paths=log_paths)
     typer.echo(summary_line(summary))
     typer.echo(f"manifest: {output / 'manifest.csv'}")
     if summary["failed"]:

@@ -36,10 +36,15 @@ log = logging.getLogger(__name__)
 
 
 def case_id(path: Path, suffix: str) -> str | None:
-    """The case id of a mask file or series folder: its name without format suffix and ``suffix``; None
+    """The case id of a mask file or series folder: its name without format suffix and ``suffix``.
 
+    Args:
+        path: a file or folder of the mask folder.
+        suffix: the name ending every mask of that folder carries (``_segmentation``), or "".
 
-    when it is not a mask."""
+    Returns:
+        The case id, or None when the path is not a mask.
+    """
     name = path.name
     if path.is_dir():
         stem = name
@@ -55,10 +60,19 @@ def case_id(path: Path, suffix: str) -> str | None:
 
 
 def list_masks(folder: Path, suffix: str, role: str) -> dict[str, Path]:
-    """Case id -> mask path of a folder; DataError for a missing folder, no masks, or two files of one
+    """The masks of a folder by case id.
 
+    Args:
+        folder: the folder of predictions or references.
+        suffix: the name ending of its masks.
+        role: ``pred`` or ``ref``, for messages.
 
-    case."""
+    Returns:
+        Case id -> mask path.
+
+    Raises:
+        DataError: a missing folder, no masks, or two files of one case.
+    """
     if not folder.is_dir():
         raise DataError(f"--{role}: folder '{folder}' not found")
     found: dict[str, Path] = {}

@@ -12,6 +12,7 @@ rerun skips what is done.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 
 from medseg.errors import MedsegError, exception_chain, medseg_cause
 from medseg.infer.bundle import ModelBundle
-from medseg.infer.discover import InputItem, discover
+from medseg.infer.discover import InputItem, discover, ref
 from medseg.infer.manifest import Manifest
 from medseg.infer.outputs import write_outputs
 from medseg.infer.postprocess import postprocess
@@ -98,7 +99,9 @@ def _affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
     return np.diag([col, row, 1.0, 1.0])
 
 
-def _row(item: InputItem, status: str, reason: str = "", **extra: Any) -> dict[str, Any]:
+def _row(item: InputItem, status: str, reason: str, show: bool, **extra: Any) -> dict[str, Any]:
+    """The manifest row of ``item``; its path only when ``show`` (``--log-paths``) or when its own
+    path names it."""
     return {
         "key": item.key,
         "kind": item.kind,
@@ -109,13 +112,40 @@ def _row(item: InputItem, status: str, reason: str = "", **extra: Any) -> dict[s
         "series_uid": item.series_uid,
         "sop_uid": item.sop_uid if item.kind != "dicom_series" else "",
         "n_files": len(item.files),
-        "source": item.source,
+        "ref": item.ref,
+        "source": item.source if show or item.named_by_path else "",
         **extra,
     }
 
 
+def redact(text: str, item: InputItem, root: Path) -> str:
+    """``text`` with every path, folder and file name of ``item`` under ``root`` replaced by
+    ``<p...>``, a hash of that file's or folder's path inside ``root`` (a file's is its ``ref``);
+    the text itself for inputs named by their own path.
+
+    Example:
+        >>> rel = "Doe^John/CT/IM1.dcm"
+        >>> item = InputItem("1.2.3", "dicom_series", [Path("/in") / rel], rel)
+        >>> text = redact("Doe^John/CT: gap after IM1.dcm", item, Path("/in"))
+        >>> text == f"<{ref('Doe^John/CT')}>: gap after <{item.ref}>"
+        True
+    """
+    if item.named_by_path or not item.files:
+        return text
+    tokens: dict[str, str] = {}
+    for path in item.files:
+        rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+        for part in (rel, *rel.parents[:-1]):
+            token = f"<{ref(part.as_posix())}>"
+            for name in (str(root / part), part.as_posix(), part.name):
+                tokens.setdefault(name, token)
+    for name in sorted(tokens, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w^.\-]){re.escape(name)}(?![\w^.\-])", tokens[name], text)
+    return text
+
+
 def predict_folder(
-    bundle: ModelBundle, input_dir: Path, out_dir: Path, device: torch.device
+    bundle: ModelBundle, input_dir: Path, out_dir: Path, device: torch.device, log_paths: bool = False
 ) -> dict[str, Any]:
     """Segment every selected input under ``input_dir`` into ``out_dir``.
 
@@ -124,6 +154,8 @@ def predict_folder(
         input_dir: a folder tree of DICOM, NIfTI or PNG/JPEG files.
         out_dir: where the outputs, ``manifest.csv`` and ``summary.json`` go.
         device: where inference runs.
+        log_paths: show DICOM paths inside ``input_dir`` in the manifest and the log; otherwise
+            each input's ``ref`` stands for them (see :mod:`medseg.infer.discover`).
 
     Returns:
         Counts of inputs done, done earlier, skipped and failed, with timing and the model.
@@ -135,7 +167,8 @@ def predict_folder(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out_dir)
     counts = {"done": 0, "done_earlier": 0, "skipped": 0, "failed": 0}
-    todo = _select(discover(input_dir, bundle.cfg), manifest, counts)
+    show = _Show(input_dir, log_paths)
+    todo = _select(discover(input_dir, bundle.cfg), manifest, counts, show)
     log.info(
         "predict: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s",
         len(todo),
@@ -144,7 +177,7 @@ def predict_folder(
         len(bundle.checkpoints),
         device,
     )
-    busy = _segment_all(bundle, todo, device, manifest, counts, input_dir, out_dir)
+    busy = _segment_all(bundle, todo, device, manifest, counts, show, out_dir)
     summary: dict[str, Any] = {
         **counts,
         "inputs_per_minute": round(60.0 * counts["done"] / busy, 2) if busy > 0 else None,
@@ -157,14 +190,31 @@ def predict_folder(
     return summary
 
 
-def _select(items: list[InputItem], manifest: Manifest, counts: dict[str, int]) -> list[InputItem]:
+class _Show:
+    """How paths appear: inside the input folder only, and DICOM paths only with ``--log-paths``."""
+
+    def __init__(self, root: Path, log_paths: bool) -> None:
+        self.root, self.log_paths = root, log_paths
+
+    def reason(self, item: InputItem, text: str) -> str:
+        text = " ".join(text.replace(f"{self.root}/", "").replace(str(self.root), ".").split())[:500]
+        return text if self.log_paths else redact(text, item, self.root)
+
+    def row(self, item: InputItem, status: str, reason: str = "", **extra: Any) -> dict[str, Any]:
+        return _row(item, status, self.reason(item, reason), self.log_paths, **extra)
+
+
+def _select(
+    items: list[InputItem], manifest: Manifest, counts: dict[str, int], show: _Show
+) -> list[InputItem]:
     """Record skipped inputs and those done by an earlier run; the inputs left to segment."""
     todo: list[InputItem] = []
     for item in items:
         if item.skip is not None:
-            manifest.record(_row(item, "skipped", item.skip))
+            skipped = show.row(item, "skipped", item.skip)
+            manifest.record(skipped)
             counts["skipped"] += 1
-            log.info("%s (%s): skipped: %s", item.key, item.kind, item.skip)
+            log.info("%s (%s): skipped: %s", item.key, item.kind, skipped["reason"])
         elif (row := manifest.finished_earlier(item.key)) is not None:
             manifest.record(row)
             counts["done_earlier"] += 1
@@ -179,7 +229,7 @@ def _segment_all(
     device: torch.device,
     manifest: Manifest,
     counts: dict[str, int],
-    input_dir: Path,
+    show: _Show,
     out_dir: Path,
 ) -> float:
     """Segment and write each input, recording it as it finishes; the seconds spent on those done."""
@@ -194,26 +244,25 @@ def _segment_all(
             label, source = segmenter(item)
             written, note = write_outputs(item, label, source, bundle.cfg, out_dir)
         except Exception as err:  # one bad input never stops the batch
-            reason = _plain(err, input_dir)
-            manifest.record(_row(item, "failed", reason, seconds=round(time.perf_counter() - t0, 2)))
+            reason = show.reason(item, _plain(err))
+            manifest.record(show.row(item, "failed", reason, seconds=round(time.perf_counter() - t0, 2)))
             counts["failed"] += 1
             log.warning("%s (%s): failed: %s", item.key, item.kind, reason)
             continue
         seconds = time.perf_counter() - t0
         busy += seconds
-        manifest.record(_row(item, "done", note, seconds=round(seconds, 2), **written))
+        manifest.record(show.row(item, "done", note, seconds=round(seconds, 2), **written))
         counts["done"] += 1
         log.info("%s (%s): done in %.1fs", item.key, item.kind, seconds)
     return busy
 
 
-def _plain(err: BaseException, root: Path) -> str:
-    """An error as one line, paths shown inside the input folder."""
+def _plain(err: BaseException) -> str:
+    """An error as the message that says what to do."""
 
     # a MedsegError says what to do; otherwise the innermost error (MONAI wraps transform errors)
     chosen = medseg_cause(err) or exception_chain(err)[-1]
-    text = str(chosen) if isinstance(chosen, MedsegError) else f"{type(chosen).__name__}: {chosen}"
-    return " ".join(text.replace(f"{root}/", "").replace(str(root), ".").split())[:500]
+    return str(chosen) if isinstance(chosen, MedsegError) else f"{type(chosen).__name__}: {chosen}"
 
 
 def summary_line(summary: dict[str, Any]) -> str:

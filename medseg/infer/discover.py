@@ -6,14 +6,17 @@ grouped by SeriesInstanceUID for 3D models (one input per series, its files in a
 taken one file at a time for 2D models (one input per SOPInstanceUID). The pipeline's ``predict``
 settings then select: DICOM Modality, axial slices, a least number of slices.
 
-Privacy: an input is named by its DICOM UID, or for other files by a hash of its path inside the
-input folder, never by a header value such as PatientName or PatientID. Paths are only reported
-relative to the input folder, and only for files that are skipped or are not DICOM.
+Names and privacy: a NIfTI or picture input is named by its own path inside the input folder
+(``sub/case1.nii.gz`` -> ``sub__case1``), so ``medseg evaluate`` pairs its outputs with references
+by name; a DICOM input by its UID (SOPInstanceUID for 2D models, SeriesInstanceUID for 3D), never by
+a header value such as PatientName. Every name is made safe (:func:`medseg.io.names.safe_name`).
+DICOM file and folder names, which in real exports often hold the patient's name, are never
+written: an input's ``ref`` (a hash of its path inside the input folder) stands for them, unless
+``medseg predict --log-paths`` asks for the paths.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,8 @@ import numpy as np
 from medseg.config.models import PipelineConfig
 from medseg.errors import DataError
 from medseg.io.dicom import is_image, read_header, walk_files
-from medseg.io.readers import reader_by_name
+from medseg.io.names import digest, safe_name
+from medseg.io.readers import case_stem, reader_by_name
 
 AXIAL_COS = 0.95  # |slice normal . head-foot axis| at least this: within about 18 degrees
 
@@ -36,7 +40,7 @@ class InputItem:
         key: the input's identity in the manifest and in output names.
         kind: ``dicom_series``, ``dicom_image``, ``nifti``, ``raster`` or ``file``.
         files: the files read.
-        source: the path inside the input folder, for files that are not DICOM images.
+        source: the path inside the input folder (of the first file of a series).
         study_uid: StudyInstanceUID (DICOM).
         series_uid: SeriesInstanceUID (DICOM).
         sop_uid: SOPInstanceUID (single DICOM images).
@@ -47,7 +51,7 @@ class InputItem:
     key: str
     kind: str  # dicom_series | dicom_image | nifti | raster | file
     files: list[Path] = field(default_factory=list)
-    source: str = ""  # path inside the input folder, for files that are not DICOM images
+    source: str = ""  # path inside the input folder (of the first file of a series)
     study_uid: str = ""
     series_uid: str = ""
     sop_uid: str = ""
@@ -58,10 +62,40 @@ class InputItem:
     def is_dicom(self) -> bool:
         return self.kind.startswith("dicom")
 
+    @property
+    def named_by_path(self) -> bool:
+        """Whether the input's own path names it (NIfTI and pictures), so it may be shown."""
+        return self.kind in NAMED_BY_PATH
+
+    @property
+    def ref(self) -> str:
+        """A stable stand-in for the input's path: :func:`ref` of its (first file's) path."""
+        return ref(self.source) if self.source else ""
+
+
+NAMED_BY_PATH = ("nifti", "raster")
+
+
+def ref(relative: str) -> str:
+    """What stands for a path inside the input folder where paths are not shown: ``p`` and a hash."""
+    return "p" + digest(relative)
+
 
 def path_key(relative: str) -> str:
-    """Output key of a non-DICOM input: a hash of its path inside the input folder."""
-    return "f" + hashlib.sha1(relative.encode()).hexdigest()[:16]
+    """Output key of a NIfTI or picture input: its path inside the input folder, format suffix
+    dropped, folders joined by ``__``, each part made safe.
+
+    Example:
+        >>> path_key("site A/case 1.nii.gz")
+        'site_A__case_1'
+    """
+    *folders, name = relative.split("/")
+    return "__".join(safe_name(part) for part in (*folders, case_stem(name)))
+
+
+def hashed_key(relative: str) -> str:
+    """Output key of a file with neither a UID nor a format suffix: a hash of its path."""
+    return "f" + digest(relative, 16)
 
 
 def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
@@ -98,9 +132,9 @@ def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
         # anonymised files sometimes lack the UID: group those by folder and SeriesNumber
         group = item.series_uid or f"{path.parent}#{ds.get('SeriesNumber', '')}"
         if group not in series:
-            key = item.series_uid or "s" + hashlib.sha1(group.encode()).hexdigest()[:16]
+            key = safe_name(item.series_uid) if item.series_uid else "s" + digest(group, 16)
             series[group] = InputItem(
-                key, "dicom_series", [], study_uid=item.study_uid, series_uid=item.series_uid,
+                key, "dicom_series", [], rel, study_uid=item.study_uid, series_uid=item.series_uid,
                 modality=item.modality,
             )  # fmt: skip
             first_header[group] = ds
@@ -119,20 +153,20 @@ def _dicom_item(path: Path, rel: str) -> tuple[InputItem, Any]:
     try:
         ds = read_header(path)
     except DataError as err:
-        return InputItem(path_key(rel), "file", [path], rel, skip=str(err).removeprefix(f"{path}: ")), None
+        return InputItem(hashed_key(rel), "file", [path], rel, skip=str(err).removeprefix(f"{path}: ")), None
     uids = {
         "study_uid": str(ds.get("StudyInstanceUID", "")),
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
         "sop_uid": str(ds.get("SOPInstanceUID", "")),
         "modality": str(ds.get("Modality", "")).upper(),
     }
-    key = uids["sop_uid"] or path_key(rel)
+    key = safe_name(uids["sop_uid"]) if uids["sop_uid"] else hashed_key(rel)
     reason = is_image(ds)
     if reason is not None:
         return InputItem(key, "dicom_object", [path], rel, **uids, skip=reason), ds
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         reason = "multi-frame DICOM; convert it to NIfTI"
-    return InputItem(key, "dicom_image", [path], **uids, skip=reason), ds
+    return InputItem(key, "dicom_image", [path], rel, **uids, skip=reason), ds
 
 
 def _modality_rule(modality: str, cfg: PipelineConfig) -> str | None:
@@ -160,10 +194,12 @@ def _series_rule(item: InputItem, first: Any, cfg: PipelineConfig) -> str | None
 
 
 def _unique_keys(items: list[InputItem]) -> None:
-    """Two files with one SOPInstanceUID (copies) get distinct output names."""
+    """Inputs whose names coincide (copies of one SOPInstanceUID, ``a/b.png`` and ``a__b.png``,
+    names that differ only in letter case on a case-blind file system) get distinct ones."""
     seen: dict[str, int] = {}
     for item in items:
-        n = seen.get(item.key, 0)
-        seen[item.key] = n + 1
+        folded = item.key.casefold()
+        n = seen.get(folded, 0)
+        seen[folded] = n + 1
         if n:
             item.key = f"{item.key}-{n + 1}"

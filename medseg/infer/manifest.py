@@ -1,8 +1,9 @@
 """``manifest.csv``: one row per input of a ``medseg predict`` batch, rewritten atomically after each.
 
-Rows carry UIDs, the status (``done``, ``skipped`` or ``failed``) and why, the output files
-(relative to the output folder) and the seconds taken. A rerun reads it back: an input whose row
-says ``done`` and whose outputs all exist is not done again.
+Rows carry UIDs, the input's ``ref`` (a hash of its path; the path itself only for NIfTI and
+picture inputs or with ``--log-paths``), the status (``done``, ``skipped`` or ``failed``) and
+why, the output files (relative to the output folder) and the seconds taken. A rerun reads it
+back: an input whose row says ``done`` and whose outputs all exist is not done again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ FIELDS = [
     "series_uid",
     "sop_uid",
     "n_files",
+    "ref",
     "source",
     "mask",
     "seg",

@@ -1,4 +1,5 @@
-"""What ``medseg predict`` writes for one input, all named by the input's key:
+"""What ``medseg predict`` writes for one input, all named by the input's key (its own path for
+NIfTI and pictures, its UID for DICOM; made safe, and never a path outside the output folder):
 
 - ``<key>.nii.gz``: the label map on the grid of the input as stored (DICOM series: the series'
   voxel order and affine; NIfTI: the file's own affine; 2D DICOM: (columns, rows) with the pixel
@@ -21,6 +22,7 @@ import numpy as np
 from medseg.config.models import PipelineConfig
 from medseg.infer.discover import InputItem
 from medseg.io.dicom import read_header
+from medseg.io.names import inside
 from medseg.io.overlay import draw_overlay
 from medseg.io.readers import DICOM_SEG, NIFTI, RASTER
 
@@ -75,7 +77,7 @@ def write_outputs(
     created: list[Path] = []
     try:
         for _, name, write in jobs:
-            path = out_dir / name
+            path = inside(out_dir, name)
             if not path.exists():
                 created.append(path)
             write(path)

@@ -25,10 +25,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint's state dict, loaded on the CPU with ``weights_only=True``; MedsegError naming the
+    """A checkpoint's state dict, loaded on the CPU with ``weights_only=True``.
 
+    Args:
+        path: the ``.pt`` file.
 
-    file otherwise."""
+    Returns:
+        The saved dictionary (``model`` and, for ``last.pt``, the training state).
+
+    Raises:
+        MedsegError: the file is missing or not a medseg checkpoint.
+    """
     if not Path(path).is_file():
         raise MedsegError(f"{path}: checkpoint not found; has this fold been trained?")
     try:

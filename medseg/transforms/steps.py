@@ -63,10 +63,14 @@ def grid_transforms(cfg: PipelineConfig, keys: list[str]) -> list[Any]:
 
 
 def patch_transforms(cfg: PipelineConfig) -> list[Any]:
-    """Step 5: random patches balanced between foreground and background (when
+    """Step 5: random patches balanced between foreground and background (``transforms.patch_size``).
 
+    Args:
+        cfg: the resolved configuration.
 
-    ``transforms.patch_size``)."""
+    Returns:
+        The patch sampler, or nothing when whole images are trained on.
+    """
     from monai.transforms import RandCropByPosNegLabeld
 
     t = cfg.transforms

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from medseg.infer.batch import predict_folder
+from medseg.infer.discover import ref
 from medseg.io.geometry import to_canonical
 from medseg.tracking.models import load_bundle
 
@@ -24,6 +25,7 @@ from ..conftest import ROOT, SHARED_DATA
 from .conftest import CPU, manifest, untrained_run_dir
 
 PRIVATE = {"PatientName": "Doe^Jane", "PatientID": "PID-4711", "PatientBirthDate": "19610203"}
+PATIENT_FOLDER = "Doe^Jane_PID-4711"  # real exports name folders after the patient
 
 
 def case_inputs(ct_run: Path) -> dict[str, str]:
@@ -90,13 +92,13 @@ def fault_tree(ct_run, tmp_path_factory) -> Path:
 
     tree = tmp_path_factory.mktemp("faults")
     series = Path(case_inputs(ct_run)["ct_000"])
-    _private_series(series, tree / "study" / "good", "1.2.826.0.1.3680043.8.498.101")
-    _private_series(series, tree / "study" / "second", "1.2.826.0.1.3680043.8.498.102")
-    _private_series(series, tree / "study" / "mr", "1.2.826.0.1.3680043.8.498.103", modality="MR")
-    _private_series(series, tree / "study" / "short", "1.2.826.0.1.3680043.8.498.104", keep=3)
+    _private_series(series, tree / PATIENT_FOLDER / "good", "1.2.826.0.1.3680043.8.498.101")
+    _private_series(series, tree / PATIENT_FOLDER / "second", "1.2.826.0.1.3680043.8.498.102")
+    _private_series(series, tree / PATIENT_FOLDER / "mr", "1.2.826.0.1.3680043.8.498.103", modality="MR")
+    _private_series(series, tree / PATIENT_FOLDER / "short", "1.2.826.0.1.3680043.8.498.104", keep=3)
     # a truncated series: its header reads, its pixel data does not
-    _private_series(series, tree / "study" / "truncated", "1.2.826.0.1.3680043.8.498.105")
-    victim = sorted((tree / "study" / "truncated").iterdir())[4]
+    _private_series(series, tree / PATIENT_FOLDER / "truncated", "1.2.826.0.1.3680043.8.498.105")
+    victim = sorted((tree / PATIENT_FOLDER / "truncated").iterdir())[4]
     victim.write_bytes(victim.read_bytes()[:-300])
     # a truncated file on its own (not even the header reads)
     (tree / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI")
@@ -111,7 +113,7 @@ def fault_tree(ct_run, tmp_path_factory) -> Path:
     sr.Modality, sr.SeriesInstanceUID = "SR", generate_uid()
     for tag, value in PRIVATE.items():
         setattr(sr, tag, value)
-    sr.save_as(tree / "study" / "report.dcm", enforce_file_format=True)
+    sr.save_as(tree / PATIENT_FOLDER / "report.dcm", enforce_file_format=True)
     (tree / "notes.txt").write_text("not an image\n")
     return tree
 
@@ -126,16 +128,19 @@ def test_planted_faults_never_stop_the_batch_and_nothing_private_leaks(ct_run, f
     out = tmp_path / "out"
     proc = _run_cli(ct_run, fault_tree, out)
     assert proc.returncode == 2, proc.stderr  # some inputs failed, the rest is done
-    rows = {r["series_uid"] or r["source"]: r for r in manifest(out)}
+    rows = {r["series_uid"] or r["ref"]: r for r in manifest(out)}
     good, second = rows["1.2.826.0.1.3680043.8.498.101"], rows["1.2.826.0.1.3680043.8.498.102"]
     assert good["status"] == second["status"] == "done"
     assert rows["1.2.826.0.1.3680043.8.498.103"]["status"] == "skipped"
     assert "Modality MR" in rows["1.2.826.0.1.3680043.8.498.103"]["reason"]
     assert "min_slices" in rows["1.2.826.0.1.3680043.8.498.104"]["reason"]
     truncated = rows["1.2.826.0.1.3680043.8.498.105"]
-    assert truncated["status"] == "failed" and victim_name(fault_tree) in truncated["reason"]
-    assert rows["broken.dcm"]["status"] == "skipped" and rows["notes.txt"]["status"] == "skipped"
-    assert "not a DICOM file" in rows["notes.txt"]["reason"]
+    # the failing file is named by the hash of its path (`medseg predict --log-paths` shows it)
+    victim = f"{PATIENT_FOLDER}/truncated/{victim_name(fault_tree)}"
+    assert truncated["status"] == "failed" and f"<{ref(victim)}>" in truncated["reason"]
+    assert victim_name(fault_tree) not in truncated["reason"] and truncated["source"] == ""
+    assert rows[ref("broken.dcm")]["status"] == rows[ref("notes.txt")]["status"] == "skipped"
+    assert "not a DICOM file" in rows[ref("notes.txt")]["reason"]
     sr = next(r for r in manifest(out) if r["modality"] == "SR")
     assert "non-image object" in sr["reason"]
     summary = json.loads((out / "summary.json").read_text())
@@ -148,7 +153,7 @@ def test_planted_faults_never_stop_the_batch_and_nothing_private_leaks(ct_run, f
     # privacy: no patient name, ID or birth date in logs, manifest, summary or file names
     texts = [proc.stdout, proc.stderr, (out / "manifest.csv").read_text(), (out / "summary.json").read_text()]
     texts += names
-    for value in ("Doe", "Jane", "PID-4711", "19610203"):
+    for value in ("Doe", "Jane", "PID-4711", "19610203", victim_name(fault_tree), "broken.dcm"):
         assert not any(value in t for t in texts), value
     # the SEG references the source series and holds the same labels as the NIfTI
     from medseg.io.dicom_seg import read_seg
@@ -256,7 +261,21 @@ def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
 
 
 def victim_name(tree: Path) -> str:
-    return sorted((tree / "study" / "truncated").iterdir())[4].name
+    return sorted((tree / PATIENT_FOLDER / "truncated").iterdir())[4].name
+
+
+def test_log_paths_shows_the_paths_inside_the_input_folder(ct_run, fault_tree, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "medseg", "predict", "--model", str(ct_run), "--input", str(fault_tree)]
+    proc = subprocess.run(
+        [*cmd, "--output", str(out), "--log-paths"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 2, proc.stderr
+    rows = {r["series_uid"] or r["source"]: r for r in manifest(out)}
+    truncated = rows["1.2.826.0.1.3680043.8.498.105"]
+    assert victim_name(fault_tree) in truncated["reason"] and str(fault_tree) not in truncated["reason"]
+    assert truncated["source"].startswith(f"{PATIENT_FOLDER}/truncated/")
+    assert rows["broken.dcm"]["status"] == "skipped" and "not a DICOM file" in rows["notes.txt"]["reason"]
 
 
 def test_a_failing_write_leaves_none_of_the_inputs_files(ct_run, tmp_path, monkeypatch):
