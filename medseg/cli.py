@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from medseg import __version__
-from medseg.errors import MedsegError, medseg_cause
+from medseg.errors import MedsegError, mask_credentials, medseg_cause
 
 app = typer.Typer(
     add_completion=False,
@@ -62,6 +62,9 @@ def _setup() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _MaskCredentials) for f in handler.filters):
+            handler.addFilter(_MaskCredentials())
     for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # MONAI logs this on every LoadImage once pydicom is imported; the pydicom decoders still work.
@@ -71,8 +74,16 @@ def _setup() -> None:
     warnings.filterwarnings("ignore", message=".*labels.*", category=FutureWarning)
 
 
+class _MaskCredentials(logging.Filter):
+    """No URI's user and password in any log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = mask_credentials(record.getMessage()), None
+        return True
+
+
 def _exit(message: str, code: int) -> typer.Exit:
-    typer.echo(message, err=True)
+    typer.echo(mask_credentials(message), err=True)
     return typer.Exit(code=code)
 
 

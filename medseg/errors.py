@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class MedsegError(Exception):
     """An error the CLI prints as one clean message, without a traceback."""
@@ -26,3 +28,16 @@ def exception_chain(err: BaseException, limit: int = 20) -> list[BaseException]:
 def medseg_cause(err: BaseException) -> MedsegError | None:
     """The MedsegError in the chain of ``err`` (MONAI wraps errors raised inside transforms)."""
     return next((e for e in exception_chain(err) if isinstance(e, MedsegError)), None)
+
+
+CREDENTIALS_IN_URI = re.compile(r"(\w[\w+.-]*://)[^/@\s]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the user and password of every URI in it masked.
+
+    Example:
+        >>> mask_credentials("postgresql://ann:s3cret@db:5432/mlflow")
+        'postgresql://***@db:5432/mlflow'
+    """
+    return CREDENTIALS_IN_URI.sub(r"\1***@", text)

@@ -205,7 +205,7 @@ def test_every_shipped_fragment_validates_inside_a_pipeline(path: Path, tmp_path
 
     three_d = path.parent.name == "windows" or "3d" in path.stem
     base = ROOT / "pipelines" / ("ct.yaml" if three_d else "demo.yaml")
-    (tmp_path / "p.yaml").write_text(f"include: [{base}, {path}]\n")
+    (tmp_path / "p.yaml").write_text(f"allow_outside_includes: true\ninclude: [{base}, {path}]\n")
     cfg = load_pipeline(tmp_path / "p.yaml")
     fragment = yaml.safe_load(path.read_text())
     resolved = cfg.model_dump(mode="json")

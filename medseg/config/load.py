@@ -1,9 +1,10 @@
 """Load a pipeline: YAML files, ``include:`` fragments, ``--set`` overrides, validation, binding.
 
-A pipeline file is plain YAML read with ``yaml.safe_load``; nothing in it is evaluated. It may list
-``include:`` fragments (paths relative to the including file) that are merged underneath it, and
-``--set key=value`` overrides are merged on top. Relative paths written in a YAML file are resolved
-against that file's folder; paths given with ``--set`` are resolved against the current folder.
+A pipeline file is plain YAML read safely (:mod:`medseg.config.strict_yaml`); nothing in it is
+evaluated. It may list ``include:`` fragments (paths relative to the including file) that are
+merged underneath it, and ``--set key=value`` overrides are merged on top. Relative paths written
+in a YAML file are resolved against that file's folder; paths given with ``--set`` against the
+current folder.
 
 Loading returns the *resolved plan*: a complete, immutable :class:`PipelineConfig` whose component
 arguments are bound through :mod:`medseg.registry` (every default shown). Intensity statistics
@@ -21,8 +22,9 @@ from typing import Any, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from medseg.config import strict_yaml
 from medseg.config.models import PipelineConfig
-from medseg.errors import ConfigError
+from medseg.errors import CREDENTIALS_IN_URI, ConfigError, mask_credentials
 from medseg.registry import (
     DERIVED_NETWORK_ARGS,
     instantiate,
@@ -87,17 +89,22 @@ _Dumper.add_representer(list, _represent_list)
 
 
 def dump_config(cfg: PipelineConfig) -> str:
-    """The fully resolved configuration, every default included, as YAML (loadable as a pipeline)."""
-    return yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False)
+    """The fully resolved configuration, every default included, as YAML (loadable as a pipeline);
+    the user and password of any URI in it are masked."""
+    return mask_credentials(yaml.dump(cfg.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False))
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.load(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the file as UTF-8") from None
+    except strict_yaml.YamlLimitError as err:
+        raise ConfigError(f"{path}: refused: {err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_short(str(err), 400)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -105,21 +112,33 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _load_with_includes(path: Path, stack: tuple[Path, ...]) -> dict[str, Any]:
+def _load_with_includes(
+    path: Path, stack: tuple[Path, ...], allowed: tuple[Path, ...] = ()
+) -> dict[str, Any]:
+    """A file merged over its includes. Includes must lie under the top pipeline's folder or a
+    ``configs/`` folder beside it, unless the top file says ``allow_outside_includes: true``."""
     if path in stack:
         chain = " -> ".join(str(p) for p in (*stack, path))
         raise ConfigError(f"{path}: include cycle: {chain}")
     data = _load_yaml(path)
     _resolve_paths(data, path.parent)
     includes = data.pop("include", []) or []
+    outside_ok = data.pop("allow_outside_includes", False) is True and not stack
     if isinstance(includes, str):
         includes = [includes]
+    if not stack:
+        allowed = () if outside_ok else (path.parent, path.parent.parent / "configs")
     merged: dict[str, Any] = {}
     for inc in includes:
-        inc_path = (path.parent / inc).resolve()
+        inc_path = (path.parent / str(inc)).resolve()
+        if allowed and not any(inc_path.is_relative_to(a.resolve()) for a in allowed):
+            raise ConfigError(
+                f"{path}: include '{inc}' lies outside the pipeline's folder and configs/; move it "
+                "there, or set allow_outside_includes: true in the pipeline file"
+            )
         if not inc_path.is_file():
             raise ConfigError(f"{path}: include '{inc}' not found (looked for {inc_path})")
-        merged = deep_merge(merged, _load_with_includes(inc_path, (*stack, path)))
+        merged = deep_merge(merged, _load_with_includes(inc_path, (*stack, path), allowed))
     return deep_merge(merged, data)
 
 
@@ -153,10 +172,16 @@ def _parse_override(item: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"--set '{item}': the key is empty")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = strict_yaml.load(text) if text.strip() else None
+    except strict_yaml.YamlLimitError as err:
+        raise ConfigError(f"--set {key}: refused: {err}") from None
     except yaml.YAMLError:
         value = text
     return key, value
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -281,9 +306,24 @@ def format_validation_error(err: ValidationError) -> str:
         elif e["type"] == "missing":
             lines.append(f"  {dotted}: required key is missing")
         else:
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {dotted}: {msg} (got {e.get('input')!r})")
+            msg = _short(e["msg"].removeprefix("Value error, "), 300)
+            lines.append(f"  {dotted}: {msg}{shown_value(dotted, e.get('input'))}")
     return "\n".join(lines)
+
+
+SECRET_KEYS = ("uri", "password", "secret", "token", "key")  # keys whose values are never shown
+
+
+def shown_value(key: str, value: Any) -> str:
+    """`` (got VALUE)`` for an error message: only for short scalars, never for keys that can
+    carry credentials, and never a URI's user and password."""
+    last = key.rsplit(".", 1)[-1].lower()
+    if isinstance(value, dict | list | tuple) or any(word in last for word in SECRET_KEYS):
+        return ""
+    text = repr(value)
+    if len(text) > 60 or CREDENTIALS_IN_URI.search(text):
+        return ""
+    return f" (got {text})"
 
 
 def fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,9 +21,30 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Strict(BaseModel):
-    """Unknown keys refused; frozen, so a resolved configuration is never changed in place."""
+    """Unknown keys refused; frozen, so a resolved configuration is never changed in place; a
+    boolean where a number is expected refused (pydantic would read ``true`` as 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(data.get(name), bool) and _numeric(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got the boolean {data[name]}")
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes a number and not a boolean (``int``, ``float``, ``int | None``...)."""
+    args = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else ()
+    )
+    options = set(args) if args else {annotation}
+    return bool(options & {int, float, "int", "float"}) and bool not in options
 
 
 class SyntheticConfig(Strict):

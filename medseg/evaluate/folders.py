@@ -19,6 +19,7 @@ empty reference or prediction).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,12 @@ def score_pair(
     ]
 
 
+def _check_positive(values: Sequence[float], option: str) -> None:
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise DataError(f"{option}: {bad[0]} is not a positive number of mm")
+
+
 def evaluate_folders(
     pred_dir: Path,
     ref_dir: Path,
@@ -203,8 +210,13 @@ def evaluate_folders(
         The summary written to ``summary.json``.
 
     Raises:
-        DataError: unpaired files, masks on other grids, or values outside the labels.
+        DataError: unpaired files, masks on other grids, values outside the labels, a tolerance or
+            spacing that is not a positive number, or ``out_dir`` that is a file.
     """
+    _check_positive(tolerance, "--tolerance")
+    _check_positive(spacing or [], "--spacing")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise DataError(f"--out: '{out_dir}' is a file; give a folder for metrics.csv and summary.json")
     pairs = pair_masks(pred_dir, ref_dir, pred_suffix, ref_suffix)
     if labels is None:
         labels = reference_labels(pairs, Path(ref_dir))

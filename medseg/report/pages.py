@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.errors import MedsegError
 from medseg.evaluate.casewise import read_metrics_csv
 from medseg.evaluate.metrics import DEFINITIONS, DISTANCE_METRICS, HIGHER_IS_BETTER, METRIC_NAMES
 from medseg.io.atomic import write_json, write_text
@@ -148,8 +149,10 @@ def write_report(run_dir: Path, title: str | None = None) -> dict[str, Any]:
         The summary written to ``summary.json``.
 
     Raises:
-        MedsegError: the folder has no scored fold.
+        MedsegError: the folder does not exist or has no scored fold.
     """
+    if not Path(run_dir).is_dir():
+        raise MedsegError(f"{run_dir}: folder not found; give a run folder written by `medseg run`")
     run = RunDir(run_dir)
     summary = build_summary(run.root)
     title = title or run.root.name

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.config.models import PipelineConfig
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, mask_credentials
 from medseg.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class Tracker:
             return
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flatten(params).items()]
+        items = [Param(k, mask_credentials(str(v))[:MAX_PARAM_LENGTH]) for k, v in flatten(params).items()]
         for i in range(0, len(items), BATCH):
             self.client.log_batch(run_id, params=items[i : i + BATCH])
 
