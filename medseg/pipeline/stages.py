@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from medseg.config.load import missing_statistics, with_statistics
@@ -35,11 +37,8 @@ def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
     Raises:
         DataError: a missing folder, or bad cases while ``data.on_bad_case`` is ``stop``.
     """
-    spec = cfg.data.synthetic
-    if spec is not None and not Path(cfg.data.root).exists():
-        log.info("generating %d synthetic %s cases in %s", spec.n_cases, spec.kind, cfg.data.root)
-        generate = generate_ct_dataset if spec.kind == "ct" else generate_dataset
-        generate(cfg.data, spec)
+    if cfg.data.synthetic is not None and not Path(cfg.data.root).exists():
+        generate_synthetic(cfg)
     cases, bad = build_datalist(cfg.data, cfg.transforms.spatial_dims, cfg.image_channels)
     write_json(RunDir(run_dir).datalist, {"root": str(cfg.data.root), "cases": cases, "bad_cases": bad})
     log.info("ingest: %d cases, %d skipped", len(cases), len(bad))
@@ -72,3 +71,30 @@ def resolve_statistics(cfg: PipelineConfig, cases: list[Case], run: RunDir) -> P
         stats = gather_foreground_stats(cfg, cases, percentiles)
         write_json(run.intensity_stats, stats)
     return with_statistics(cfg, stats)
+
+
+def generate_synthetic(cfg: PipelineConfig) -> Path:
+    """Write the configured synthetic set into a hidden folder beside ``data.root``, then rename it
+    into place, so a run killed half-way leaves no partial set for later runs to use.
+
+    Args:
+        cfg: a configuration whose ``data.synthetic`` is set.
+
+    Returns:
+        ``data.root``.
+    """
+    spec = cfg.data.synthetic
+    assert spec is not None
+    root = Path(cfg.data.root)
+    log.info("generating %d synthetic %s cases in %s", spec.n_cases, spec.kind, root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    for stale in root.parent.glob(f".{root.name}.partial-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = root.parent / f".{root.name}.partial-{os.getpid()}"
+    generate = generate_ct_dataset if spec.kind == "ct" else generate_dataset
+    try:
+        generate(cfg.data.model_copy(update={"root": partial}), spec)
+        os.replace(partial, root)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return root

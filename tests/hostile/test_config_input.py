@@ -131,3 +131,29 @@ def test_the_cli_masks_credentials_in_what_it_prints(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "s3cret" not in proc.stdout + proc.stderr and "postgresql://***@db.example" in proc.stdout
+
+
+def test_a_killed_synthetic_generation_leaves_no_partial_set(tmp_path, monkeypatch):
+    from medseg.data import synthetic
+    from medseg.pipeline import stages
+
+    cfg = load_pipeline(DEMO, [f"data.root={tmp_path / 'data'}", "data.synthetic.n_cases=6"])
+    real = synthetic.render_case
+    calls = {"n": 0}
+
+    def dies_on_the_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "render_case", dies_on_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        stages.generate_synthetic(cfg)
+    assert not (tmp_path / "data").exists() and not list(tmp_path.glob(".data.partial-*"))
+    monkeypatch.setattr(synthetic, "render_case", real)
+    stale = tmp_path / ".data.partial-99999"  # what SIGKILL leaves: no finally ran
+    stale.mkdir()
+    (stale / "half.jpg").write_bytes(b"\xff\xd8")
+    cases, bad = stages.ingest(cfg, tmp_path / "run")
+    assert len(cases) == 6 and not bad and not stale.exists()
