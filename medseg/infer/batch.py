@@ -99,25 +99,6 @@ def _affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
     return np.diag([col, row, 1.0, 1.0])
 
 
-def _row(item: InputItem, status: str, reason: str, show: bool, **extra: Any) -> dict[str, Any]:
-    """The manifest row of ``item``; its path only when ``show`` (``--log-paths``) or when its own
-    path names it."""
-    return {
-        "key": item.key,
-        "kind": item.kind,
-        "status": status,
-        "reason": reason,
-        "modality": item.modality,
-        "study_uid": item.study_uid,
-        "series_uid": item.series_uid,
-        "sop_uid": item.sop_uid if item.kind != "dicom_series" else "",
-        "n_files": len(item.files),
-        "ref": item.ref,
-        "source": item.source if show or item.named_by_path else "",
-        **extra,
-    }
-
-
 def redact(text: str, item: InputItem, root: Path) -> str:
     """``text`` with every path, folder and file name of ``item`` under ``root`` replaced by
     ``<p...>``, a hash of that file's or folder's path inside ``root`` (a file's is its ``ref``);
@@ -201,7 +182,22 @@ class _Show:
         return text if self.log_paths else redact(text, item, self.root)
 
     def row(self, item: InputItem, status: str, reason: str = "", **extra: Any) -> dict[str, Any]:
-        return _row(item, status, self.reason(item, reason), self.log_paths, **extra)
+        """The manifest row of ``item``, ``reason`` as :meth:`reason` shows it; the input's path
+        only with ``--log-paths`` or when its own path names it."""
+        return {
+            "key": item.key,
+            "kind": item.kind,
+            "status": status,
+            "reason": self.reason(item, reason),
+            "modality": item.modality,
+            "study_uid": item.study_uid,
+            "series_uid": item.series_uid,
+            "sop_uid": item.sop_uid if item.kind != "dicom_series" else "",
+            "n_files": len(item.files),
+            "ref": item.ref,
+            "source": item.source if self.log_paths or item.named_by_path else "",
+            **extra,
+        }
 
 
 def _select(
@@ -244,10 +240,10 @@ def _segment_all(
             label, source = segmenter(item)
             written, note = write_outputs(item, label, source, bundle.cfg, out_dir)
         except Exception as err:  # one bad input never stops the batch
-            reason = show.reason(item, _plain(err))
-            manifest.record(show.row(item, "failed", reason, seconds=round(time.perf_counter() - t0, 2)))
+            failed = show.row(item, "failed", _plain(err), seconds=round(time.perf_counter() - t0, 2))
+            manifest.record(failed)
             counts["failed"] += 1
-            log.warning("%s (%s): failed: %s", item.key, item.kind, reason)
+            log.warning("%s (%s): failed: %s", item.key, item.kind, failed["reason"])
             continue
         seconds = time.perf_counter() - t0
         busy += seconds
