@@ -208,10 +208,15 @@ def evaluate(
     ] = "2.0",
     pred_suffix: Annotated[str, typer.Option(help="dropped from prediction names before pairing")] = "",
     ref_suffix: Annotated[str, typer.Option(help="dropped from reference names, e.g. _segmentation")] = "",
+    max_image_pixels: Annotated[
+        int, typer.Option(min=1, help="pictures with more pixels are refused unread (decompression bombs)")
+    ] = 89_478_485,
 ) -> None:
     """Score a folder of predictions against a folder of references (PNG, NIfTI, DICOM, DICOM SEG)."""
     from medseg.evaluate.folders import evaluate_folders
+    from medseg.io.raster import set_pixel_limit
 
+    set_pixel_limit(max_image_pixels)
     summary = evaluate_folders(
         pred,
         ref,

@@ -108,6 +108,12 @@ class DataConfig(Strict):
         "{liver: 5, kidneys: [2, 3]}; other values become background",
     )
     on_bad_case: Literal["stop", "skip"] = "stop"
+    max_image_pixels: int = Field(
+        89_478_485,
+        ge=1,
+        description="pictures with more pixels are refused unread (Pillow's guard against decompression "
+        "bombs); raise it for trusted large files",
+    )
     mammography: MammographyConfig | None = None
     synthetic: SyntheticConfig | None = None
 

@@ -17,7 +17,6 @@ skipped and recorded with ``data.on_bad_case: skip``.
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ import numpy as np
 from medseg.config.models import DataConfig
 from medseg.errors import DataError
 from medseg.io.geometry import same_grid
+from medseg.io.names import normalise_id
 from medseg.io.readers import read_image2d, read_volume, volume_geometry
+from medseg.io.table import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,43 @@ def read_metadata(data: DataConfig) -> dict[str, dict[str, str]]:
     path = Path(data.root) / data.metadata
     if not path.is_file():
         return {}
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "image_id" not in reader.fieldnames:
-            raise DataError(f"{path}: needs an 'image_id' column (found {reader.fieldnames})")
-        return {row["image_id"].strip(): {k: (v or "").strip() for k, v in row.items()} for row in reader}
+    names, rows = read_rows(path)
+    if "image_id" not in names:
+        raise DataError(f"{path}: needs an 'image_id' column (found {names})")
+    return {normalise_id(row["image_id"]): row for row in rows}
+
+
+def _index_by_id(paths: list[Path], ids: list[str], what: str) -> dict[str, Path]:
+    """{id case-folded: path}; ids that differ only in letter case are an error naming both files.
+
+    Ids arrive in NFC, so names that differ only in Unicode form already share one id.
+    """
+    index: dict[str, Path] = {}
+    clashes = []
+    for path, case_id in zip(paths, ids, strict=True):
+        other = index.setdefault(case_id.casefold(), path)
+        if other != path and normalise_id(other.stem) != normalise_id(path.stem):
+            clashes.append(f"  {other.name} and {path.name}")
+    if clashes:
+        raise DataError(
+            f"{what}: ids that differ only in letter case name one case (ids are compared ignoring "
+            "case, so one lesion cannot land in two folds):\n"
+            + "\n".join(clashes)
+            + "\nRename or remove one of each."
+        )
+    return index
 
 
 def find_pairs(data: DataConfig) -> tuple[list[Case], list[Case]]:
-    """Pair images with masks by id. Returns (pairs, bad cases with a reason)."""
+    """Pair images with masks by id (Unicode NFC, letter case ignored).
+
+    Returns:
+        (pairs, bad cases with a reason).
+
+    Raises:
+        DataError: a folder is missing, no image is found, or two images (or masks) have ids that
+            differ only in letter case.
+    """
     root = Path(data.root)
     img_dir, mask_dir = root / data.image_dir, root / data.mask_dir
     if not root.is_dir():
@@ -63,24 +92,38 @@ def find_pairs(data: DataConfig) -> tuple[list[Case], list[Case]]:
     images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in exts and not p.name.startswith("."))
     if not images:
         raise DataError(f"{img_dir}: no images with extensions {sorted(exts)}; check data.root")
+    suffix = f"{data.mask_suffix}{data.mask_extension}".lower()
+    mask_files = sorted(p for p in mask_dir.iterdir() if p.name.lower().endswith(suffix))
+    mask_ids = [normalise_id(p.name[: -len(suffix)]) for p in mask_files]
+    masks = _index_by_id(mask_files, mask_ids, str(mask_dir))
+    image_ids = [normalise_id(p.stem) for p in images]
+    by_id = _index_by_id(images, image_ids, str(img_dir))
     pairs, bad = [], []
-    seen: set[str] = set()
-    for img in images:
-        case_id = img.stem
-        if case_id in seen:
-            bad.append({"id": case_id, "image": str(img), "reason": "two images share this id"})
+    for img, case_id in zip(images, image_ids, strict=True):
+        if by_id[case_id.casefold()] != img:
+            bad.append(
+                {
+                    "id": case_id,
+                    "image": str(img),
+                    "reason": f"two images share this id ({by_id[case_id.casefold()].name})",
+                }
+            )
             continue
-        seen.add(case_id)
-        mask = mask_dir / f"{case_id}{data.mask_suffix}{data.mask_extension}"
-        if not mask.is_file():
-            bad.append({"id": case_id, "image": str(img), "reason": f"no mask (expected {mask})"})
+        mask = masks.get(case_id.casefold())
+        if mask is None:
+            expected = mask_dir / f"{case_id}{data.mask_suffix}{data.mask_extension}"
+            bad.append({"id": case_id, "image": str(img), "reason": f"no mask (expected {expected})"})
             continue
         pairs.append({"id": case_id, "image": str(img), "label": str(mask)})
-    suffix = f"{data.mask_suffix}{data.mask_extension}"
-    for mask in sorted(mask_dir.glob(f"*{suffix}")):
-        case_id = mask.name[: -len(suffix)]
-        if case_id not in seen:
-            bad.append({"id": case_id, "label": str(mask), "reason": "mask has no image"})
+    for key, mask in masks.items():
+        if key not in by_id:
+            bad.append(
+                {
+                    "id": normalise_id(mask.name[: -len(suffix)]),
+                    "label": str(mask),
+                    "reason": "mask has no image",
+                }
+            )
     return pairs, bad
 
 
@@ -105,18 +148,17 @@ def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
         path = root / data.table
         if not path.is_file():
             raise DataError(f"data.table: '{path}' not found; list the cases (id,image,label) there")
-        with open(path, newline="") as fh:
-            rows = [{k.strip(): (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(fh)]
+        rows = read_rows(path)[1]
         source = str(path)
     if not rows:
         raise DataError(f"{source}: no cases listed")
     pairs, bad = [], []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for i, row in enumerate(rows):
         missing = [k for k in ("id", "image", "label") if not row.get(k)]
         if missing:
             raise DataError(f"{source}: row {i + 1} lacks {missing}; every row needs id, image and label")
-        case_id = row["id"]
+        case_id = row["id"] = normalise_id(row["id"])
         for key in ("image", "label"):
             rel = Path(row[key])
             if not rel.is_absolute() and not (root / rel).resolve().is_relative_to(root.resolve()):
@@ -124,10 +166,16 @@ def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
                     f"{source}: case {case_id}: {key} '{row[key]}' leads outside data.root ({root}); "
                     "give an absolute path or keep the files under data.root"
                 )
-        if case_id in seen:
+        if case_id.casefold() in seen:
+            first = seen[case_id.casefold()]
+            if first != case_id:
+                raise DataError(
+                    f"{source}: ids '{first}' and '{case_id}' differ only in letter case; ids are "
+                    "compared ignoring case, so rename one"
+                )
             bad.append({"id": case_id, "reason": f"{source}: id listed twice"})
             continue
-        seen.add(case_id)
+        seen[case_id.casefold()] = case_id
         case = {**row, "image": str(root / row["image"]), "label": str(root / row["label"])}
         gone = [k for k in ("image", "label") if not Path(case[k]).exists()]
         if gone:
@@ -138,25 +186,60 @@ def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
 
 
 def label_values_problem(values: set[int], data: DataConfig) -> str | None:
-    """Why a label holding ``values`` cannot be used as it is, or None."""
+    """Why a label holding ``values`` cannot be used as it is, or None.
+
+    The advice fits the values found: few small integers are class indices (set the class count or
+    pick classes), many values are a grey or JPEG-saved mask (a threshold halfway between its lowest
+    and highest value). A threshold that leaves a non-empty mask empty is refused.
+
+    Example:
+        >>> cfg = DataConfig(root=".", binarize_threshold=127)
+        >>> label_values_problem({0, 1}, cfg)
+        'data.binarize_threshold 127 leaves this mask empty (its values are [0, 1]); use a threshold below 1'
+    """
     if data.ignore_value is not None:
         values = values - {data.ignore_value}
-    if data.binarize_threshold is not None or data.labels is not None:
+    shown = f"{sorted(values)[:8]}{'...' if len(values) > 8 else ''}"
+    if data.labels is not None:
+        return None
+    if data.binarize_threshold is not None:
+        top = max(values, default=0)
+        if top > 0 and top <= data.binarize_threshold:
+            return (
+                f"data.binarize_threshold {data.binarize_threshold:g} leaves this mask empty (its values "
+                f"are {shown}); use a threshold below {top}"
+            )
         return None
     allowed = [{0, 1}, {0, 255}] if data.num_classes == 2 else [set(range(data.num_classes))]
     if any(values <= a for a in allowed):
         return None
-    shown = sorted(values)[:8]
-    more = "..." if len(values) > 8 else ""
-    if data.num_classes == 2 and len(values) > 2 and max(values) <= 255:
+    if values == set(range(max(values) + 1)) and max(values) < 32:
         return (
-            f"mask values {shown}{more} are not label values (a JPEG-saved mask?); set "
-            "data.binarize_threshold (for example 127) to binarise them"
+            f"label values {shown} look like class indices but data.num_classes is {data.num_classes}; set "
+            f"data.num_classes: {max(values) + 1}, or pick and renumber classes with data.labels (for "
+            f"example {{lesion: {sorted(values - {0})}}})"
+        )
+    if data.num_classes == 2 and len(values) > 2 and max(values) >= 32:
+        middle = (min(values) + max(values)) // 2
+        return (
+            f"mask values {shown} are not label values (a grey or JPEG-saved mask?); set "
+            f"data.binarize_threshold: {middle} (halfway between {min(values)} and {max(values)}) to "
+            "binarise them"
         )
     return (
-        f"label values {shown}{more} do not fit data.num_classes {data.num_classes}; pick and renumber "
-        "classes with data.labels (for example {liver: 5}) or set data.num_classes"
+        f"label values {shown} do not fit data.num_classes {data.num_classes}; pick and renumber "
+        "classes with data.labels (for example {liver: 5}), set data.num_classes, or set "
+        "data.ignore_value to a value that marks unlabelled pixels"
     )
+
+
+def mask_values_problem(mask: np.ndarray, data: DataConfig) -> str | None:
+    """Why a mask's values cannot be used (fractions, or see :func:`label_values_problem`), or None."""
+    values = np.unique(mask)
+    if values.dtype.kind == "f" and not np.all(np.mod(values, 1) == 0):
+        fractions = values[np.mod(values, 1) != 0][:4].tolist()
+        return f"label has non-integer values (for example {fractions}); masks hold class values"
+    return label_values_problem({int(v) for v in values.tolist()}, data)
 
 
 def check_pair(case: Case, data: DataConfig, read_channels: int | None = None) -> str | None:
@@ -164,7 +247,7 @@ def check_pair(case: Case, data: DataConfig, read_channels: int | None = None) -
 
     channels_needed = read_channels or data.in_channels
     try:
-        image, tags = read_image2d(case["image"])
+        image, tags = read_image2d(case["image"], channels=channels_needed)
         mask, _ = read_image2d(case["label"])
     except DataError as err:
         return str(err)
@@ -177,7 +260,7 @@ def check_pair(case: Case, data: DataConfig, read_channels: int | None = None) -
         return f"image is {image.shape[0]}x{image.shape[1]} but mask is {mask.shape[0]}x{mask.shape[1]}"
     if not np.all(np.isfinite(image)):
         return "image has NaN or infinite values"
-    problem = label_values_problem(set(np.unique(mask).tolist()), data)
+    problem = mask_values_problem(mask, data)
     if problem:
         return problem
     case["height"], case["width"] = int(image.shape[0]), int(image.shape[1])
@@ -203,7 +286,7 @@ def check_volume_pair(case: Case, data: DataConfig, read_channels: int | None = 
             return f"image has {int((~np.isfinite(image)).sum())} NaN or infinite voxels"
     except DataError as err:
         return str(err)
-    problem = label_values_problem(set(np.unique(label).astype(int).tolist()), data)
+    problem = mask_values_problem(label, data)
     if problem:
         return problem
     case["shape"] = [int(s) for s in image_geom[0][:3]]
@@ -238,7 +321,7 @@ def build_datalist(
             bad.append({**case, "reason": reason})
             continue
         row = meta.get(case["id"], {})
-        case["patient_id"] = row.get("patient_id") or case.get("patient_id") or case["id"]
+        case["patient_id"] = normalise_id(row.get("patient_id") or case.get("patient_id") or case["id"])
         case["diagnosis"] = row.get("diagnosis") or case.get("diagnosis") or None
         good.append(case)
     if bad and data.on_bad_case == "stop":

@@ -31,6 +31,7 @@ from medseg.evaluate.casewise import Row, write_metrics_csv
 from medseg.evaluate.metrics import DEFINITIONS, case_metrics, summarize_rows
 from medseg.io.atomic import write_json
 from medseg.io.geometry import AFFINE_TOL, place_on_grid
+from medseg.io.names import normalise_id
 from medseg.io.readers import Mask, case_stem, read_mask
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,11 @@ def list_masks(folder: Path, suffix: str, role: str) -> dict[str, Path]:
         role: ``pred`` or ``ref``, for messages.
 
     Returns:
-        Case id -> mask path.
+        Case id (Unicode NFC, case-folded: the key files pair by) -> mask path.
 
     Raises:
-        DataError: a missing folder, no masks, or two files of one case.
+        DataError: a missing folder, no masks, or two files of one case (names that differ only in
+            letter case or Unicode form included).
     """
     if not folder.is_dir():
         raise DataError(f"--{role}: folder '{folder}' not found")
@@ -83,9 +85,13 @@ def list_masks(folder: Path, suffix: str, role: str) -> dict[str, Path]:
         cid = case_id(path, suffix)
         if cid is None:
             continue
-        if cid in found:
-            raise DataError(f"--{role}: two files for case '{cid}': {found[cid].name} and {path.name}")
-        found[cid] = path
+        key = normalise_id(cid).casefold()
+        if key in found:
+            raise DataError(
+                f"--{role}: two files for case '{cid}': {found[key].name} and {path.name} (ids are "
+                "compared ignoring letter case and Unicode form); remove one"
+            )
+        found[key] = path
     if not found:
         raise DataError(f"--{role}: no masks in '{folder}' (PNG, NIfTI, DICOM files or series folders)")
     return found
@@ -136,7 +142,8 @@ def pair_masks(
         if extra:
             parts.append(f"{len(extra)} prediction(s) without a reference: {extra[:10]}")
         raise DataError(f"{pred_dir} vs {ref_dir}: " + "; ".join(parts) + " (pairing is by file name)")
-    return {cid: (preds[cid], refs[cid]) for cid in sorted(refs)}
+    shown = {key: normalise_id(case_id(path, ref_suffix) or key) for key, path in refs.items()}
+    return {shown[key]: (preds[key], refs[key]) for key in sorted(refs, key=shown.__getitem__)}
 
 
 def reference_labels(pairs: dict[str, tuple[Path, Path]], ref_dir: Path) -> list[int]:

@@ -30,6 +30,7 @@ from medseg.infer.postprocess import postprocess
 from medseg.infer.sliding import class_argmax, predict_probabilities
 from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
 from medseg.io.atomic import write_json
+from medseg.io.raster import set_pixel_limit
 from medseg.registry import build_chain, build_inferer
 from medseg.transforms.steps import load_transforms
 
@@ -145,6 +146,7 @@ def predict_folder(
         DataError: ``input_dir`` is not a folder. A failing input is recorded, never raised.
     """
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir)
+    set_pixel_limit(bundle.cfg.data.max_image_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out_dir)
     counts = {"done": 0, "done_earlier": 0, "skipped": 0, "failed": 0}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medseg.config.models import PipelineConfig
+from medseg.errors import MedsegError
 from medseg.infer.discover import InputItem
 from medseg.io.dicom import read_header
 from medseg.io.names import inside
@@ -34,8 +35,9 @@ def write_outputs(
 ) -> tuple[dict[str, str], str]:
     """Write the outputs of one input from its label map on the source grid.
 
-    When one write fails, the files this call created are removed before the error goes on, so an
-    input has all its files or none.
+    When the mask or overlay cannot be written, the files this call created are removed before the
+    error goes on, so an input has all its files or none. A DICOM SEG that cannot be built (a source
+    lacking what a SEG must reference) is left out with the reason in the note; the mask stays.
 
     Args:
         item: the input (its kind, paths and UIDs).
@@ -75,23 +77,39 @@ def write_outputs(
             ("overlay", f"{item.key}_overlay.png", lambda p: write_overlay(p, source["picture"], label))
         )
     created: list[Path] = []
+    written = {}
     try:
-        for _, name, write in jobs:
+        for kind, name, write in jobs:
             path = inside(out_dir, name)
             if not path.exists():
                 created.append(path)
-            write(path)
+            if kind == "seg":
+                try:
+                    write(path)
+                except (MedsegError, ValueError, KeyError, AttributeError, TypeError) as err:
+                    note = f"no DICOM SEG: {_plain(err)}"
+                    continue
+            else:
+                write(path)
+            written[kind] = name
     except BaseException:
         for path in created:
             path.unlink(missing_ok=True)
         raise
-    return {kind: name for kind, name, _ in jobs}, note
+    return written, note
+
+
+def _plain(err: BaseException) -> str:
+    """An error as one line, its type named when its text is empty or a bare key."""
+    text = str(err).strip("'\"")
+    return f"{type(err).__name__}: {text}" if isinstance(err, KeyError) or not text else text
 
 
 def missing_uids(item: InputItem) -> str | None:
     """The UIDs a DICOM SEG must reference that the source lacks (anonymised files), or None."""
     ds = read_header(item.files[0])
-    absent = [t for t in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if not ds.get(t)]
+    needed = ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    absent = [t for t in needed if not ds.get(t)]
     return ", ".join(absent) or None
 
 

@@ -78,7 +78,7 @@ class Reader:
     def matches(self, path: Path) -> bool:
         return path.name.lower().endswith(self.suffixes)
 
-    def read_2d(self, path: Path, voi_lut: bool = False) -> Image2D:
+    def read_2d(self, path: Path, voi_lut: bool = False, channels: int | None = None) -> Image2D:
         raise DataError(f"{path}: a {self.kind} input cannot be a 2D image; give single image files")
 
     def read_3d(self, path: Path) -> Volume:
@@ -113,8 +113,8 @@ class RasterReader(Reader):
     by_suffix = True
     pictures = True
 
-    def read_2d(self, path: Path, voi_lut: bool = False) -> Image2D:
-        return raster.read_raster(path), {
+    def read_2d(self, path: Path, voi_lut: bool = False, channels: int | None = None) -> Image2D:
+        return raster.read_raster(path, channels), {
             "spacing": (1.0, 1.0),
             "spacing_source": "pixel",
             "laterality": None,
@@ -135,7 +135,7 @@ class NiftiReader(Reader):
     def is_3d(self, path: Path) -> bool:
         return len([s for s in nifti.nifti_shape(path) if s != 1]) >= 3
 
-    def read_2d(self, path: Path, voi_lut: bool = False) -> Image2D:
+    def read_2d(self, path: Path, voi_lut: bool = False, channels: int | None = None) -> Image2D:
         array, affine = nifti.nifti_array(path)
         while array.ndim > 2 and array.shape[-1] == 1:
             array = array[..., 0]
@@ -216,7 +216,7 @@ class DicomImageReader(Reader):
             raise DataError(f"{path}: file not found")
         return True
 
-    def read_2d(self, path: Path, voi_lut: bool = False) -> Image2D:
+    def read_2d(self, path: Path, voi_lut: bool = False, channels: int | None = None) -> Image2D:
         return dicom_image.read_dicom_image(path, voi_lut)
 
     def read_3d(self, path: Path) -> Volume:
@@ -300,12 +300,14 @@ def volume_geometry(path: str | Path) -> Geometry:
     return canonical_geometry(shape, affine)
 
 
-def read_image2d(path: str | Path, voi_lut: bool = False) -> Image2D:
+def read_image2d(path: str | Path, voi_lut: bool = False, channels: int | None = None) -> Image2D:
     """A 2D image for the 2D workflows.
 
     Args:
         path: a raster picture or a single-frame DICOM image.
         voi_lut: apply a DICOM file's VOI LUT or window.
+        channels: the channels a model takes: pictures are converted where the meaning is clear
+            (:func:`medseg.io.raster.read_raster`); None reads them as stored.
 
     Returns:
         (array (rows, columns[, channels]), tags with ``spacing``).
@@ -313,7 +315,7 @@ def read_image2d(path: str | Path, voi_lut: bool = False) -> Image2D:
     Raises:
         DataError: the path cannot be read, or holds a volume.
     """
-    return reader_for(path).read_2d(Path(path), voi_lut)
+    return reader_for(path).read_2d(Path(path), voi_lut, channels)
 
 
 def read_mask(path: str | Path) -> Mask:

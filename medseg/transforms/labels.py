@@ -48,6 +48,8 @@ class PrepareLabel(Transform):
 
     def __call__(self, label: Any) -> Any:
         raw = torch.as_tensor(label) if isinstance(label, torch.Tensor) else torch.from_numpy(np.array(label))
+        if raw.dtype in (torch.bool, torch.uint16, torch.uint32, torch.uint64):
+            raw = raw.to(torch.int64)  # torch computes neither with these nor rounds booleans
         if self.select is not None:
             out = torch.zeros(raw.shape, dtype=torch.uint8)
             for index, values in enumerate(self.select, start=1):

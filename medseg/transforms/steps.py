@@ -29,7 +29,12 @@ def load_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
     keys = KEYS if with_label else [IMAGE_KEY]
     mammo = cfg.data.mammography
     chain: list[Any] = [
-        LoadCased(keys, spatial_dims=cfg.transforms.spatial_dims, voi_lut=bool(mammo and mammo.voi_lut))
+        LoadCased(
+            keys,
+            spatial_dims=cfg.transforms.spatial_dims,
+            voi_lut=bool(mammo and mammo.voi_lut),
+            channels=cfg.image_channels,
+        )
     ]
     if with_label:
         data = cfg.data

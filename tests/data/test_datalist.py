@@ -83,7 +83,7 @@ def test_zero_one_masks_and_ignore_value_are_accepted(root: Path) -> None:
     m[5:10, 5:10] = 1
     m[0:2, :] = 7
     Image.fromarray(m).save(root / MASKS / "SYN0001_segmentation.png")
-    with pytest.raises(DataError, match="SYN0001: mask values"):
+    with pytest.raises(DataError, match=r"SYN0001: label values \[0, 1, 7\] do not fit .*data.ignore_value"):
         build_datalist(DataConfig(root=root))
     cases, _ = build_datalist(DataConfig(root=root, ignore_value=7))
     assert len(cases) == 8
@@ -100,8 +100,20 @@ def test_missing_folders_and_empty_folder(tmp_path: Path) -> None:
         build_datalist(DataConfig(root=tmp_path / "e"))
 
 
-def test_rgba_image_is_refused_with_its_channel_count(root: Path) -> None:
+def test_rgba_image_is_read_as_rgb_and_cmyk_or_grey_refused_with_channel_counts(root: Path) -> None:
     Image.fromarray(np.zeros((32, 40, 4), np.uint8)).save(root / IMAGES / "SYN0006.png")
     (root / IMAGES / "SYN0006.jpg").unlink()
-    with pytest.raises(DataError, match="SYN0006: image has 4 channel"):
+    good, _ = build_datalist(DataConfig(root=root))
+    assert "SYN0006" in {c["id"] for c in good}
+    Image.new("CMYK", (40, 32)).save(root / IMAGES / "SYN0007.jpg")
+    Image.new("L", (40, 32)).save(root / IMAGES / "SYN0008.jpg")
+    for cid in ("SYN0007", "SYN0008"):
+        (root / MASKS / f"{cid}_segmentation.png").write_bytes(
+            (root / MASKS / "SYN0006_segmentation.png").read_bytes()
+        )
+    with pytest.raises(DataError) as err:
         build_datalist(DataConfig(root=root))
+    assert "SYN0007: " in str(err.value) and "a CMYK picture (4 channel(s)); the model takes 3" in str(
+        err.value
+    )
+    assert "SYN0008: " in str(err.value) and "a L picture (1 channel(s)); the model takes 3" in str(err.value)

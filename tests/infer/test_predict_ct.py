@@ -225,7 +225,7 @@ def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
     summary = predict_folder(bundle, series, tmp_path / "out", CPU)
     (row,) = manifest(tmp_path / "out")
     assert summary["done"] == 1 and row["seg"] == ""
-    assert "no StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID" in row["reason"]
+    assert "no SOPClassUID, StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID" in row["reason"]
     label = nib.load(SHARED_DATA / "ct" / "totalsegmentator-example" / "seg_for_dicom.nii.gz")
     written = nib.load(tmp_path / "out" / row["mask"])
     from medseg.io.dicom import folder_geometry

@@ -68,7 +68,7 @@ def test_a_new_format_is_one_class(tmp_path: Path, monkeypatch) -> None:
         by_suffix = True
         pictures = True
 
-        def read_2d(self, path: Path, voi_lut: bool = False) -> readers.Image2D:
+        def read_2d(self, path: Path, voi_lut: bool = False, channels: int | None = None) -> readers.Image2D:
             return np.load(path), {"spacing": (1.0, 1.0), "spacing_source": "pixel"}
 
     monkeypatch.setattr(readers, "READERS", [NumpyReader(), *readers.READERS])
