@@ -125,15 +125,19 @@ def run(
     fold: Annotated[
         list[int] | None, typer.Option(help="run only this fold (repeatable): folds as separate jobs")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="start afresh: delete the fold models and results in output_dir")
+    ] = False,
 ) -> None:
     """Run a whole study: ingest, cross-validated training, inference, evaluation, report.
 
-    Started again with the same command, a killed run resumes from its last checkpoints."""
+    Started again with the same command, a killed run resumes from its last checkpoints; with more
+    train.epochs it extends them. Other changed settings are refused unless --force."""
     from medseg.config.load import load_pipeline
     from medseg.pipeline import run as run_pipeline
 
     overrides = list(set_ or []) + ([f"split.folds={list(fold)}"] if fold else [])
-    run_dir = run_pipeline(load_pipeline(pipeline, overrides))
+    run_dir = run_pipeline(load_pipeline(pipeline, overrides), force=force)
     typer.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")
 
 

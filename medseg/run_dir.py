@@ -5,6 +5,7 @@
     fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
     fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
     report.html  report.md  summary.json  mlflow.db  mlartifacts/
+    .locks/ (who runs here: the folder, each fold, and the shared files; see :meth:`RunDir.running`)
 
 A fold is *finished* once its held-out cases are scored: ``fold_k/metrics.csv`` beside
 ``fold_k/checkpoints/best.pt``. It is *done* for a pipeline of ``train.epochs`` epochs when it is
@@ -22,11 +23,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medseg.io.atomic import write_json
+from medseg.io.lock import hold
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +123,21 @@ class RunDir:
     mlflow_db = property(lambda self: self.root / "mlflow.db")
     mlartifacts = property(lambda self: self.root / "mlartifacts")
 
+    locks = property(lambda self: self.root / ".locks")
+    # what `--force` removes: every file a run writes, except the MLflow store and its artifacts
+    OUTPUTS = (
+        "config.yaml",
+        "datalist.json",
+        "splits.json",
+        "intensity_stats.json",
+        "preview.png",
+        "timing.json",
+        "run_state.json",
+        "report.html",
+        "report.md",
+        "summary.json",
+    )
+
     def fold(self, index: int) -> FoldDir:
         return FoldDir(self.root / f"fold_{index}", index)
 
@@ -133,6 +153,39 @@ class RunDir:
     def scored_folds(self) -> list[FoldDir]:
         """Folds with a ``metrics.csv`` (what a report is built from)."""
         return [f for f in self.folds() if f.metrics.is_file()]
+
+    # ------------------------------------------------------------------ who runs here
+    @contextmanager
+    def running(self, folds: list[int] | None) -> Iterator[None]:
+        """Claim the folder for one run (``folds`` None: the whole study) or for fold jobs.
+
+        A whole run holds the folder alone; ``--fold K`` jobs share it, each holding its folds
+        alone. Any other combination is refused at once, naming the process that holds it.
+
+        Raises:
+            Busy: another run holds the folder, or one of ``folds``.
+        """
+        with ExitStack() as stack:
+            stack.enter_context(hold(self.locks / "run.lock", str(self.root), shared=folds is not None))
+            for k in folds or []:
+                stack.enter_context(hold(self.locks / f"fold_{k}.lock", f"fold {k} of {self.root}"))
+            yield
+
+    def shared_files(self) -> Any:
+        """Hold the files every fold job reads and writes (config, datalist, state, report) while
+        one job updates them; other jobs wait."""
+        return hold(self.locks / "files.lock", f"the shared files of {self.root}", wait=True)
+
+    def clear(self) -> None:
+        """Remove what earlier runs wrote here (``--force``); the MLflow store and anything else stay."""
+        for name in self.OUTPUTS:
+            (self.root / name).unlink(missing_ok=True)
+        for fold in self.folds():
+            shutil.rmtree(fold.path)
+
+    def has_models(self) -> bool:
+        """Whether any fold has trained weights here."""
+        return any(f.last.is_file() or f.best.is_file() for f in self.folds())
 
     # ------------------------------------------------------------------ run_state.json
     def read_state(self) -> dict[str, Any]:
@@ -151,6 +204,15 @@ class RunDir:
 
     def write_state(self, state: dict[str, Any]) -> None:
         write_json(self.state_file, state)
+
+    def record_fold(self, index: int, **fields: Any) -> dict[str, Any]:
+        """Update one fold's entry of ``run_state.json`` as it is on disk now (other fold jobs may
+        have written theirs meanwhile) and return the whole state."""
+        with self.shared_files():
+            state = self.read_state()
+            state["folds"].setdefault(str(index), {}).update(fields)
+            self.write_state(state)
+        return state
 
     def fold_is_done(self, state: dict[str, Any], index: int, epochs: int) -> bool:
         entry = state["folds"].get(str(index), {})

@@ -27,6 +27,7 @@ from medseg.config.models import DataConfig
 from medseg.errors import DataError
 from medseg.io.geometry import same_grid
 from medseg.io.names import normalise_id
+from medseg.io.raster import set_pixel_limit
 from medseg.io.readers import read_image2d, read_volume, volume_geometry
 from medseg.io.table import read_rows
 
@@ -311,6 +312,7 @@ def build_datalist(
         DataError: a missing folder or table, no usable case, or bad cases while
             ``data.on_bad_case`` is ``stop`` (every one listed).
     """
+    set_pixel_limit(data.max_image_pixels)  # for the training loaders of this process too
     pairs, bad = read_table(data) if data.layout == "table" else find_pairs(data)
     meta = read_metadata(data) if data.layout == "isic2018" else {}
     check = check_volume_pair if spatial_dims == 3 else check_pair

@@ -123,7 +123,8 @@ def run_fold(
         split: the fold's ``train`` and ``val`` case ids.
         cases: every usable case.
         tracker: the MLflow tracker of the pipeline run.
-        state: the contents of ``run_state.json``, updated in place and written.
+        state: the contents of ``run_state.json``; this fold's entry is updated in place and
+            written into the file as it is then (other fold jobs write theirs).
         dist: the torchrun process group, or None for one process.
 
     Returns:
@@ -134,7 +135,7 @@ def run_fold(
     entry = state["folds"].setdefault(str(index), {})
     with tracker.fold_run(index, entry.get("run_id")) as run_id:
         entry.update(run_id=run_id, done_epochs=0)
-        run.write_state(state)
+        run.record_fold(index, **entry)
         result = fit_fold(cfg, fold, split, cases, dist, tracker, run_id)
         tracker.log_missing_history(run_id, result.history)
         by_id = {c["id"]: c for c in cases}
@@ -144,7 +145,7 @@ def run_fold(
         tracker.log_metrics(run_id, metrics)
         _log_fold_files(cfg, tracker, run_id, fold)
     entry["done_epochs"] = cfg.train.epochs
-    run.write_state(state)
+    run.record_fold(index, **entry)
     return metrics
 
 

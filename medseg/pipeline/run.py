@@ -17,8 +17,10 @@ from medseg.config.load import dump_config
 from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.data.splits import load_or_make_splits
+from medseg.errors import ConfigError
 from medseg.io.atomic import write_json, write_text
 from medseg.pipeline.fold import fit_fold, run_fold
+from medseg.pipeline.rerun import refuse_changed_rerun
 from medseg.pipeline.stages import ingest, resolve_statistics
 from medseg.report.pages import write_report
 from medseg.report.preview import preview_grid
@@ -31,38 +33,60 @@ from medseg.train.distributed import DistInfo, barrier, init_distributed
 log = logging.getLogger(__name__)
 
 
-def run(cfg: PipelineConfig) -> Path:
-    """Run the whole study described by ``cfg``.
+def run(cfg: PipelineConfig, force: bool = False) -> Path:
+    """Run the whole study described by ``cfg``, or the folds in ``split.folds``.
+
+    One run holds its folder: a second run there is refused at once, while ``--fold K`` jobs share
+    the folder, each holding its folds (:meth:`medseg.run_dir.RunDir.running`).
 
     Args:
         cfg: the resolved pipeline configuration (:func:`medseg.config.load.load_pipeline`).
+        force: start afresh: remove the fold models and results an earlier run left in the folder.
 
     Returns:
         The run folder.
 
     Raises:
-        MedsegError: bad data, settings or an unreachable tracking store, named by file or key.
+        MedsegError: bad data or settings, an unreachable tracking store, another run in the
+            folder, or fold models there trained with other settings (without ``force``).
     """
     dist = init_distributed(cfg.train.device)
     if not dist.is_main:
         return train_worker(cfg, dist)
-    t0 = time.perf_counter()
+    if force and cfg.split.folds is not None:
+        raise ConfigError(
+            "--force starts the whole study afresh; run it once without --fold (split.folds), "
+            "then --fold jobs go on from there"
+        )
     run_dir = RunDir(cfg.output_dir)
     run_dir.root.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    cases, _ = ingest(cfg, run_dir.root)
-    splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
-    cfg = resolve_statistics(cfg, cases, run_dir)
-    write_text(run_dir.config, dump_config(cfg))
-    barrier(dist)
-    tracker = Tracker(cfg, run_dir.root)
-    state = _parent_state(cfg, tracker, run_dir)
+    with run_dir.running(cfg.split.folds):
+        return _run(cfg, run_dir, dist, force)
+
+
+def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> Path:
+    """The study, with the folder held: set up under the shared-files lock, then each fold."""
+    t0 = time.perf_counter()
+    with run_dir.shared_files():
+        if force:
+            log.info("--force: removing the fold models and results in %s", run_dir.root)
+            run_dir.clear()
+        refuse_changed_rerun(run_dir, cfg)
+        seed_everything(cfg.seed)
+        cases, _ = ingest(cfg, run_dir.root)
+        splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
+        cfg = resolve_statistics(cfg, cases, run_dir)
+        write_text(run_dir.config, dump_config(cfg))
+        barrier(dist)
+        tracker = Tracker(cfg, run_dir.root)
+        state = _parent_state(cfg, tracker, run_dir)
     with tracker.ending(tracker.parent_id):
         _log_inputs(cfg, tracker, run_dir, cases, splits)
         timing = _run_folds(cfg, run_dir, splits, cases, tracker, state, dist)
         timing["total_seconds"] = round(time.perf_counter() - t0, 1)
-        write_json(run_dir.timing, timing)
-        summary = write_report(run_dir.root, cfg.name)
+        with run_dir.shared_files():  # fold jobs finishing together: one report at a time
+            summary = write_report(run_dir.root, cfg.name)
+            timing = _merge_timing(run_dir, timing)
         tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary, cfg.data.num_classes), **timing})
         for path in (run_dir.report_html, run_dir.report_md, run_dir.summary, run_dir.timing):
             tracker.log_artifact(tracker.parent_id, path)
@@ -75,6 +99,14 @@ def run(cfg: PipelineConfig) -> Path:
         run_dir.report_html,
     )
     return run_dir.root
+
+
+def _merge_timing(run_dir: RunDir, timing: dict[str, float]) -> dict[str, float]:
+    """``timing.json`` with this run's seconds added to what other fold jobs recorded."""
+    merged = json.loads(run_dir.timing.read_text()) if run_dir.timing.is_file() else {}
+    merged.update(timing)
+    write_json(run_dir.timing, merged)
+    return dict(merged)
 
 
 def _parent_state(cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from medseg.data.datalist import Case, build_datalist
 from medseg.data.synthetic import generate_dataset
 from medseg.data.synthetic_ct import generate_ct_dataset
 from medseg.io.atomic import write_json
-from medseg.io.raster import set_pixel_limit
 from medseg.run_dir import RunDir
 from medseg.transforms.statistics import gather_foreground_stats
 
@@ -40,7 +39,6 @@ def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
     """
     if cfg.data.synthetic is not None and not Path(cfg.data.root).exists():
         generate_synthetic(cfg)
-    set_pixel_limit(cfg.data.max_image_pixels)
     cases, bad = build_datalist(cfg.data, cfg.transforms.spatial_dims, cfg.image_channels)
     write_json(RunDir(run_dir).datalist, {"root": str(cfg.data.root), "cases": cases, "bad_cases": bad})
     log.info("ingest: %d cases, %d skipped", len(cases), len(bad))

@@ -161,3 +161,20 @@ def test_evaluate_pairs_names_across_unicode_form_and_letter_case(tmp_path):
     Image.fromarray(m).save(tmp_path / "ref" / "CAFÉ1_segmentation.png")
     with pytest.raises(DataError, match="--ref: two files for case"):
         evaluate_folders(tmp_path / "pred", tmp_path / "ref", tmp_path / "out2", ref_suffix="_segmentation")
+
+
+def test_a_decompression_bomb_is_a_bad_case_named_with_the_limit(root):
+    from .pictures import png_bomb
+
+    (root / IMAGES / "SYN0001.jpg").unlink()
+    png_bomb(root / IMAGES / "SYN0001.png", side=12000)
+    with pytest.raises(
+        DataError, match=r"SYN0001: .*SYN0001.png: 12000x12000 pixels is over the limit of 89,478,485"
+    ):
+        build_datalist(DataConfig(root=root))
+    raised = DataConfig(root=root, max_image_pixels=200_000_000, on_bad_case="skip")
+    try:  # read now (a 1-bit picture, so refused for its channels instead)
+        _, bad = build_datalist(raised)
+    finally:
+        build_datalist(DataConfig(root=root, on_bad_case="skip"))  # the default limit again
+    assert [b["id"] for b in bad] == ["SYN0001"] and "a 1 picture (1 channel(s))" in bad[0]["reason"]

@@ -1,0 +1,120 @@
+"""Running a study again in a folder that holds fold models: which settings may change.
+
+Fold models are trained with the settings in ``config.yaml``; ``medseg predict`` and the report
+read those settings back. So once a fold has weights, a rerun whose settings would change what the
+models are (data, splits, transforms, network, training, seed) or how they are scored (inference,
+evaluation) is refused with the keys that differ, because the old models would be used with new
+settings. What may change: more ``train.epochs`` (the documented extension), the folds a job runs,
+and settings that leave models and scores alone (the folder's own path, tracking, preview,
+``predict``, workers, device, caching). ``medseg run --force`` starts afresh instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from medseg.config.models import PipelineConfig
+from medseg.errors import ConfigError
+from medseg.run_dir import RunDir
+
+FREE = (
+    "name",
+    "output_dir",  # the same folder, perhaps moved
+    "tracking",
+    "preview",
+    "predict",
+    "split.folds",
+    "train.num_workers",
+    "train.device",
+    "train.cache_rate",
+)
+EPOCHS = "train.epochs"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``{dotted.key: value}``; items of lists of sections are keyed by position,
+    lists of plain values stay whole.
+
+    Example:
+        >>> flatten({"train": {"epochs": 3}, "t": [{"a": 1}], "size": [96, 128]})
+        {'train.epochs': 3, 't.0.a': 1, 'size': [96, 128]}
+    """
+    items: list[tuple[Any, Any]]
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list) and any(isinstance(v, dict | list) for v in data):
+        items = [(str(i), v) for i, v in enumerate(data)]
+    else:
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _is_free(key: str) -> bool:
+    return any(key == f or key.startswith(f + ".") for f in FREE)
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose change would make the fold models trained with ``old`` disagree with ``new``.
+
+    A statistic left unset in ``new`` (filled from ``intensity_stats.json`` when the run binds it)
+    is not a change; fewer ``train.epochs`` than were trained is.
+
+    Example:
+        >>> old = {"seed": 0, "train": {"epochs": 5, "lr": 0.1}, "tracking": {"uri": "a"}}
+        >>> changed_settings(old, {"seed": 1, "train": {"epochs": 8, "lr": 0.1}, "tracking": {"uri": "b"}})
+        ['seed']
+        >>> changed_settings(old, {"seed": 0, "train": {"epochs": 2, "lr": 0.1}, "tracking": {}})
+        ['train.epochs']
+    """
+    a, b = flatten(old), flatten(new)
+    changed = []
+    for key in sorted(a.keys() | b.keys()):
+        before, after = a.get(key), b.get(key)
+        if before == after or _is_free(key):
+            continue
+        if key == EPOCHS and isinstance(before, int) and isinstance(after, int) and after > before:
+            continue
+        if key.startswith("transforms.preprocess.") and after is None and isinstance(before, int | float):
+            continue
+        changed.append(key)
+    return changed
+
+
+def _saved(run_dir: RunDir) -> dict[str, Any]:
+    """``config.yaml`` as the current schema reads it (defaults of newer keys filled)."""
+    raw = yaml.safe_load(run_dir.config.read_text()) or {}
+    try:
+        return PipelineConfig.model_validate(raw).model_dump(mode="json")
+    except ValidationError:
+        return dict(raw)
+
+
+def refuse_changed_rerun(run_dir: RunDir, cfg: PipelineConfig) -> None:
+    """Refuse to run ``cfg`` in a folder whose fold models were trained with other settings.
+
+    Args:
+        run_dir: the run folder.
+        cfg: the settings of this run, before statistics are bound.
+
+    Raises:
+        ConfigError: the folder has fold weights and ``config.yaml`` differs in keys that matter,
+            each named (at most 12), with the ways on.
+    """
+    if not run_dir.config.is_file() or not run_dir.has_models():
+        return
+    keys = changed_settings(_saved(run_dir), cfg.model_dump(mode="json"))
+    if not keys:
+        return
+    shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
+    raise ConfigError(
+        f"{run_dir.root} holds fold models trained with other settings ({run_dir.config}); these "
+        f"differ: {shown}. The old models would be used with the new settings. Run again with the "
+        "settings of config.yaml (a larger train.epochs extends the run), give another output_dir, "
+        "or add --force to start afresh (its fold models and results are deleted)"
+    )
