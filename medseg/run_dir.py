@@ -32,6 +32,7 @@ from typing import Any
 
 from medseg.io.atomic import write_json
 from medseg.io.lock import hold
+from medseg.io.names import inside
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ class FoldDir:
         return self.path / "predictions"
 
     def prediction(self, case_id: str, spatial_dims: int) -> Path:
-        """Held-out prediction of a case: PNG for 2D workflows, NIfTI for 3D."""
-        return self.predictions / f"{case_id}{'.png' if spatial_dims == 2 else '.nii.gz'}"
+        """Held-out prediction of a case: PNG for 2D workflows, NIfTI for 3D (ids are checked at
+        ingest to name files; :func:`~medseg.io.names.inside` checks once more)."""
+        return inside(self.predictions, f"{case_id}{'.png' if spatial_dims == 2 else '.nii.gz'}")
 
     @property
     def is_finished(self) -> bool:

@@ -128,6 +128,21 @@ def find_pairs(data: DataConfig) -> tuple[list[Case], list[Case]]:
     return pairs, bad
 
 
+def usable_id(case_id: str) -> bool:
+    """Whether a case id can name its prediction and overlay files.
+
+    Example:
+        >>> usable_id("IMD002"), usable_id("../../etc/x"), usable_id(".hidden"), usable_id("a b")
+        (True, False, False, True)
+    """
+    return (
+        bool(case_id)
+        and not case_id.startswith(".")
+        and not any(c in case_id for c in "/\\")
+        and (case_id.isprintable())
+    )
+
+
 def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
     """The cases listed in ``data.cases`` or in the ``data.table`` CSV.
 
@@ -160,6 +175,12 @@ def read_table(data: DataConfig) -> tuple[list[Case], list[Case]]:
         if missing:
             raise DataError(f"{source}: row {i + 1} lacks {missing}; every row needs id, image and label")
         case_id = row["id"] = normalise_id(row["id"])
+        if not usable_id(case_id):
+            raise DataError(
+                f"{source}: row {i + 1}: id '{case_id[:80]}' cannot name a file (it holds / or \\, a "
+                "control character, or starts with a dot); ids name prediction files, so use "
+                "letters, digits, spaces, _ . and -"
+            )
         for key in ("image", "label"):
             rel = Path(row[key])
             if not rel.is_absolute() and not (root / rel).resolve().is_relative_to(root.resolve()):

@@ -16,6 +16,7 @@ from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.evaluate.casewise import Row, worst_cases
 from medseg.infer.heldout import read_prediction
+from medseg.io.names import inside
 from medseg.io.overlay import overlay_panels
 from medseg.io.readers import RASTER, reader_by_name
 from medseg.run_dir import FoldDir
@@ -70,7 +71,7 @@ def write_worst_overlays(
         if reader_by_name(by_id[case_id]["image"]) is RASTER:  # scaled to [0, 1] at load: back to 8 bits
             img2d = (np.clip(img2d, 0, 1) * 255).astype(np.uint8)
         dice = np.mean([r["dice"] for r in rows if r["case"] == case_id])
-        path = overlay_dir / f"{case_id}_dice{0 if math.isnan(dice) else dice:.3f}.png"
+        path = inside(overlay_dir, f"{case_id}_dice{0 if math.isnan(dice) else dice:.3f}.png")
         RASTER.write(path, overlay_panels(img2d, ref2d, pred2d))
         out.append(path)
     return out

@@ -178,3 +178,13 @@ def test_a_decompression_bomb_is_a_bad_case_named_with_the_limit(root):
     finally:
         build_datalist(DataConfig(root=root, on_bad_case="skip"))  # the default limit again
     assert [b["id"] for b in bad] == ["SYN0001"] and "a 1 picture (1 channel(s))" in bad[0]["reason"]
+
+
+@pytest.mark.parametrize("bad_id", ["../../escaped", "a/b", "a\\b", ".hidden", "tab\there"])
+def test_table_ids_that_cannot_name_a_file_are_refused(tmp_path, bad_id):
+    """Ids name held-out predictions and overlays: `../../x` would write outside the run folder."""
+    write_nifti(tmp_path / "i.nii.gz", np.zeros((8, 8, 4), np.int16), np.eye(4))
+    write_nifti(tmp_path / "l.nii.gz", np.zeros((8, 8, 4), np.uint8), np.eye(4))
+    rows = [{"id": bad_id, "image": "i.nii.gz", "label": "l.nii.gz"}]
+    with pytest.raises(DataError, match="data.cases: row 1: id .* cannot name a file"):
+        build_datalist(DataConfig(root=tmp_path, layout="table", cases=rows, in_channels=1), 3)
