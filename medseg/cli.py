@@ -142,6 +142,39 @@ def run(
 
 
 @command()
+def plan(
+    data: Annotated[Path, typer.Argument(help="the data folder (ISIC layout, or cases.csv for tables)")],
+    workflow: Annotated[str, typer.Option(help="isic, ct, mammo or table")] = "isic",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda: where the study will run")] = "auto",
+    gpu_memory: Annotated[str, typer.Option(help="memory the plan fills, e.g. 24GB")] = "8GB",
+    budget: Annotated[
+        str | None, typer.Option(help="wall time the whole 5-fold study may take, e.g. 30m; default none")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="the pipeline file written")] = Path("pipelines/plan.yaml"),
+) -> None:
+    """Plan a study from the data and the compute budget: fingerprint, rules, calibration.
+
+    Writes the pipeline file (each value with its reason), fingerprint.json and <name>.plan.json
+    beside it; `medseg run` runs the file unchanged."""
+    from medseg.plan.fingerprint import WORKFLOWS
+    from medseg.plan.study import parse_duration, parse_memory, plan_study
+
+    if workflow not in WORKFLOWS:
+        raise MedsegError(f"--workflow {workflow}: expected one of {', '.join(WORKFLOWS)}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
+    seconds = parse_duration(budget) if budget is not None else None
+    if seconds is not None and seconds <= 0:
+        raise MedsegError(f"--budget {budget}: must be positive")
+    summary = plan_study(data, workflow, out, device, parse_memory(gpu_memory), seconds)
+    typer.echo(
+        f"plan: {out} (expected {summary['expected_seconds'] / 60:.1f} min on {summary['device']}: "
+        f"{summary['epochs']} epochs, batch {summary['batch_size']}, patch {summary['patch']})\n"
+        f"run it: medseg run {out}"
+    )
+
+
+@command()
 def validate(
     pipeline: PipelineArg,
     set_: SetOpt = None,

@@ -159,8 +159,8 @@ def network_args(cfg: PipelineConfig) -> dict[str, Any]:
     args = {**NETWORK_DEFAULTS[name], **cfg.model.args}
     if args.get("pretrained"):
         raise ConfigError("model.args.pretrained: weights are never downloaded; set pretrained: false")
-    if args.get("deep_supervision"):
-        raise ConfigError("model.args.deep_supervision: not supported by the training loop; set it to false")
+    if args.get("deep_supervision") and name != "DynUNet":
+        raise ConfigError("model.args.deep_supervision: only DynUNet's is supported; set it to false")
     auto = {
         "spatial_dims": cfg.transforms.spatial_dims,
         "in_channels": cfg.data.in_channels,

@@ -80,6 +80,11 @@ class FoldDir:
         return self.path / "metrics.csv"
 
     @property
+    def postprocessing(self) -> Path:
+        """Held-out Dice with and without each post-processing variant (``largest_component: auto``)."""
+        return self.path / "postprocessing.csv"
+
+    @property
     def overlays(self) -> Path:
         return self.path / "overlays"
 
@@ -118,6 +123,8 @@ class RunDir:
     intensity_stats = property(lambda self: self.root / "intensity_stats.json")
     preview = property(lambda self: self.root / "preview.png")
     timing = property(lambda self: self.root / "timing.json")
+    fingerprint = property(lambda self: self.root / "fingerprint.json")
+    postprocessing = property(lambda self: self.root / "postprocessing.json")
     state_file = property(lambda self: self.root / "run_state.json")
     report_html = property(lambda self: self.root / "report.html")
     report_md = property(lambda self: self.root / "report.md")

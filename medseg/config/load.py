@@ -37,7 +37,7 @@ from medseg.registry import (
 )
 
 # Dotted keys that hold file-system paths (resolved relative to the file that sets them).
-PATH_KEYS = ("output_dir", "data.root", "split.file")
+PATH_KEYS = ("output_dir", "data.root", "split.file", "fingerprint")
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:

@@ -263,7 +263,11 @@ class InferConfig(Strict):
     tta_flips: bool = Field(
         False, description="test-time augmentation: also predict every flip of the spatial axes and average"
     )
-    largest_component: bool = Field(False, description="keep the largest connected component of each class")
+    largest_component: bool | list[int] | Literal["foreground", "auto"] = Field(
+        False,
+        description="keep the largest connected component: of each class (true), of these classes, of all "
+        "foreground as one, or auto: chosen from the cross-validated Dice at the end of the run",
+    )
     fill_holes: bool = Field(False, description="fill holes enclosed by a class")
 
 
@@ -315,6 +319,9 @@ class PipelineConfig(Strict):
     name: str
     output_dir: Path
     seed: int = 0
+    fingerprint: Path | None = Field(
+        None, description="fingerprint.json written by `medseg plan`; copied into the run folder and MLflow"
+    )
     data: DataConfig
     split: SplitConfig = SplitConfig()
     transforms: TransformsConfig = TransformsConfig()

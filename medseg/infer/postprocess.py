@@ -1,6 +1,8 @@
 """Post-processing of a label map with MONAI: largest connected component and hole filling per class.
 
-Both are off by default (``infer.largest_component``, ``infer.fill_holes``); when on they apply to
+Both are off by default (``infer.largest_component``: true for each class, a list of classes,
+``foreground`` for all foreground as one, ``auto`` to choose from cross-validation, see
+:mod:`medseg.evaluate.postprocessing`; ``infer.fill_holes``); when on they apply to
 the held-out predictions of ``medseg run`` and to ``medseg predict`` alike, so the cross-validation
 figures describe what ``predict`` writes.
 """
@@ -25,14 +27,21 @@ def postprocess(label: torch.Tensor, cfg: PipelineConfig) -> torch.Tensor:
         The processed map, same shape and dtype.
     """
     infer = cfg.infer
-    if not (infer.largest_component or infer.fill_holes):
+    keep = infer.largest_component
+    if keep == "auto":  # not chosen yet: held-out predictions are scored without and with it
+        keep = False
+    if not (keep or infer.fill_holes):
         return label
     from monai.transforms import FillHoles, KeepLargestConnectedComponent
 
     classes = list(range(1, cfg.data.num_classes))
     out: Any = torch.as_tensor(label)[None]
-    if infer.largest_component:
-        out = KeepLargestConnectedComponent(applied_labels=classes, is_onehot=False, independent=True)(out)
+    if keep:
+        picked = keep if isinstance(keep, list) else classes
+        joint = keep == "foreground"
+        out = KeepLargestConnectedComponent(applied_labels=picked, is_onehot=False, independent=not joint)(
+            out
+        )
     if infer.fill_holes:
         out = FillHoles(applied_labels=classes)(out)
     return torch.as_tensor(out).as_subclass(torch.Tensor)[0].to(label.dtype)

@@ -12,6 +12,7 @@ from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.data.splits import inner_validation
 from medseg.evaluate.casewise import Row, score_case, write_metrics_csv
+from medseg.evaluate.postprocessing import variant_rows, write_variants
 from medseg.infer.heldout import predict_heldout
 from medseg.io.atomic import write_json
 from medseg.io.checkpoint import load_weights
@@ -95,8 +96,16 @@ def evaluate_fold(cfg: PipelineConfig, fold: FoldDir, held_out: list[Case], resu
     load_weights(model, result.best_path)
     log.info("%s: predicting and scoring %d held-out case(s)", fold.name, len(held_out))
     rows: list[Row] = []
+    variants: list[dict] = []
+    auto = cfg.infer.largest_component == "auto"
     for case in predict_heldout(cfg, [model], held_out, fold, device):
         rows += score_case(cfg, case.case_id, case.pred, case.ref, case.spacing)
+        if auto:
+            variants += variant_rows(
+                case.case_id, case.pred, case.ref, cfg.data.num_classes, cfg.data.ignore_value
+            )
+    if auto:
+        write_variants(fold.postprocessing, variants)
     write_metrics_csv(fold.metrics, rows)
     write_worst_overlays(cfg, held_out, rows, fold)
     return rows

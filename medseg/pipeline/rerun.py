@@ -23,6 +23,7 @@ from medseg.run_dir import RunDir
 FREE = (
     "name",
     "output_dir",  # the same folder, perhaps moved
+    "fingerprint",
     "tracking",
     "preview",
     "predict",
@@ -82,6 +83,8 @@ def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         if key.startswith("transforms.preprocess.") and after is None and isinstance(before, int | float):
             continue
+        if key.startswith("infer.largest_component") and b.get("infer.largest_component") == "auto":
+            continue  # the run's own choice, written into config.yaml
         changed.append(key)
     return changed
 

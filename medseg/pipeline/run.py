@@ -18,6 +18,7 @@ from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.data.splits import load_or_make_splits
 from medseg.errors import ConfigError
+from medseg.evaluate.postprocessing import choose
 from medseg.io.atomic import write_json, write_text
 from medseg.pipeline.fold import fit_fold, run_fold
 from medseg.pipeline.rerun import refuse_changed_rerun
@@ -77,6 +78,8 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
         splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
         cfg = resolve_statistics(cfg, cases, run_dir)
         write_text(run_dir.config, dump_config(cfg))
+        if cfg.fingerprint is not None and Path(cfg.fingerprint).is_file():
+            write_text(run_dir.fingerprint, Path(cfg.fingerprint).read_text())
         barrier(dist)
         tracker = Tracker(cfg, run_dir.root)
         state = _parent_state(cfg, tracker, run_dir)
@@ -85,6 +88,7 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
         timing = _run_folds(cfg, run_dir, splits, cases, tracker, state, dist)
         timing["total_seconds"] = round(time.perf_counter() - t0, 1)
         with run_dir.shared_files():  # fold jobs finishing together: one report at a time
+            _choose_postprocessing(cfg, run_dir, splits, tracker)
             summary = write_report(run_dir.root, cfg.name)
             timing = _merge_timing(run_dir, timing)
         tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary, cfg.data.num_classes), **timing})
@@ -99,6 +103,25 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
         run_dir.report_html,
     )
     return run_dir.root
+
+
+def _choose_postprocessing(cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker) -> None:
+    """With ``infer.largest_component: auto`` and every fold scored: choose, record the choice in
+    ``postprocessing.json`` and ``config.yaml`` (which ``predict`` reads) and log both."""
+    if cfg.infer.largest_component != "auto":
+        return
+    paths = [run_dir.fold(k).postprocessing for k in range(len(splits))]
+    if not all(p.is_file() for p in paths):
+        return
+    choice = choose(paths)
+    write_json(run_dir.postprocessing, choice)
+    chosen = cfg.model_copy(
+        update={"infer": cfg.infer.model_copy(update={"largest_component": choice["value"]})}
+    )
+    write_text(run_dir.config, dump_config(chosen))
+    log.info("post-processing: %s", choice["reason"])
+    for path in (run_dir.postprocessing, run_dir.config):
+        tracker.log_artifact(tracker.parent_id, path)
 
 
 def _merge_timing(run_dir: RunDir, timing: dict[str, float]) -> dict[str, float]:
@@ -125,8 +148,15 @@ def _log_inputs(
     cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir, cases: list[Case], splits: list[dict[str, Any]]
 ) -> None:
     """The plan, datalist, splits and statistics, and the augmentation preview, on the parent run."""
-    for path in (run_dir.config, run_dir.datalist, run_dir.splits, run_dir.intensity_stats):
-        tracker.log_artifact(tracker.parent_id, path)
+    for path in (
+        run_dir.config,
+        run_dir.datalist,
+        run_dir.splits,
+        run_dir.intensity_stats,
+        run_dir.fingerprint,
+    ):
+        if path.is_file():
+            tracker.log_artifact(tracker.parent_id, path)
     first_fold_train = set(splits[0]["train"])
     fit_cases = [c for c in cases if c["id"] in first_fold_train]
     tracker.log_artifact(tracker.parent_id, preview_grid(cfg, fit_cases or cases, run_dir.preview))

@@ -183,8 +183,35 @@ def markdown_page(summary: dict[str, Any], title: str) -> str:
         f"# Cross-validation report: {title}\n\nCases: {summary.get('n_cases', '?')}; "
         f"folds: {len(summary['folds'])}. Values: mean ± std over cases; {_direction()}.\n\n"
         + "\n".join(sections)
+        + postprocessing_text(summary)
         + f"\n## Metric definitions\n\n{defs}\n\n## Skipped cases\n\n{bad}\n"
     )
+
+
+def postprocessing_text(summary: dict[str, Any]) -> str:
+    """The post-processing chosen from cross-validation and the mean Dice behind it, or ""."""
+    pp = summary.get("postprocessing")
+    if not pp:
+        return ""
+    lines = [
+        f"- {v}: " + ", ".join(f"class {k} {d:.4f}" for k, d in pp["mean_dice"][v].items())
+        for v in pp["mean_dice"]
+    ]
+    return (
+        f"\n## Post-processing (chosen from cross-validation)\n\n{pp['reason']}.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def _postprocessing_html(summary: dict[str, Any]) -> str:
+    text = postprocessing_text(summary).strip()
+    if not text:
+        return ""
+    head, *rest = text.split("\n\n")
+    items = "".join(f"<li>{html.escape(line[2:])}</li>" for line in "\n\n".join(rest[1:]).splitlines())
+    head = "<h2>Post-processing (chosen from cross-validation)</h2>"
+    return f"{head}<p>{html.escape(rest[0])}</p><ul>{items}</ul>"
 
 
 def html_page(summary: dict[str, Any], title: str, run_dir: Path) -> str:
@@ -220,6 +247,6 @@ figure img{{max-height:260px}}</style></head><body>
 <h2>Per-case distributions</h2><img src="data:image/png;base64,{boxplot_figure(run_dir)}">
 <h2>Learning curves</h2><img src="data:image/png;base64,{curves_figure(run_dir)}">
 <h2>The ten worst cases (lowest Dice over all folds)</h2>{overlays or "<p>none written</p>"}
-<h2>Metric definitions</h2><ul>{defs}</ul>
+{_postprocessing_html(summary)}<h2>Metric definitions</h2><ul>{defs}</ul>
 <h2>Skipped cases</h2><ul>{bad or "<li>none</li>"}</ul>
 </body></html>"""

@@ -64,6 +64,8 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         summary["bad_cases"] = data.get("bad_cases", [])
     if run.timing.is_file():
         summary["timing"] = json.loads(run.timing.read_text())
+    if run.postprocessing.is_file():
+        summary["postprocessing"] = json.loads(run.postprocessing.read_text())
     summary["definitions"] = DEFINITIONS
     return summary
 

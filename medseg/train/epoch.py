@@ -62,7 +62,10 @@ def train_epoch(ctx: EpochContext, state: TrainState, loader: Any, where: str, o
         target = batch["label"].to(ctx.device, non_blocking=True)
         state.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(ctx.device.type, enabled=ctx.amp):
-            loss = ctx.loss_fn(ctx.net(image), target)
+            out = ctx.net(image)
+            if out.dim() == image.dim() + 1:  # deep supervision: (B, outputs, C, *spatial)
+                out = list(torch.unbind(out, dim=1))
+            loss = ctx.loss_fn(out, target)
         if not torch.isfinite(loss):
             raise MedsegError(
                 f"{where}: the training loss is {loss.item()}; check the images for NaN or infinite "

@@ -30,7 +30,7 @@ from medseg.run_dir import FoldDir
 from medseg.runtime import pick_device, set_determinism
 from medseg.train.distributed import DistInfo
 from medseg.train.epoch import EpochContext, train_epoch, validation_dice
-from medseg.train.losses import build_loss
+from medseg.train.losses import training_loss
 from medseg.train.state import TrainState, new_state, resume, save_best
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def train_fold(
     amp = cfg.train.amp and device.type == "cuda"
     set_determinism(cfg.train.deterministic, device)
     state = new_state(cfg, device, amp)
-    loss_fn = build_loss(cfg.train.loss, cfg.data.ignore_value).to(device)
+    loss_fn = training_loss(cfg).to(device)
     chain = getattr(getattr(train_loader, "dataset", None), "transform", None)
     generator = getattr(train_loader, "generator", None)
     resume(state, fold.last, cfg, chain, generator)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medseg.config.models import ComponentConfig
+from medseg.config.models import ComponentConfig, PipelineConfig
 from medseg.registry import loss_args, loss_class
 
 
@@ -116,6 +116,27 @@ def build_loss(cfg: ComponentConfig, ignore_value: int | None) -> nn.Module:
         pixel = MaskedFocalLoss(ignore_value, **{k: args[k] for k in keys}, to_onehot_y=True)
         lambda_pixel = args["lambda_focal"]
     return DiceWithPixelLoss(dice, pixel, args["lambda_dice"], lambda_pixel)
+
+
+def training_loss(cfg: PipelineConfig) -> nn.Module:
+    """The loss training minimises: ``train.loss``, over every output of a deep-supervised network.
+
+    A DynUNet with ``deep_supervision`` returns, in training, its full-resolution output and the
+    upsampled outputs of ``deep_supr_num`` lower decoder levels; the loss is their weighted sum,
+    weights halving level by level (nnU-Net's scheme, MONAI's ``DeepSupervisionLoss``).
+
+    Args:
+        cfg: the resolved configuration.
+
+    Returns:
+        A loss called with the network's training output and the label map.
+    """
+    loss = build_loss(cfg.train.loss, cfg.data.ignore_value)
+    if cfg.model.name == "DynUNet" and cfg.model.args.get("deep_supervision"):
+        from monai.losses import DeepSupervisionLoss
+
+        return DeepSupervisionLoss(loss, weight_mode="exp")  # type: ignore[arg-type]
+    return loss
 
 
 def _subset(cls: Any, args: dict[str, Any]) -> dict[str, Any]:

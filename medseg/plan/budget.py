@@ -1,0 +1,78 @@
+"""Fit a study into a time budget: candidates from finest to coarsest, a wall-time model fed by
+measured seconds per step, and the first candidate that trains enough epochs in the budget.
+
+Candidates lower the resolution (2D: a smaller picture; 3D: a coarser spacing) and, at each
+resolution, try smaller networks. Each network is measured once on the device; candidates are
+predicted from that measurement in proportion to their voxels per step, and the chosen one is
+measured again to confirm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SCALES = tuple(round(0.85**i, 4) for i in range(14))  # 1.0 down to 0.12, each 15% below the last
+# networks from largest to smallest: DynUNet (nnU-Net's plain U-Net) at 32 and 16 base features,
+# then MONAI's UNet (strided convolutions, residual units) at 16, about 4x cheaper per step
+NETWORKS = (("DynUNet", 32), ("DynUNet", 16), ("UNet", 16))
+MIN_EPOCHS = 40  # fewer than this, and the plan takes a smaller candidate
+MAX_EPOCHS = 1000  # nnU-Net's schedule; a larger budget is not spent
+MARGIN = 0.9  # of the budget planned, for what the model leaves out (reports, MLflow, noise)
+FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Shares:
+    """Cases per fold: trained on, watched for early stopping, held out."""
+
+    fit: int
+    val: int
+    test: int
+
+    @classmethod
+    def of(cls, n_cases: int, folds: int = FOLDS, val_fraction: float = 0.1) -> Shares:
+        test = math.ceil(n_cases / folds)
+        train = n_cases - test
+        val = max(1, round(train * val_fraction)) if val_fraction > 0 else 0
+        return cls(train - val, val, test)
+
+
+def fold_seconds(
+    epochs: int, shares: Shares, batch: int, per_image: int, step: float, val_case: float, load: float
+) -> float:
+    """Wall seconds of one fold: caching, ``epochs`` of steps and validation, held-out prediction
+    (about two validation cases each: original size, writing and scoring)."""
+    steps = math.ceil(shares.fit * per_image / batch)
+    cache = (shares.fit + shares.val + shares.test) * load
+    return cache + epochs * (steps * step + shares.val * val_case) + shares.test * 2 * val_case
+
+
+def study_seconds(
+    epochs: int,
+    shares: Shares,
+    batch: int,
+    per_image: int,
+    step: float,
+    val_case: float,
+    load: float,
+    n_cases: int,
+) -> float:
+    """Wall seconds of the whole study: ingest and statistics (one read per case) and 5 folds."""
+    return n_cases * load + FOLDS * fold_seconds(epochs, shares, batch, per_image, step, val_case, load)
+
+
+def epochs_within(
+    budget: float,
+    shares: Shares,
+    batch: int,
+    per_image: int,
+    step: float,
+    val_case: float,
+    load: float,
+    n_cases: int,
+) -> int:
+    """The most epochs (at most 1000) whose study fits ``MARGIN`` of ``budget`` seconds; 0 if none."""
+    fixed = study_seconds(0, shares, batch, per_image, step, val_case, load, n_cases)
+    per_epoch = FOLDS * (math.ceil(shares.fit * per_image / batch) * step + shares.val * val_case)
+    return max(0, min(MAX_EPOCHS, int((budget * MARGIN - fixed) / per_epoch)))

@@ -1,0 +1,63 @@
+"""`medseg plan` end to end on synthetic pictures: a pipeline file with reasons that validates, the
+fingerprint beside it, and clear refusals of careless arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from medseg.config.load import load_pipeline
+
+from ..conftest import ROOT, make_dataset
+
+
+def _plan(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "medseg", "plan", *args], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+
+
+def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path):
+    data = make_dataset(tmp_path / "data", n_cases=20, height=48, width=64)
+    out = tmp_path / "plans" / "syn.yaml"
+    proc = _plan(str(data), "--device", "cpu", "--budget", "2m", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"plan: {out}" in proc.stdout and "expected" in proc.stdout
+    text = out.read_text()
+    assert "# medseg plan" in text and "expected wall time of the 5-fold study" in text
+    assert "# RGB: z-score per image and channel" in text
+    assert "epochs:" in text and "min budget" in text
+    cfg = load_pipeline(out)  # `medseg validate` accepts it
+    raw = yaml.safe_load(text)
+    assert cfg.transforms.spatial_size == raw["transforms"]["spatial_size"]
+    assert cfg.infer.largest_component == "auto" and cfg.train.epochs >= 40
+    assert cfg.fingerprint == (out.parent / "fingerprint.json").resolve()
+    fp = json.loads((out.parent / "fingerprint.json").read_text())
+    assert fp["n_cases"] == 20 and fp["median_shape"] == [48.0, 64.0] and "usable" not in fp
+    summary = json.loads((out.parent / "syn.plan.json").read_text())
+    assert summary["expected_seconds"] <= 120 * 0.9 + 1 and summary["seconds_per_step"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "soon"], "--budget soon: expected a duration such as 30m"),
+        (["--budget", "-5m"], "--budget -5m: must be positive"),
+        (["--workflow", "xray"], "--workflow xray: expected one of isic, ct, mammo, table"),
+        (["--gpu-memory", "lots"], "--gpu-memory lots: expected a size such as 24GB"),
+        (["--device", "tpu"], "--device tpu: expected auto, cpu or cuda"),
+    ],
+)
+def test_careless_arguments_are_refused_by_name(tmp_path, args, message):
+    proc = _plan(str(tmp_path), *args)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_budget_too_small_is_refused_with_the_reason(tmp_path):
+    data = make_dataset(tmp_path / "data", n_cases=10, height=48, width=64)
+    proc = _plan(str(data), "--device", "cpu", "--budget", "5s", "--out", str(tmp_path / "p.yaml"))
+    assert proc.returncode == 1 and "--budget 5s: even the smallest plan" in proc.stderr
