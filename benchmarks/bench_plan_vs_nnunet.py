@@ -143,7 +143,7 @@ def main() -> int:
         for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
             os.environ[name] = str(Path(tmp) / name)
             Path(os.environ[name]).mkdir()
-        for kind, config, workflow in (("ph2", "2d", "isic"), ("ct", "3d_fullres", "table")):
+        for kind, config, workflow in (("ph2", "2d", "isic"), ("ct", "3d_fullres", "ct")):
             ident, root = nnunet_layout(kind, Path(os.environ["nnUNet_raw"]))  # noqa: SIM112
             theirs, ours = nnunet_plan(ident, config), medseg_plan(root, workflow)
             print(f"\n### {kind} (nnU-Net {config} vs medseg plan, no budget, 8 GB)\n")
