@@ -152,7 +152,9 @@ def raw_config(
             patch_neg=2,
             patches_per_image=2,
         )
-        reasons["transforms.spacing"] = cand.reasons.get("spacing", "target spacing")
+        reasons["transforms.spacing"] = cand.reasons.get("spacing", "target spacing") + (
+            f", coarsened by 1/{cand.scale:g} to fit the budget" if cand.scale < 1 else ""
+        )
         reasons["transforms.patch_size"] = (
             "initial 256^3-voxel patch in the spacing's aspect, clipped to the median shape, "
             "shrunk to fit the memory"
