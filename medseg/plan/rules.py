@@ -117,10 +117,7 @@ def topology(spacing: Sequence[float], patch: Sequence[int], min_edge: int = MIN
         kernels.append(list(kernel))
     kernels.append([3] * dim)
     divisible = [2**n for n in n_pool]
-    padded = [
-        s + d - s % d - (d if s % d == 0 else 0) for s, d in zip(map(int, patch), divisible, strict=True)
-    ]
-    return Topology(kernels, strides, padded, divisible)
+    return Topology(kernels, strides, pad_to([int(p) for p in patch], divisible), divisible)
 
 
 def features(n_stages: int, dims: int, base: int = BASE_FEATURES) -> list[int]:

@@ -254,9 +254,12 @@ def _measure(fp: dict[str, Any], cand: Candidate, out: Path, device: str, cases:
     return measure(cfg, cases)
 
 
-def _fit(cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, Any], budget: float) -> None:
-    """Epochs within the budget and the study's predicted seconds, from a measurement of ``cand``
-    itself or (``ref`` given) of another candidate scaled by feature-map voxels."""
+def _fit(
+    cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, Any], budget: float | None
+) -> None:
+    """Epochs within the budget (nnU-Net's 1000 without one) and the study's predicted seconds,
+    from a measurement of ``cand`` itself or (``ref`` given) of another candidate scaled by
+    feature-map voxels."""
     ratio = 1.0 if ref is None else cand.work / ref.work
     per_case = 1.0 if ref is None else cand.planned["feature_map_voxels"] / ref.planned["feature_map_voxels"]
     step, val, load = (
@@ -266,7 +269,11 @@ def _fit(cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, An
     )
     shares, per_image = B.Shares.of(fp["n_cases"]), 2 if fp["spatial_dims"] == 3 else 1
     batch = cand.planned["batch_size"]
-    cand.epochs = B.epochs_within(budget, shares, batch, per_image, step, val, load, fp["n_cases"])
+    cand.epochs = (
+        B.MAX_EPOCHS
+        if budget is None
+        else B.epochs_within(budget, shares, batch, per_image, step, val, load, fp["n_cases"])
+    )
     cand.seconds = B.study_seconds(cand.epochs, shares, batch, per_image, step, val, load, fp["n_cases"])
 
 
@@ -328,8 +335,8 @@ def plan_study(
             refs[key] = (ref, _measure(fp, ref, out, where, cases))
         ref, measured = refs[key]
         if budget is None:
-            cand.epochs = B.MAX_EPOCHS
-            _fit_unbudgeted(cand, measured, fp)
+            cand.measured = measured
+            _fit(cand, measured, None, fp, None)
             chosen = cand
             break
         _fit(cand, measured, None if cand is ref else ref, fp, budget)
@@ -398,15 +405,6 @@ def memory_fits(peak_bytes: int, device: str, memory_gb: float) -> bool:
     except (OSError, StopIteration):
         return True
     return peak_bytes <= 0.75 * int(line.split()[1]) * 1024
-
-
-def _fit_unbudgeted(cand: Candidate, measured: Any, fp: dict[str, Any]) -> None:
-    shares, per_image = B.Shares.of(fp["n_cases"]), 2 if fp["spatial_dims"] == 3 else 1
-    cand.measured = measured
-    cand.seconds = B.study_seconds(
-        cand.epochs, shares, cand.planned["batch_size"], per_image, measured.seconds_per_step,
-        measured.seconds_per_val_case, measured.seconds_per_load, fp["n_cases"],
-    )  # fmt: skip
 
 
 def parse_duration(text: str) -> float:
