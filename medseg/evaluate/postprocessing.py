@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from medseg.infer.postprocess import keep_largest
 from medseg.io.atomic import atomic_path
 
 VARIANTS = ("none", "foreground", "each")
@@ -25,14 +26,11 @@ VARIANTS = ("none", "foreground", "each")
 def largest_components(label: np.ndarray, classes: list[int], joint: bool) -> np.ndarray:
     """``label`` keeping the largest connected component of ``classes`` (joint: of their union)."""
     import torch
-    from monai.transforms import KeepLargestConnectedComponent
 
     if not classes:
         return label
-    keep = KeepLargestConnectedComponent(applied_labels=classes, is_onehot=False, independent=not joint)
-    return np.asarray(
-        torch.as_tensor(keep(torch.as_tensor(np.array(label))[None]))[0]
-    )  # a copy: MONAI edits in place
+    copy = torch.as_tensor(np.array(label))[None]  # a copy: MONAI edits in place
+    return np.asarray(torch.as_tensor(keep_largest(copy, classes, joint))[0])
 
 
 def dice(pred: np.ndarray, ref: np.ndarray, k: int, ignore: int | None = None) -> float:

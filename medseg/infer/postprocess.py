@@ -32,16 +32,22 @@ def postprocess(label: torch.Tensor, cfg: PipelineConfig) -> torch.Tensor:
         keep = False
     if not (keep or infer.fill_holes):
         return label
-    from monai.transforms import FillHoles, KeepLargestConnectedComponent
+    from monai.transforms import FillHoles
 
     classes = list(range(1, cfg.data.num_classes))
     out: Any = torch.as_tensor(label)[None]
     if keep:
-        picked = keep if isinstance(keep, list) else classes
-        joint = keep == "foreground"
-        out = KeepLargestConnectedComponent(applied_labels=picked, is_onehot=False, independent=not joint)(
-            out
-        )
+        out = keep_largest(out, keep if isinstance(keep, list) else classes, joint=keep == "foreground")
     if infer.fill_holes:
         out = FillHoles(applied_labels=classes)(out)
     return torch.as_tensor(out).as_subclass(torch.Tensor)[0].to(label.dtype)
+
+
+def keep_largest(label: Any, classes: list[int], joint: bool) -> Any:
+    """A channel-first label map keeping the largest connected component of ``classes``: of each
+    class on its own, or (``joint``) of their union. MONAI edits ``label`` in place."""
+    from monai.transforms import KeepLargestConnectedComponent
+
+    return KeepLargestConnectedComponent(applied_labels=classes, is_onehot=False, independent=not joint)(
+        label
+    )
