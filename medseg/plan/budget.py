@@ -38,41 +38,45 @@ class Shares:
         return cls(train - val, val, test)
 
 
-def fold_seconds(
-    epochs: int, shares: Shares, batch: int, per_image: int, step: float, val_case: float, load: float
-) -> float:
-    """Wall seconds of one fold: caching, ``epochs`` of steps and validation, held-out prediction
-    (about two validation cases each: original size, writing and scoring)."""
-    steps = math.ceil(shares.fit * per_image / batch)
-    cache = (shares.fit + shares.val + shares.test) * load
-    return cache + epochs * (steps * step + shares.val * val_case) + shares.test * 2 * val_case
+@dataclass(frozen=True)
+class Workload:
+    """What a study's wall time depends on besides its epochs.
 
+    ``step``, ``val_case`` and ``load`` are measured seconds: one training step of ``batch``
+    patches, one validation case, one case read and preprocessed; ``per_image`` patches are drawn
+    from each training case per epoch.
+    """
 
-def study_seconds(
-    epochs: int,
-    shares: Shares,
-    batch: int,
-    per_image: int,
-    step: float,
-    val_case: float,
-    load: float,
-    n_cases: int,
-) -> float:
-    """Wall seconds of the whole study: ingest and statistics (one read per case) and 5 folds."""
-    return n_cases * load + FOLDS * fold_seconds(epochs, shares, batch, per_image, step, val_case, load)
+    n_cases: int
+    folds: int
+    batch: int
+    per_image: int
+    step: float
+    val_case: float
+    load: float
+    val_fraction: float = 0.1
 
+    @property
+    def shares(self) -> Shares:
+        return Shares.of(self.n_cases, self.folds, self.val_fraction)
 
-def epochs_within(
-    budget: float,
-    shares: Shares,
-    batch: int,
-    per_image: int,
-    step: float,
-    val_case: float,
-    load: float,
-    n_cases: int,
-) -> int:
-    """The most epochs (at most 1000) whose study fits ``MARGIN`` of ``budget`` seconds; 0 if none."""
-    fixed = study_seconds(0, shares, batch, per_image, step, val_case, load, n_cases)
-    per_epoch = FOLDS * (math.ceil(shares.fit * per_image / batch) * step + shares.val * val_case)
-    return max(0, min(MAX_EPOCHS, int((budget * MARGIN - fixed) / per_epoch)))
+    def epoch_seconds(self) -> float:
+        """One epoch of one fold: its training steps and its validation cases."""
+        sh = self.shares
+        return math.ceil(sh.fit * self.per_image / self.batch) * self.step + sh.val * self.val_case
+
+    def fold_seconds(self, epochs: int) -> float:
+        """Wall seconds of one fold: caching, ``epochs`` epochs, held-out prediction (about two
+        validation cases each: original size, writing and scoring)."""
+        sh = self.shares
+        cache = (sh.fit + sh.val + sh.test) * self.load
+        return cache + epochs * self.epoch_seconds() + sh.test * 2 * self.val_case
+
+    def study_seconds(self, epochs: int) -> float:
+        """Wall seconds of the whole study: ingest and statistics (one read per case) and the folds."""
+        return self.n_cases * self.load + self.folds * self.fold_seconds(epochs)
+
+    def epochs_within(self, budget: float) -> int:
+        """The most epochs (at most 1000) whose study fits ``MARGIN`` of ``budget`` seconds; 0 if none."""
+        spare = budget * MARGIN - self.study_seconds(0)
+        return max(0, min(MAX_EPOCHS, int(spare / (self.folds * self.epoch_seconds()))))

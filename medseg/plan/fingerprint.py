@@ -68,6 +68,14 @@ def _case(
 
     image = load_image(case["image"], dims, channels=3 if workflow == "isic" else None)
     label = load_image(case["label"], dims, is_label=True)
+    if workflow == "mammo":  # measured as trained: flipped, cropped to the breast, capped in size
+        from medseg.config.models import MammographyConfig
+        from medseg.transforms.mammo import MammoPrepared
+
+        m = MammographyConfig()
+        done = MammoPrepared(flip_to=m.flip_to, crop_breast=m.crop_breast, crop_margin=m.crop_margin,
+                             max_size=m.max_size)({"image": image, "label": label})  # fmt: skip
+        image, label = done["image"], done["label"]
     array, lab = np.asarray(image), np.asarray(label)[0]
     spacing = [float(s) for s in np.asarray(image.meta["spacing"]).ravel()[:dims]]
     source = image.meta.get("source_affine")
@@ -138,6 +146,7 @@ def fingerprint(root: Path, workflow: str, seed: int = 0) -> dict[str, Any]:
             "share_of_cases": round(sum(int(c[k] > 0) for c in counts) / len(counts), 4),
         }
         for k in range(n_classes)
+        if any(c[k] for c in counts)  # label values present; a 0/255 mask lists two
     }
     shapes = np.array([e["shape"] for e in entries], dtype=float)
     spacings = np.array([e["spacing"] for e in entries], dtype=float)
@@ -147,6 +156,7 @@ def fingerprint(root: Path, workflow: str, seed: int = 0) -> dict[str, Any]:
         "spatial_dims": dims,
         "channels": int(samples[0].shape[1]) if samples else data.in_channels,
         "n_cases": len(entries),
+        "n_patients": len({c.get("patient_id") or c["id"] for c in cases}),
         "modality": max({e["modality"] for e in entries}, key=[e["modality"] for e in entries].count),
         "median_shape": np.median(shapes, 0).tolist(),
         "median_spacing": np.median(spacings, 0).tolist(),

@@ -109,8 +109,24 @@ def _candidate(
     return Candidate(scale, network, base, spacing, shape, planned)
 
 
+def _folds(fp: dict[str, Any]) -> int:
+    """Five folds, or one per patient when there are fewer (a patient never on both sides)."""
+    return min(B.FOLDS, fp.get("n_patients", fp["n_cases"]))
+
+
+def _val_fraction(fp: dict[str, Any]) -> float:
+    """0.1 of each fold's training patients watch for the best epoch; 0 with too few to spare."""
+    n = fp.get("n_patients", fp["n_cases"])
+    return 0.1 if n - math.ceil(n / _folds(fp)) >= 3 else 0.0
+
+
 def _n_classes(fp: dict[str, Any]) -> int:
-    return 2 if fp["workflow"] == "isic" else max(2, len(fp["classes"]))
+    """Classes with background: 2 for pictures and masks of one value (1 or 255), else the
+    largest label value plus one."""
+    values = sorted(int(k) for k in fp["classes"] if int(k) != 0)
+    if fp["workflow"] == "isic" or values in ([], [1], [255]):
+        return 2
+    return values[-1] + 1
 
 
 def raw_config(
@@ -120,16 +136,21 @@ def raw_config(
     dims, topo = fp["spatial_dims"], cand.planned["topology"]
     here = out.parent.resolve()
     data: dict[str, Any] = {"root": os.path.relpath(Path(fp["root"]).resolve(), here)}
+    reasons: dict[str, str] = {}
     cfg_data = data_config(Path(fp["root"]), fp["workflow"])
     if cfg_data.layout == "table":
         data.update(layout="table", in_channels=fp["channels"], num_classes=_n_classes(fp))
+        values = sorted(int(k) for k in fp["classes"])
+        reasons["data.num_classes"] = f"label values {values}" + (
+            ": a binary mask" if _n_classes(fp) == 2 else ", background included"
+        )
         if cfg_data.mammography is not None:
             data["mammography"] = {}
     if fp["bad_cases"]:
         data["on_bad_case"] = "skip"
     preprocess, norm_reason = rules.normalisation(fp["modality"], fp["intensity"])
     transforms: dict[str, Any] = {}
-    reasons = {"transforms.preprocess": norm_reason}
+    reasons["transforms.preprocess"] = norm_reason
     patch = [int(p) for p in topo.patch]
     if dims == 2:
         size = rules.pad_to([round(s) for s in cand.shape], topo.divisible_by)
@@ -204,6 +225,9 @@ def raw_config(
         "fills the memory (nnU-Net's reference), at most 5% of the data set's voxels, at least 2"
     )
     reasons["train.epochs"] = cand.reasons.get("epochs", "")
+    if _val_fraction(fp) == 0:
+        train["val_fraction"] = 0
+        reasons["train.val_fraction"] = "too few patients in a fold to hold some back: the last epoch is kept"
     reasons["train.patience"] = (
         "no early stop: the best validation epoch is kept, the schedule runs to its end"
     )
@@ -215,17 +239,22 @@ def raw_config(
     reasons["infer.largest_component"] = (
         "chosen from the cross-validated Dice at the end of the run (nnU-Net's rule)"
     )
+    if _folds(fp) < B.FOLDS:
+        reasons["split.n_folds"] = f"only {fp['n_patients']} patients: folds never split a patient's images"
     raw = {
         "name": name,
         "output_dir": os.path.relpath(Path("runs").resolve() / name, here),
         "fingerprint": "fingerprint.json",
         "data": data,
-        "split": {"n_folds": B.FOLDS},
+        "split": {"n_folds": _folds(fp)},
         "transforms": transforms,
         "model": model,
         "train": train,
         "infer": infer,
     }
+    if fp["modality"] not in ("RGB", "grey", "unknown"):
+        raw["predict"] = {"modalities": [fp["modality"]]}
+        reasons["predict.modalities"] = "the modality of the planned data; predict skips other series"
     return raw, {k: v for k, v in reasons.items() if v}
 
 
@@ -267,14 +296,18 @@ def _fit(
         measured.seconds_per_val_case * per_case,
         measured.seconds_per_load,
     )
-    shares, per_image = B.Shares.of(fp["n_cases"]), 2 if fp["spatial_dims"] == 3 else 1
-    batch = cand.planned["batch_size"]
-    cand.epochs = (
-        B.MAX_EPOCHS
-        if budget is None
-        else B.epochs_within(budget, shares, batch, per_image, step, val, load, fp["n_cases"])
+    work = B.Workload(
+        fp["n_cases"],
+        _folds(fp),
+        cand.planned["batch_size"],
+        2 if fp["spatial_dims"] == 3 else 1,
+        step,
+        val,
+        load,
+        _val_fraction(fp),
     )
-    cand.seconds = B.study_seconds(cand.epochs, shares, batch, per_image, step, val, load, fp["n_cases"])
+    cand.epochs = B.MAX_EPOCHS if budget is None else work.epochs_within(budget)
+    cand.seconds = work.study_seconds(cand.epochs)
 
 
 def plan_study(
@@ -305,6 +338,11 @@ def plan_study(
 
     fp = fingerprint(root, workflow)
     cases = fp.pop("usable")
+    if _folds(fp) < 2:
+        raise MedsegError(
+            f"{root}: all {fp['n_cases']} cases belong to one patient; cross-validation needs images "
+            "of at least two patients (the table's patient_id column)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out.parent / "fingerprint.json", json.dumps(fp, indent=1))
     where = pick_device(device).type
@@ -368,7 +406,7 @@ def plan_study(
         + f" --gpu-memory {memory_gb:g}GB",
         f"{fp['n_cases']} cases ({len(fp['bad_cases'])} bad), {fp['spatial_dims']}D {fp['modality']}, "
         f"median shape {[round(s) for s in fp['median_shape']]}, classes {n_classes} (fingerprint.json)",
-        f"expected wall time of the 5-fold study: {chosen.seconds / 60:.1f} min on {where} "
+        f"expected wall time of the {_folds(fp)}-fold study: {chosen.seconds / 60:.1f} min on {where} "
         f"({m.seconds_per_step:.3f} s per training step measured, "
         f"{m.peak_bytes / 2**20:.0f} MB peak per step)",
         "Each planned value says why beside it; medseg run records the real wall time in timing.json.",

@@ -119,3 +119,32 @@ def test_mammography_pipeline_runs_end_to_end(mammo_root, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["n_cases"] == 8
     assert (run_dir / "report.html").is_file()
+
+
+def test_a_planned_mammography_study_keeps_patients_apart_and_runs(mammo_root, tmp_path):
+    from medseg.pipeline import run
+    from medseg.plan.fingerprint import fingerprint
+    from medseg.plan.study import _candidate, raw_config
+    from medseg.plan.write import to_yaml
+
+    fp = fingerprint(mammo_root, "mammo")
+    assert fp["modality"] == "MG" and fp["n_cases"] == 8 and fp["n_patients"] == 2
+    # measured on the grid trained on: flipped, cropped to the breast, capped at 1024 pixels
+    assert all(max(c["shape"]) == 1024 and min(c["shape"]) < 600 for c in fp["cases"])
+    cand = _candidate(fp, 0.25, "UNet", 8, 8.0, 2)
+    cand.epochs = 1
+    out = tmp_path / "plans" / "mg.yaml"
+    out.parent.mkdir()
+    raw, reasons = raw_config(fp, cand, "mg", out, "cpu")
+    out.write_text(to_yaml(raw, reasons, ["a mammography plan"]))
+    assert raw["data"]["mammography"] == {} and raw["predict"] == {"modalities": ["MG"]}
+    assert raw["data"]["num_classes"] == 2 and sorted(fp["classes"]) == ["0", "255"]  # 0/255 masks
+    assert raw["split"]["n_folds"] == 2 and "only 2 patients" in out.read_text()
+    assert raw["transforms"]["preprocess"] == [{"NormalizeIntensityd": {}}]  # per image
+    assert max(raw["transforms"]["spatial_size"]) == 256
+    overrides = [f"output_dir={tmp_path / 'run'}", "tracking.enabled=false", "split.folds=[0]"]
+    run_dir = run(load_pipeline(out, overrides))
+    splits = json.loads((run_dir / "splits.json").read_text())
+    held_out = [{c.split("_")[0] for c in fold["val"]} for fold in splits]
+    assert sorted(held_out, key=sorted) == [{"sfm-benign-0"}, {"sfm-malign-0"}]  # one patient each
+    assert json.loads((run_dir / "summary.json").read_text())["n_cases"] == 4  # fold 0 held out
