@@ -42,11 +42,20 @@ def read_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
     return load_transforms(cfg, with_label) + build_chain(cfg.transforms.preprocess, "preprocess")
 
 
-def train_transforms(cfg: PipelineConfig) -> Any:
+def _to_device(device: torch.device | None) -> list[Any]:
+    """Where the model grid moves to the GPU (and is cached there), or nothing."""
+    from monai.transforms import EnsureTyped
+
+    return [] if device is None else [EnsureTyped(KEYS, device=device, track_meta=False)]
+
+
+def train_transforms(cfg: PipelineConfig, device: torch.device | None = None) -> Any:
     """The training chain: reference grid, model grid, patches and ``transforms.train`` augmentation.
 
     Args:
         cfg: the resolved pipeline configuration.
+        device: move the model grid there before the random transforms (MONAI's fast-training
+            recipe: the cache then lives on that device, and augmentation runs there).
 
     Returns:
         A ``monai.transforms.Compose`` whose random draws are shared by ``image`` and ``label``.
@@ -56,24 +65,27 @@ def train_transforms(cfg: PipelineConfig) -> Any:
     return Compose(
         read_transforms(cfg)
         + grid_transforms(cfg, KEYS)
+        + _to_device(device)
         + patch_transforms(cfg)
         + build_chain(cfg.transforms.train, "train")
         + finish_transforms()
     )
 
 
-def eval_transforms(cfg: PipelineConfig) -> Any:
+def eval_transforms(cfg: PipelineConfig, device: torch.device | None = None) -> Any:
     """The validation chain during training: whole images on the model grid, no augmentation.
 
     Args:
         cfg: the resolved pipeline configuration.
+        device: cache the images on that device.
 
     Returns:
         A ``monai.transforms.Compose``.
     """
     from monai.transforms import Compose
 
-    return Compose(read_transforms(cfg) + grid_transforms(cfg, KEYS) + finish_transforms())
+    chain = read_transforms(cfg) + grid_transforms(cfg, KEYS) + _to_device(device)
+    return Compose(chain + finish_transforms())
 
 
 def original_size_transforms(cfg: PipelineConfig, with_label: bool = True) -> Any:

@@ -297,11 +297,13 @@ def compare(
 
 @command(interrupted="interrupted: finished inputs are in manifest.csv; run again to go on")
 def predict(
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="run folder, runs:/<id> or models:/<name>/<version>")
-    ],
-    input_dir: Annotated[Path, typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG")],
     output: Annotated[Path, typer.Option("--output", "-o", help="where predictions and manifest.csv go")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="run folder, runs:/<id> or models:/<name>/<version>")
+    ] = None,
+    input_dir: Annotated[
+        Path | None, typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG")
+    ] = None,
     set_: SetOpt = None,
     fold: Annotated[list[int] | None, typer.Option(help="use only this fold's model (repeatable)")] = None,
     tracking_uri: Annotated[
@@ -311,24 +313,54 @@ def predict(
     log_paths: Annotated[
         bool, typer.Option(help="show DICOM file and folder names in manifest.csv and the log")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="reading processes (default: spare cores, at most 4)"),
+    ] = None,
+    part: Annotated[
+        str | None, typer.Option(help="I/N: this job's share of the inputs, into the same --output")
+    ] = None,
+    merge: Annotated[
+        bool, typer.Option(help="only merge the --part jobs' manifests and summaries in --output")
+    ] = False,
 ) -> None:
     """Segment every selected series or image under a folder with the ensemble of a study's folds.
 
     Writes <name>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
-    for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done."""
-    from medseg.infer.batch import predict_folder, summary_line
+    for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done. With --part I/N,
+    N jobs share the inputs; the last to finish (or --merge) writes manifest.csv and summary.json."""
+    from medseg.infer import parts
+
+    if merge:
+        summary = parts.merge(output, strict=True)
+        assert summary is not None
+        typer.echo(_predict_result(summary, output / "manifest.csv"))
+        return
+    if model is None or input_dir is None:
+        raise MedsegError("--model and --input are needed (only --merge goes without them)")
+    from medseg.infer.batch import predict_folder
+    from medseg.io.lock import hold
     from medseg.runtime import pick_device
     from medseg.tracking.models import load_bundle
 
     if device not in (None, "auto", "cpu", "cuda"):
         raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
-    bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
+    share = parts.parse_part(part) if part else parts.WHOLE
+    with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):  # parts fetch it once
+        bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
     where = pick_device(device or bundle.cfg.train.device)
-    summary = predict_folder(bundle, input_dir, output, where, log_paths=log_paths)
-    typer.echo(summary_line(summary))
-    typer.echo(f"manifest: {output / 'manifest.csv'}")
+    summary = predict_folder(bundle, input_dir, output, where, log_paths, workers, share)
+    merged = summary.get("merged")
+    name = "manifest.csv" if merged or share == parts.WHOLE else parts.manifest_name(share)
+    typer.echo(_predict_result(merged or summary, output / name))
     if summary["failed"]:
         raise typer.Exit(code=EXIT_PARTIAL)
+
+
+def _predict_result(summary: dict, manifest: Path) -> str:
+    from medseg.infer.batch import summary_line
+
+    return f"{summary_line(summary)}\nmanifest: {manifest}"
 
 
 @command()

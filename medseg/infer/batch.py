@@ -15,89 +15,22 @@ import logging
 import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from medseg.errors import MedsegError, exception_chain, medseg_cause
+from medseg.infer import parts
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem, discover, ref
-from medseg.infer.manifest import Manifest
-from medseg.infer.outputs import write_outputs
-from medseg.infer.postprocess import postprocess
-from medseg.infer.sliding import class_argmax, predict_probabilities
-from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
+from medseg.infer.flow import segment_all
+from medseg.infer.manifest import NAME, Manifest
+from medseg.infer.segmenter import Prepared, check_statistics, default_workers
 from medseg.io.atomic import write_json
 from medseg.io.raster import set_pixel_limit
-from medseg.registry import build_chain, build_inferer
-from medseg.transforms.steps import load_transforms
 
 log = logging.getLogger(__name__)
-
-
-class Segmenter:
-    """The models and transforms of a bundle, ready to segment one input after another.
-
-    Args:
-        bundle: the study's configuration and fold checkpoints.
-        device: where the models run.
-
-    Raises:
-        MedsegError: the bundle's preprocessing lacks intensity statistics (not a finished run).
-    """
-
-    def __init__(self, bundle: ModelBundle, device: torch.device) -> None:
-        from monai.transforms import Compose
-
-        self.cfg = bundle.cfg
-        self.device = device
-        self.models = bundle.load(device)
-        self.inferer = build_inferer(self.cfg)
-        loaders = load_transforms(self.cfg, with_label=False)
-        preprocess = build_chain(self.cfg.transforms.preprocess, "preprocess")
-        for step in preprocess:
-            if getattr(step, "op", True) is None:
-                raise MedsegError(
-                    f"{bundle.source}: {type(step).__name__} in transforms.preprocess has no statistics; "
-                    "they are filled when `medseg run` ingests, so give a run folder of a finished run"
-                )
-        self.load, self.prepare = loaders[0], Compose(loaders[1:] + preprocess)
-
-    def __call__(self, item: InputItem) -> tuple[np.ndarray, dict[str, Any]]:
-        """(label map on the source grid, what the writers need about the source)."""
-
-        path: Any = [str(f) for f in item.files] if item.kind == "dicom_series" else str(item.files[0])
-        loaded = self.load({"image": path})["image"]
-        meta = dict(loaded.meta)
-        source: dict[str, Any] = {}
-        image = self.prepare({"image": loaded})["image"]
-        probs = predict_probabilities(self.models, image, self.cfg, self.inferer, self.device, on_device=True)
-        if self.cfg.transforms.spatial_dims == 2:
-            probs = probabilities_to_source_2d(probs.cpu(), dict(image.meta))
-            label = postprocess(class_argmax(probs), self.cfg).numpy()
-            source["picture"] = np.moveaxis(np.asarray(loaded), 0, -1)
-            source["affine"] = _affine_2d(item, meta)
-            return label, source
-        canonical_affine = np.asarray(loaded.affine, dtype=float)
-        canonical = postprocess(class_argmax(probs).cpu(), self.cfg).numpy().astype(np.uint8)
-        source.update(
-            affine=np.asarray(meta["source_affine"], dtype=float),
-            canonical_label=canonical,
-            canonical_affine=canonical_affine,
-        )
-        return label_to_source_3d(canonical, canonical_affine, source["affine"]), source
-
-
-def _affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
-    """NIfTI affine of a 2D label written as (columns, rows): the file's own for NIfTI inputs."""
-    if item.kind == "nifti":
-        import nibabel as nib
-
-        return np.asarray(nib.load(str(item.files[0])).affine, dtype=float)  # type: ignore[attr-defined]
-    row, col = (float(s) for s in np.asarray(meta.get("spacing", (1.0, 1.0))).flatten()[:2])
-    return np.diag([col, row, 1.0, 1.0])
 
 
 def redact(text: str, item: InputItem, root: Path) -> str:
@@ -127,9 +60,15 @@ def redact(text: str, item: InputItem, root: Path) -> str:
 
 
 def predict_folder(
-    bundle: ModelBundle, input_dir: Path, out_dir: Path, device: torch.device, log_paths: bool = False
+    bundle: ModelBundle,
+    input_dir: Path,
+    out_dir: Path,
+    device: torch.device,
+    log_paths: bool = False,
+    workers: int | None = None,
+    part: parts.Part = parts.WHOLE,
 ) -> dict[str, Any]:
-    """Segment every selected input under ``input_dir`` into ``out_dir``.
+    """Segment every selected input under ``input_dir`` (or part ``part`` of them) into ``out_dir``.
 
     Args:
         bundle: the study's configuration and fold checkpoints.
@@ -138,39 +77,63 @@ def predict_folder(
         device: where inference runs.
         log_paths: show DICOM paths inside ``input_dir`` in the manifest and the log; otherwise
             each input's ``ref`` stands for them (see :mod:`medseg.infer.discover`).
+        workers: reading processes (default: one per spare core, at most 4; 0 reads in this one).
+        part: (I, N): this job's share of the inputs (:mod:`medseg.infer.parts`).
 
     Returns:
         Counts of inputs done, done earlier, skipped and failed, with timing and the model.
 
     Raises:
         DataError: ``input_dir`` is not a folder. A failing input is recorded, never raised.
+        Busy: another job runs this batch, or this part of it.
     """
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir)
+    check_statistics(bundle.cfg, bundle.source)
     set_pixel_limit(bundle.cfg.data.max_image_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out_dir)
-    counts = {"done": 0, "done_earlier": 0, "skipped": 0, "failed": 0}
-    show = _Show(input_dir, log_paths)
-    todo = _select(discover(input_dir, bundle.cfg), manifest, counts, show)
-    log.info(
-        "predict: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s",
-        len(todo),
-        counts["done_earlier"],
-        counts["skipped"],
-        len(bundle.checkpoints),
-        device,
-    )
-    busy = _segment_all(bundle, todo, device, manifest, counts, show, out_dir)
-    summary: dict[str, Any] = {
-        **counts,
-        "inputs_per_minute": round(60.0 * counts["done"] / busy, 2) if busy > 0 else None,
-        "seconds": round(busy, 2),
-        "model": bundle.source,
-        "folds": sorted(bundle.checkpoints),
-        "device": str(device),
-    }
-    write_json(out_dir / "summary.json", summary)
+    workers = default_workers() if workers is None else workers
+    with parts.holding(out_dir, part):
+        manifest = Manifest(out_dir, parts.manifest_name(part), (NAME,))
+        run = _Batch(out_dir, manifest, _Show(input_dir, log_paths))
+        items = parts.share(discover(input_dir, bundle.cfg), part)
+        todo = _select(items, run.manifest, run.counts, run.show)
+        log.info(
+            "predict%s: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s, "
+            "%d reading process(es)",
+            f" part {part[0]}/{part[1]}" if part != parts.WHOLE else "",
+            len(todo), run.counts["done_earlier"], run.counts["skipped"], len(bundle.checkpoints), device,
+            workers,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        _segment_all(bundle, todo, device, run, workers)
+        wall = time.perf_counter() - t0
+        summary: dict[str, Any] = {
+            **run.counts,
+            "inputs_per_minute": round(60.0 * run.counts["done"] / wall, 2) if todo else None,
+            "seconds": round(wall, 2),
+            "stage_seconds": {k: round(v, 2) for k, v in run.stage_seconds.items()},
+            "workers": workers,
+            "part": f"{part[0]}/{part[1]}",
+            "model": bundle.source,
+            "folds": sorted(bundle.checkpoints),
+            "device": str(device),
+        }
+        write_json(out_dir / parts.summary_name(part), summary)
+    if part != parts.WHOLE and (merged := parts.merge(out_dir, part[1])) is not None:
+        log.info("predict: every part has finished; manifest.csv and summary.json merged")
+        summary["merged"] = merged
     return summary
+
+
+@dataclass
+class _Batch:
+    """What a batch records as its inputs finish."""
+
+    out_dir: Path
+    manifest: Manifest
+    show: _Show
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(parts.COUNTS, 0))
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class _Show:
@@ -225,42 +188,35 @@ def _segment_all(
     bundle: ModelBundle,
     todo: list[InputItem],
     device: torch.device,
-    manifest: Manifest,
-    counts: dict[str, int],
-    show: _Show,
-    out_dir: Path,
-) -> float:
-    """Segment and write each input, recording it as it finishes; the seconds spent on those done."""
+    run: _Batch,
+    workers: int,
+) -> None:
+    """Segment and write each input, recording it as it finishes."""
     from tqdm import tqdm
 
-    segmenter = Segmenter(bundle, device) if todo else None
-    busy = 0.0
-    for item in tqdm(todo, unit="series", disable=not sys.stderr.isatty(), desc="predict"):
-        t0 = time.perf_counter()
-        try:
-            assert segmenter is not None
-            label, source = segmenter(item)
-            written, note = write_outputs(item, label, source, bundle.cfg, out_dir)
-        except Exception as err:  # one bad input never stops the batch
-            failed = show.row(item, "failed", _plain(err), seconds=round(time.perf_counter() - t0, 2))
-            manifest.record(failed)
-            counts["failed"] += 1
+    bar = tqdm(total=len(todo), unit="input", disable=not sys.stderr.isatty(), desc="predict")
+
+    def done(prep: Prepared, written: dict[str, str], note: str) -> None:
+        item, stages = prep.item, {f"{k}_s": round(v, 3) for k, v in prep.seconds.items()}
+        seconds = round(sum(prep.seconds.values()), 2)
+        for stage, value in prep.seconds.items():
+            run.stage_seconds[stage] = run.stage_seconds.get(stage, 0.0) + value
+        if prep.error is not None:
+            failed = run.show.row(item, "failed", prep.error, seconds=seconds, **stages)
+            run.manifest.record(failed)
+            run.counts["failed"] += 1
             log.warning("%s (%s): failed: %s", item.key, item.kind, failed["reason"])
-            continue
-        seconds = time.perf_counter() - t0
-        busy += seconds
-        manifest.record(show.row(item, "done", note, seconds=round(seconds, 2), **written))
-        counts["done"] += 1
-        log.info("%s (%s): done in %.1fs", item.key, item.kind, seconds)
-    return busy
+        else:
+            row = run.show.row(item, "done", note, seconds=seconds, **stages, **written)
+            run.manifest.record(row)
+            run.counts["done"] += 1
+            log.info("%s (%s): done in %.1fs", item.key, item.kind, seconds)
+        bar.update()
 
-
-def _plain(err: BaseException) -> str:
-    """An error as the message that says what to do."""
-
-    # a MedsegError says what to do; otherwise the innermost error (MONAI wraps transform errors)
-    chosen = medseg_cause(err) or exception_chain(err)[-1]
-    return str(chosen) if isinstance(chosen, MedsegError) else f"{type(chosen).__name__}: {chosen}"
+    try:
+        segment_all(bundle, todo, device, run.out_dir, workers, done)
+    finally:
+        bar.close()
 
 
 def summary_line(summary: dict[str, Any]) -> str:

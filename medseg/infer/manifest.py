@@ -3,7 +3,9 @@
 Rows carry UIDs, the input's ``ref`` (a hash of its path; the path itself only for NIfTI and
 picture inputs or with ``--log-paths``), the status (``done``, ``skipped`` or ``failed``) and
 why, the output files (relative to the output folder) and the seconds taken. A rerun reads it
-back: an input whose row says ``done`` and whose outputs all exist is not done again.
+back: an input whose row says ``done`` and whose outputs all exist is not done again. ``seconds``
+is the sum of the input's stages: ``read_s`` and ``preprocess_s`` (in a worker process),
+``infer_s`` (on the device) and ``write_s`` (back to the source grid, post-processing, files).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ FIELDS = [
     "seg",
     "overlay",
     "seconds",
+    "read_s",
+    "preprocess_s",
+    "infer_s",
+    "write_s",
 ]
 OUTPUTS = ("mask", "seg", "overlay")
 NAME = "manifest.csv"
@@ -43,16 +49,14 @@ class Manifest:
         out_dir: the output folder holding ``manifest.csv``.
     """
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, name: str = NAME, earlier: tuple[str, ...] = ()) -> None:
         self.out_dir = Path(out_dir)
-        self.path = self.out_dir / NAME
-        self.rows: dict[str, dict[str, Any]] = {}
-        if self.path.is_file():
-            with self.path.open(newline="") as f:
-                for row in csv.DictReader(f):
-                    if row.get("key"):
-                        self.rows[row["key"]] = row
-        self.earlier = dict(self.rows)
+        self.path = self.out_dir / name
+        self.rows: dict[str, dict[str, Any]] = _read(self.path)
+        self.earlier: dict[str, dict[str, Any]] = {}
+        for other in earlier:  # what the whole batch's manifest says was done
+            self.earlier.update(_read(self.out_dir / other))
+        self.earlier.update(self.rows)
 
     def finished_earlier(self, key: str) -> dict[str, Any] | None:
         """The earlier row of ``key`` when it is done and its outputs are all still there."""
@@ -65,8 +69,22 @@ class Manifest:
 
     def record(self, row: dict[str, Any]) -> None:
         self.rows[str(row["key"])] = {k: row.get(k, "") for k in FIELDS}
+        self.record_all()
+
+    def record_all(self) -> None:
+        """Rewrite the file with every row."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows.values())
         write_text(self.path, buf.getvalue())
+
+
+def _read(path: Path) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("key"):
+                    rows[row["key"]] = row
+    return rows

@@ -63,7 +63,8 @@ def fit_fold(
     fit_ids, val_ids = inner_validation(split["train"], cases, cfg.train.val_fraction, seed)
     if dist is None or dist.is_main:
         write_json(fold.inner_split, {"fit": fit_ids, "early_stopping": val_ids, "test": split["val"]})
-    loaders = make_loaders(cfg, [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids], seed, dist)
+    fit_cases, val_cases = [by_id[i] for i in fit_ids], [by_id[i] for i in val_ids]
+    loaders = make_loaders(cfg, fit_cases, val_cases, seed, dist, pick_device(cfg.train.device))
     log.info(
         "%s: %d fit, %d early-stopping, %d held out", fold.name, len(fit_ids), len(val_ids), len(split["val"])
     )

@@ -29,6 +29,7 @@ FREE = (
     "predict",
     "split.folds",
     "train.num_workers",
+    "train.loader",
     "train.device",
     "train.cache_rate",
 )

@@ -2,8 +2,10 @@
 
 The steps run the study's own loaders (reading, preprocessing, augmentation), network, loss and
 optimiser, so seconds per step include what a run pays; the first epoch warms up and is not
-counted. Peak memory is read from CUDA's allocator on a GPU, and from the process's high-water
-mark (``VmHWM``, reset through ``/proc/self/clear_refs``) on a CPU.
+counted. Peak memory is measured over that first epoch, when gradients and optimiser state are
+allocated: all that CUDA's allocator held at its peak on a GPU (weights included, as the device
+must hold them), and on a CPU the rise of the process's high-water mark (``VmHWM``, reset through
+``/proc/self/clear_refs``) over its resident set before the epoch.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class Measured:
         seconds_per_step: one training step (batch loaded, augmented, forward, backward, update).
         seconds_per_val_case: one whole validation image or volume through the sliding window.
         seconds_per_load: reading and preprocessing one case into the cache.
-        peak_bytes: memory of a training step above what the process held before.
+        peak_bytes: memory training takes at its peak (see the module's note).
     """
 
     seconds_per_step: float
@@ -87,7 +89,7 @@ def measure(cfg: PipelineConfig, cases: list[dict[str, Any]], steps: int = 3) ->
     n_fit = max(1, min(len(cases) - 2, -(-batch * steps // per_image)))
     fit, val = cases[:n_fit], cases[n_fit : n_fit + 2]
     t0 = time.perf_counter()
-    train_loader, val_loader = make_loaders(cfg, fit, val, seed=0)
+    train_loader, val_loader = make_loaders(cfg, fit, val, seed=0, device=device)
     load = (time.perf_counter() - t0) / (len(fit) + len(val))
     amp = cfg.train.amp and device.type == "cuda"
     state = new_state(cfg, device, amp)
@@ -100,19 +102,17 @@ def measure(cfg: PipelineConfig, cases: list[dict[str, Any]], steps: int = 3) ->
         build_inferer(cfg),
     )
     try:
-        train_epoch(ctx, state, train_loader, "calibration", 1)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        else:
-            before = _rss_peak_reset()
+        before = 0 if device.type == "cuda" else _rss_peak_reset()
+        train_epoch(ctx, state, train_loader, "calibration", 1)  # warm-up; its peak is measured
+        peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _status("VmHWM")) - before
         t0 = time.perf_counter()
         train_epoch(ctx, state, train_loader, "calibration", 1)
         if device.type == "cuda":
             torch.cuda.synchronize()
         step = (time.perf_counter() - t0) / max(1, len(train_loader))
-        peak = (torch.cuda.max_memory_allocated() if device.type == "cuda" else _status("VmHWM")) - before
         t0 = time.perf_counter()
         if val_loader is not None:
             validation_dice(state.model, val_loader, ctx, cfg.data.num_classes, cfg.data.ignore_value)

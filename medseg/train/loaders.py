@@ -1,10 +1,26 @@
-"""Training and early-stopping loaders of a fold: cached MONAI datasets on the model grid."""
+"""Training and early-stopping loaders of a fold: cached MONAI datasets on the model grid.
+
+Two recipes (``train.loader``):
+
+- ``standard``: a ``CacheDataset`` in host memory, random transforms in ``DataLoader`` worker
+  processes (``train.num_workers``; ``auto``: one per spare core, at most 8), so augmentation
+  overlaps the step. Workers start afresh each epoch, seeded from the loader's generator (saved in
+  checkpoints), so a resumed fold still draws what an unbroken one would;
+- ``device``: MONAI's fast-training recipe: the deterministic part of the chain cached on the GPU
+  (``EnsureTyped(device=...)`` before the first random transform), a ``ThreadDataLoader`` without
+  workers, and the random transforms applied to GPU tensors; no copy to the device per step.
+
+``auto`` takes ``device`` for 2D studies on CUDA whose cache fits a quarter of the GPU memory (a
+2D cache's size is known before reading: cases x spatial size), otherwise ``standard``.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from medseg.chains import eval_transforms, train_transforms
@@ -13,10 +29,39 @@ from medseg.data.datalist import Case
 from medseg.train.distributed import DistInfo, ShardedBatchSampler, local_batch_size
 
 log = logging.getLogger(__name__)
+DEVICE_CACHE_SHARE = 0.25  # of the GPU memory a device cache may take under ``loader: auto``
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_count(cfg: PipelineConfig) -> int:
+    """``train.num_workers``, or for ``auto`` one per spare core, at most 8."""
+    n = cfg.train.num_workers
+    return max(0, min(8, cores() - 1)) if n == "auto" else int(n)
+
+
+def loader_kind(cfg: PipelineConfig, device: torch.device, n_cases: int) -> str:
+    """``standard`` or ``device`` for ``train.loader`` (``auto`` resolved as the module says)."""
+    kind = cfg.train.loader
+    if kind != "auto":
+        return kind
+    size = cfg.transforms.spatial_size
+    if device.type != "cuda" or size is None or cfg.transforms.spatial_dims != 2 or cfg.train.cache_rate < 1:
+        return "standard"
+    cache_bytes = n_cases * float(np.prod(size)) * (cfg.image_channels + 1) * 4
+    total = torch.cuda.get_device_properties(device).total_memory
+    return "device" if cache_bytes <= DEVICE_CACHE_SHARE * total else "standard"
 
 
 def make_loaders(
-    cfg: PipelineConfig, fit: list[Case], val: list[Case], seed: int, dist: DistInfo | None = None
+    cfg: PipelineConfig,
+    fit: list[Case],
+    val: list[Case],
+    seed: int,
+    dist: DistInfo | None = None,
+    device: torch.device | None = None,
 ) -> tuple[Any, Any | None]:
     """Cached training (augmented) and early-stopping (not augmented) loaders on the model grid.
 
@@ -26,23 +71,30 @@ def make_loaders(
         val: the early-stopping cases; empty with ``train.val_fraction: 0``.
         seed: seeds the augmentation and the shuffling.
         dist: the torchrun process group; each rank then takes its share of every batch.
+        device: where training runs (decides ``train.loader: auto``); default the CPU.
 
     Returns:
         (training loader, early-stopping loader or None).
     """
-    from monai.data import CacheDataset, DataLoader
+    from monai.data import CacheDataset, DataLoader, ThreadDataLoader
 
     def items(cases: list[Case]) -> list[dict[str, str]]:  # only what collates
         return [{"id": c["id"], "image": c["image"], "label": c["label"]} for c in cases]
 
-    chain = train_transforms(cfg)
-    chain.set_random_state(seed=seed)
-    workers = cfg.train.num_workers
+    device = device or torch.device("cpu")
+    distributed = dist is not None and dist.enabled
+    kind = "standard" if distributed else loader_kind(cfg, device, len(fit) + len(val))
+    on_device = device if kind == "device" else None
+    workers = 0 if kind == "device" else worker_count(cfg)
     cache = cfg.train.cache_rate
+    chain = train_transforms(cfg, on_device)
+    chain.set_random_state(seed=seed)
     train_ds = CacheDataset(items(fit), chain, cache_rate=cache, num_workers=workers or None, progress=False)
     generator = torch.Generator().manual_seed(seed)
-    pin = torch.cuda.is_available() and cfg.train.device != "cpu"
-    if dist is not None and dist.enabled:
+    pin = kind == "standard" and device.type == "cuda"
+    loader: Any = ThreadDataLoader if kind == "device" else DataLoader
+    log.info("training loader: %s, %d worker process(es)", kind, workers)
+    if dist is not None and distributed:
         local = local_batch_size(cfg.train.batch_size, dist)
         sampler = ShardedBatchSampler(len(train_ds), cfg.train.batch_size, dist, generator)
         train_loader = DataLoader(
@@ -50,7 +102,7 @@ def make_loaders(
         )
         log.info("rank %d of %d: %d cases per step", dist.rank, dist.world, local)
     else:
-        train_loader = DataLoader(
+        train_loader = loader(
             train_ds,
             batch_size=cfg.train.batch_size,
             shuffle=True,
@@ -60,8 +112,8 @@ def make_loaders(
         )
     if not val:
         return train_loader, None
-    val_ds = CacheDataset(items(val), eval_transforms(cfg), cache_rate=cache, progress=False)
+    val_ds = CacheDataset(items(val), eval_transforms(cfg, on_device), cache_rate=cache, progress=False)
     # whole images on a resampled grid differ in size, so they are validated one at a time
     val_batch = cfg.train.batch_size if cfg.transforms.spatial_size is not None else 1
-    val_loader = DataLoader(val_ds, batch_size=val_batch, shuffle=False, num_workers=workers, pin_memory=pin)
+    val_loader = loader(val_ds, batch_size=val_batch, shuffle=False, num_workers=0, pin_memory=pin)
     return train_loader, val_loader

@@ -82,17 +82,17 @@ def test_real_mammograms_are_segmented_on_their_stored_grid(mammo_files, tmp_pat
         fg = (torch.as_tensor(image[0]) > current["cut"]).float()
         return torch.stack([1 - fg, fg])
 
-    from medseg.infer import batch
+    from medseg.infer import segmenter
 
-    monkeypatch.setattr(batch, "predict_probabilities", bright)
+    monkeypatch.setattr(segmenter, "predict_probabilities", bright)
 
-    real_call = batch.Segmenter.__call__
+    real_infer = segmenter.Segmenter.infer
 
-    def call(self, item):
-        current["cut"] = cut[item.sop_uid]
-        return real_call(self, item)
+    def infer(self, prep):
+        current["cut"] = cut[prep.item.sop_uid]
+        return real_infer(self, prep)
 
-    monkeypatch.setattr(batch.Segmenter, "__call__", call)
+    monkeypatch.setattr(segmenter.Segmenter, "infer", infer)
     summary = predict_folder(load_bundle(str(run_dir)), inputs, tmp_path / "out", CPU)
     assert summary["done"] == 8 and summary["failed"] == 0 and summary["skipped"] == 0
     for row in manifest(tmp_path / "out"):

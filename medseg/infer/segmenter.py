@@ -1,0 +1,162 @@
+"""One input through a study's models, in three stages that can run side by side.
+
+- :class:`Preparer` (worker processes): read the input and prepare it with the pipeline's own
+  transforms onto the reference grid of ``medseg run``; no model is needed.
+- :meth:`Segmenter.infer` (the process holding the models): sliding-window inference with every
+  fold model (and flips when ``infer.tta_flips``), mean of the softmax; 3D: the argmax on the device.
+- :meth:`Segmenter.restore` (a writer thread): back onto the grid as stored, argmax (2D),
+  post-processing (``infer.largest_component``, ``infer.fill_holes``).
+
+A stage that fails leaves its reason on the input, never an exception past it, so one bad input
+never stops a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from medseg.config.models import PipelineConfig
+from medseg.errors import MedsegError, exception_chain, medseg_cause
+from medseg.infer.bundle import ModelBundle
+from medseg.infer.discover import InputItem
+from medseg.infer.postprocess import postprocess
+from medseg.infer.sliding import class_argmax, predict_probabilities
+from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
+from medseg.io.raster import set_pixel_limit
+from medseg.registry import build_chain, build_inferer
+from medseg.transforms.steps import load_transforms
+
+STAGES = ("read", "preprocess", "infer", "write")
+
+
+@dataclass
+class Prepared:
+    """An input on its way: the prepared image, what the writers need of the source, the seconds
+    each stage took and, once a stage failed, why."""
+
+    item: InputItem
+    image: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    picture: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def plain(err: BaseException) -> str:
+    """An error as the message that says what to do: a MedsegError's own; otherwise the innermost
+    error (MONAI wraps transform errors), its type named."""
+    chosen = medseg_cause(err) or exception_chain(err)[-1]
+    return str(chosen) if isinstance(chosen, MedsegError) else f"{type(chosen).__name__}: {chosen}"
+
+
+def check_statistics(cfg: PipelineConfig, source: str) -> None:
+    """Refuse a configuration whose preprocessing still lacks its intensity statistics."""
+    for step in build_chain(cfg.transforms.preprocess, "preprocess"):
+        if getattr(step, "op", True) is None:
+            raise MedsegError(
+                f"{source}: {type(step).__name__} in transforms.preprocess has no statistics; "
+                "they are filled when `medseg run` ingests, so give a run folder of a finished run"
+            )
+
+
+class Preparer:
+    """Read and prepare inputs (picklable: it is built again in each worker process).
+
+    Args:
+        cfg: the configuration the models were trained with.
+    """
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.cfg = cfg
+        self._chain: tuple[Any, Any] | None = None
+
+    def _transforms(self) -> tuple[Any, Any]:
+        if self._chain is None:
+            from monai.transforms import Compose
+
+            set_pixel_limit(self.cfg.data.max_image_pixels)
+            loaders = load_transforms(self.cfg, with_label=False)
+            preprocess = build_chain(self.cfg.transforms.preprocess, "preprocess")
+            self._chain = loaders[0], Compose(loaders[1:] + preprocess)
+        return self._chain
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cfg": self.cfg, "_chain": None}
+
+    def __call__(self, item: InputItem) -> Prepared:
+        out = Prepared(item)
+        load, prepare = self._transforms()
+        path: Any = [str(f) for f in item.files] if item.kind == "dicom_series" else str(item.files[0])
+        try:
+            t0 = time.perf_counter()
+            loaded = load({"image": path})["image"]
+            t1 = time.perf_counter()
+            out.meta = dict(loaded.meta)
+            if self.cfg.transforms.spatial_dims == 2:
+                out.picture = np.moveaxis(np.asarray(loaded), 0, -1)
+            out.image = prepare({"image": loaded})["image"]
+            out.seconds = {"read": t1 - t0, "preprocess": time.perf_counter() - t1}
+        except Exception as err:  # reported on the input's manifest row
+            out.error = plain(err)
+        return out
+
+
+class Segmenter:
+    """The fold models of a bundle on a device, for one prepared input after another.
+
+    Args:
+        bundle: the study's configuration and fold checkpoints.
+        device: where the models run.
+    """
+
+    def __init__(self, bundle: ModelBundle, device: torch.device) -> None:
+        self.cfg = bundle.cfg
+        self.device = device
+        self.models = bundle.load(device)
+        self.inferer = build_inferer(self.cfg)
+
+    def infer(self, prep: Prepared) -> Any:
+        """The device's part: 2D mean probabilities, 3D the label map, both on the CPU."""
+        probs = predict_probabilities(self.models, prep.image, self.cfg, self.inferer, self.device, True)
+        if self.cfg.transforms.spatial_dims == 2:
+            return probs.cpu()
+        return class_argmax(probs).cpu()
+
+    def restore(self, prep: Prepared, result: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """(label map on the source grid, what the writers need about the source)."""
+        meta = prep.meta
+        if self.cfg.transforms.spatial_dims == 2:
+            probs = probabilities_to_source_2d(result, dict(prep.image.meta))
+            label = postprocess(class_argmax(probs), self.cfg).numpy()
+            return label, {"picture": prep.picture, "affine": affine_2d(prep.item, meta)}
+        canonical_affine = np.asarray(prep.image.affine, dtype=float)
+        canonical = postprocess(result, self.cfg).numpy().astype(np.uint8)
+        source = {
+            "affine": np.asarray(meta["source_affine"], dtype=float),
+            "canonical_label": canonical,
+            "canonical_affine": canonical_affine,
+        }
+        return label_to_source_3d(canonical, canonical_affine, source["affine"]), source
+
+
+def affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
+    """NIfTI affine of a 2D label written as (columns, rows): the file's own for NIfTI inputs."""
+    if item.kind == "nifti":
+        import nibabel as nib
+
+        return np.asarray(nib.load(str(item.files[0])).affine, dtype=float)  # type: ignore[attr-defined]
+    row, col = (float(s) for s in np.asarray(meta.get("spacing", (1.0, 1.0))).flatten()[:2])
+    return np.diag([col, row, 1.0, 1.0])
+
+
+def default_workers() -> int:
+    """Reading processes for ``predict``: one per spare core, at most four (0 on one core)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
