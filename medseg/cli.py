@@ -346,7 +346,8 @@ def predict(
     if device not in (None, "auto", "cpu", "cuda"):
         raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
     share = parts.parse_part(part) if part else parts.WHOLE
-    with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):  # parts fetch it once
+    # parts started together fetch a runs:/ or models:/ model once
+    with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):
         bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
     where = pick_device(device or bundle.cfg.train.device)
     summary = predict_folder(bundle, input_dir, output, where, log_paths, workers, share)

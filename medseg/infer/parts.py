@@ -73,12 +73,12 @@ def share(items: list[InputItem], part: Part) -> list[InputItem]:
 @contextmanager
 def holding(out_dir: Path, part: Part) -> Iterator[None]:
     """Hold the output folder for a whole batch, or share it with other parts and hold one part."""
+    locks = out_dir / LOCKS
     with ExitStack() as stack:
-        stack.enter_context(hold(out_dir / LOCKS / "predict.lock", f"{out_dir} (predict)", shared=part != WHOLE))
+        stack.enter_context(hold(locks / "predict.lock", f"{out_dir} (predict)", shared=part != WHOLE))
         if part != WHOLE:
-            stack.enter_context(
-                hold(out_dir / LOCKS / f"predict{suffix(part)}.lock", f"part {part[0]}/{part[1]} of {out_dir}")
-            )
+            what = f"part {part[0]}/{part[1]} of {out_dir}"
+            stack.enter_context(hold(locks / f"predict{suffix(part)}.lock", what))
         yield
 
 

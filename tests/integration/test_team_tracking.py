@@ -3,7 +3,8 @@ logging to it at the same time.
 
 The test makes its own PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 on a free
 port, and stops it (and the MLflow server) by their own process ids. It skips with the reason
-where PostgreSQL (Debian `postgresql`) or psycopg (the `team` extra) is not installed; `.ci/run` installs both.
+where PostgreSQL (Debian `postgresql`) or psycopg (the `team` extra) is not installed; `.ci/run`
+installs PostgreSQL and `make test` psycopg.
 """
 
 from __future__ import annotations
