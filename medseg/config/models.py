@@ -234,7 +234,9 @@ class TrainConfig(Strict):
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(8, ge=1)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
-        "auto", description="loader processes; auto: one per spare core (at most 8), 0 on the device loader"
+        "auto",
+        description="loader processes; auto: one per spare core (at most 8, one per 4 steps of an epoch), "
+        "0 on the device loader",
     )
     loader: Literal["auto", "standard", "device"] = Field(
         "auto",

@@ -77,7 +77,8 @@ def predict_folder(
         device: where inference runs.
         log_paths: show DICOM paths inside ``input_dir`` in the manifest and the log; otherwise
             each input's ``ref`` stands for them (see :mod:`medseg.infer.discover`).
-        workers: reading processes (default: one per spare core, at most 4; 0 reads in this one).
+        workers: reading processes (default: :func:`~medseg.infer.segmenter.default_workers`; 0
+            reads in this process).
         part: (I, N): this job's share of the inputs (:mod:`medseg.infer.parts`).
 
     Returns:

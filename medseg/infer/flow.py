@@ -3,9 +3,11 @@ device, restoring and writing in a background thread.
 
 Worker processes (a ``torch`` ``DataLoader``, ``--workers``) read and prepare the next inputs
 while the device segments the current one; a writer thread puts each result back on its source
-grid and writes its files while the device goes on. At most two inputs per worker wait decoded and
-two wait to be written, so memory stays bounded whatever the batch size. Results come back in input
-order; an input that fails at any stage comes back with its reason.
+grid and writes its files while the device goes on. When the device is the CPU, the readers run at
+a lower priority (``nice`` 10), so they take the cycles inference leaves idle rather than slow it
+down (on 2 cores about 5% faster than reading in turn). At most two inputs per worker wait decoded
+and two wait to be written, so memory stays bounded whatever the batch size. Results come back in
+input order; an input that fails at any stage comes back with its reason.
 """
 
 from __future__ import annotations
@@ -43,14 +45,25 @@ def _as_is(sample: Any) -> Any:
     return sample
 
 
-def prepared(items: list[InputItem], preparer: Preparer, workers: int) -> Iterator[Prepared]:
-    """``items`` read and prepared, in order; by ``workers`` processes (0: in this one)."""
+def _low_priority(worker_id: int) -> None:
+    """Readers yield the cores to inference: they run on what the device's threads leave idle."""
+    import os
+
+    os.nice(10)
+
+
+def prepared(
+    items: list[InputItem], preparer: Preparer, workers: int, nice: bool = False
+) -> Iterator[Prepared]:
+    """``items`` read and prepared, in order; by ``workers`` processes (0: in this one), at a lower
+    priority when ``nice``."""
     loader = torch.utils.data.DataLoader(
         _Inputs(items, preparer),
         batch_size=None,
         num_workers=workers,
         collate_fn=_as_is,
         prefetch_factor=2 if workers else None,
+        worker_init_fn=_low_priority if nice else None,
     )
     return iter(loader)
 
@@ -93,7 +106,8 @@ def segment_all(
     """
     if not items:
         return
-    inputs = prepared(items, Preparer(bundle.cfg), workers)  # workers start before CUDA is used
+    # workers start before CUDA is used; beside inference on the CPU they take only idle cycles
+    inputs = prepared(items, Preparer(bundle.cfg), workers, nice=device.type == "cpu")
     segmenter = Segmenter(bundle, device)
     pending: deque[Future[Done]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="medseg-write") as writer:

@@ -155,7 +155,8 @@ def affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
 
 
 def default_workers() -> int:
-    """Reading processes for ``predict``: one per spare core, at most four (0 on one core)."""
+    """Reading processes for ``predict``: one per spare core, at most four (0 on one core). Beside
+    inference on a CPU device they run at a lower priority (:mod:`medseg.infer.flow`)."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -19,8 +19,10 @@ def test_worker_count_follows_the_cores_unless_set(tmp_path, monkeypatch):
     assert cfg.train.num_workers == "auto"
     for cores, expected in ((1, 0), (2, 1), (6, 5), (32, 8)):
         monkeypatch.setattr(loaders, "cores", lambda n=cores: n)
-        assert worker_count(cfg) == expected
-    assert worker_count(tiny_config(tmp_path, tmp_path / "run", train={"num_workers": 3})) == 3
+        assert worker_count(cfg, 1000) == expected
+    # batch 4: 16 cases make 4 steps, enough for one worker; 12 cases (3 steps) for none
+    assert worker_count(cfg, 16) == 1 and worker_count(cfg, 12) == 0
+    assert worker_count(tiny_config(tmp_path, tmp_path / "run", train={"num_workers": 3}), 4) == 3
 
 
 def test_auto_takes_the_standard_loader_off_cuda(tmp_path):
