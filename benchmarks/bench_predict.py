@@ -8,7 +8,9 @@ preprocessed and resampled in memory, `sliding_window_inference` per fold model,
 argmax, on the model grid; nothing is read, checked, resampled back or written. `medseg predict`
 does the whole job per series: scan and check the DICOM headers, decode, HU, canonical
 orientation, clip-and-z-score, resampling, the same inference, resampling back, NIfTI on the
-source grid, DICOM SEG, manifest. Weights are seeded random: speed does not depend on them.
+source grid, DICOM SEG, manifest; reading in `--workers` processes and writing in a thread,
+beside inference (the default worker count); the seconds of each stage are printed too.
+Weights are seeded random: speed does not depend on them.
 
     python benchmarks/bench_predict.py [--series 4] [--device auto|cpu|cuda]
 
@@ -89,7 +91,8 @@ def worker_medseg(work: Path, n: int) -> dict[str, float]:
     summary = predict_folder(bundle, work / "series", work / "out", device)
     seconds = time.perf_counter() - start
     assert summary["done"] == n and summary["failed"] == 0, summary
-    return {"seconds": seconds, **_peaks(device)}
+    stages = {f"stage_{k}": v / n for k, v in summary["stage_seconds"].items()}
+    return {"seconds": seconds, "workers": summary["workers"], **stages, **_peaks(device)}
 
 
 def worker_monai(work: Path, n: int) -> dict[str, float]:
@@ -174,6 +177,8 @@ def main() -> None:
             f"  {name}: {60 * n / r['seconds']:.1f} series/min ({r['seconds'] / n:.2f} s per series), "
             f"peak RSS {r['peak_rss_mb']:.0f} MB{extra}"
         )
+    stages = ", ".join(f"{k[6:]} {v:.2f} s" for k, v in ours.items() if k.startswith("stage_"))
+    print(f"  medseg per series, stage by stage ({ours['workers']} reading process(es)): {stages}")
     print(f"  time ratio medseg / MONAI loop: x{ours['seconds'] / base['seconds']:.2f}")
     print(f"  peak RSS ratio medseg / MONAI loop: x{ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}")
     if "peak_cuda_mb" in ours:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,35 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 warnings.filterwarnings("ignore", message=".*NvImgCodecPydicomReader.*")
+DCIODVFY = shutil.which("dciodvfy")
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The error lines dciodvfy (Debian dicom3tools) prints for ``path``; warnings are not errors."""
+    proc = subprocess.run([str(DCIODVFY), str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+
+
+@pytest.fixture(autouse=True)
+def every_seg_passes_dciodvfy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every DICOM SEG a test writes in its own process is checked by dciodvfy after the test;
+    an error fails it. Nothing is checked where dciodvfy is not installed."""
+    if DCIODVFY is None:
+        yield
+        return
+    from medseg.io import dicom_seg
+
+    written: list[Path] = []
+    real = dicom_seg._save_seg
+
+    def recording(*args: Any, **kwargs: Any) -> Path:
+        written.append(real(*args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(dicom_seg, "_save_seg", recording)
+    yield
+    problems = {str(p): errors for p in written if p.is_file() and (errors := dciodvfy_errors(p))}
+    assert not problems, f"dciodvfy finds errors in the DICOM SEG written: {problems}"
 
 
 def make_dataset(root: Path, n_cases: int = 12, seed: int = 0, height: int = 48, width: int = 64) -> Path:

@@ -60,6 +60,15 @@ class SyntheticConfig(Strict):
     seed: int = 0
 
 
+class LabelCode(Strict):
+    """A class's SNOMED CT codes in its DICOM SEG: each ``[value, scheme, meaning]``."""
+
+    category: tuple[str, str, str] = Field(description="e.g. [49755003, SCT, Morphologically Abnormal ...]")
+    type: tuple[str, str, str] = Field(description="e.g. [4147007, SCT, Mass]")
+    laterality: Literal["left", "right"] | None = None
+    color: tuple[int, int, int] | None = Field(None, description="recommended display colour, RGB 0-255")
+
+
 class MammographyConfig(Strict):
     """2D mammography reading: one orientation for every breast, background cropped, size capped."""
 
@@ -106,6 +115,12 @@ class DataConfig(Strict):
         None,
         description="classes picked (in order, as 1, 2, ...) from the label values, such as "
         "{liver: 5, kidneys: [2, 3]}; other values become background",
+    )
+    label_codes: dict[str, str | LabelCode] | None = Field(
+        None,
+        description="SNOMED CT codes of each class's DICOM SEG segment, by class name: a built-in name "
+        "(liver, spleen, kidney_left, kidney_right, lung_nodule, lung_tumour, breast, breast_mass, "
+        "skin_lesion) or {category, type, laterality, color}; default: the class name if built in",
     )
     on_bad_case: Literal["stop", "skip"] = "stop"
     max_image_pixels: int = Field(

@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 
+from medseg import __version__
 from medseg.infer import parts
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem, discover, ref
 from medseg.infer.flow import segment_all
 from medseg.infer.manifest import NAME, Manifest
-from medseg.infer.segmenter import Prepared, check_statistics, default_workers
+from medseg.infer.segmenter import Prepared, algorithm_parameters, check_statistics, default_workers
 from medseg.io.atomic import write_json
 from medseg.io.raster import set_pixel_limit
 
@@ -95,7 +96,9 @@ def predict_folder(
     workers = default_workers() if workers is None else workers
     with parts.holding(out_dir, part):
         manifest = Manifest(out_dir, parts.manifest_name(part), (NAME,))
-        run = _Batch(out_dir, manifest, _Show(input_dir, log_paths))
+        about = algorithm_parameters(bundle)
+        algorithm = f"{bundle.cfg.name}, medseg {__version__}, run {about['run']}, folds {about['folds']}"
+        run = _Batch(out_dir, manifest, _Show(input_dir, log_paths), algorithm=algorithm)
         items = parts.share(discover(input_dir, bundle.cfg), part)
         todo = _select(items, run.manifest, run.counts, run.show)
         log.info(
@@ -115,6 +118,7 @@ def predict_folder(
             "stage_seconds": {k: round(v, 2) for k, v in run.stage_seconds.items()},
             "workers": workers,
             "part": f"{part[0]}/{part[1]}",
+            "algorithm": algorithm,
             "model": bundle.source,
             "folds": sorted(bundle.checkpoints),
             "device": str(device),
@@ -135,6 +139,7 @@ class _Batch:
     show: _Show
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(parts.COUNTS, 0))
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    algorithm: str = ""
 
 
 class _Show:
@@ -208,7 +213,8 @@ def _segment_all(
             run.counts["failed"] += 1
             log.warning("%s (%s): failed: %s", item.key, item.kind, failed["reason"])
         else:
-            row = run.show.row(item, "done", note, seconds=seconds, **stages, **written)
+            extra = {"seconds": seconds, "algorithm": run.algorithm, **stages, **written}
+            row = run.show.row(item, "done", note, **extra)
             run.manifest.record(row)
             run.counts["done"] += 1
             log.info("%s (%s): done in %.1fs", item.key, item.kind, seconds)

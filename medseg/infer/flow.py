@@ -76,7 +76,8 @@ def _finish(segmenter: Segmenter, prep: Prepared, result: Any, out_dir: Path) ->
         t0 = time.perf_counter()
         try:
             label, source = segmenter.restore(prep, result)
-            written, note = write_outputs(prep.item, label, source, segmenter.cfg, out_dir)
+            cfg, segments = segmenter.cfg, segmenter.segments
+            written, note = write_outputs(prep.item, label, source, cfg, out_dir, segments)
         except Exception as err:  # one bad input never stops the batch
             prep.error = plain(err)
         prep.seconds["write"] = time.perf_counter() - t0

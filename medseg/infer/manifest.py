@@ -32,6 +32,7 @@ FIELDS = [
     "mask",
     "seg",
     "overlay",
+    "algorithm",
     "seconds",
     "read_s",
     "preprocess_s",

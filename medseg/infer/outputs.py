@@ -19,19 +19,27 @@ from typing import Any
 
 import numpy as np
 
-from medseg.config.models import PipelineConfig
+from medseg import __version__
+from medseg.config.models import LabelCode, PipelineConfig
 from medseg.errors import MedsegError
 from medseg.infer.discover import InputItem
 from medseg.io.dicom import read_header
+from medseg.io.dicom_seg import Segments
 from medseg.io.names import inside
 from medseg.io.overlay import draw_overlay
 from medseg.io.readers import DICOM_SEG, NIFTI, RASTER
+from medseg.io.segment_codes import LEFT, PALETTE, RIGHT, SegmentCode, segment_code
 
 OVERLAY_MAX_SIZE = 1024  # longer side of overlay pictures, in pixels
 
 
 def write_outputs(
-    item: InputItem, label: np.ndarray, source: dict[str, Any], cfg: PipelineConfig, out_dir: Path
+    item: InputItem,
+    label: np.ndarray,
+    source: dict[str, Any],
+    cfg: PipelineConfig,
+    out_dir: Path,
+    segments: Segments | None = None,
 ) -> tuple[dict[str, str], str]:
     """Write the outputs of one input from its label map on the source grid.
 
@@ -46,6 +54,7 @@ def write_outputs(
             and, for the DICOM SEG of a series, ``canonical_label`` and ``canonical_affine``.
         cfg: the configuration the model was trained with (class names, output kinds).
         out_dir: the output folder.
+        segments: what the DICOM SEG says of its segments and algorithm (default: from ``cfg``).
 
     Returns:
         (file names relative to ``out_dir`` by kind, a note on what was not written and why).
@@ -63,13 +72,13 @@ def write_outputs(
     if missing:
         note = f"no DICOM SEG: the source has no {missing} to reference"
     elif cfg.predict.write_seg and item.is_dicom:
-        names = cfg.class_names
+        about = segments or segments_of(cfg)
 
         def seg(path: Path) -> object:
             if item.kind == "dicom_series":
                 canonical, affine = source["canonical_label"], source["canonical_affine"]
-                return DICOM_SEG.write_series(canonical, affine, list(item.files), path, names)
-            return DICOM_SEG.write_image(label, item.files[0], path, names)
+                return DICOM_SEG.write_series(canonical, affine, list(item.files), path, about)
+            return DICOM_SEG.write_image(label, item.files[0], path, about)
 
         jobs.append(("seg", f"{item.key}_seg.dcm", seg))
     if cfg.predict.overlays and label.ndim == 2:
@@ -118,3 +127,29 @@ def write_overlay(path: Path, picture: np.ndarray, label: np.ndarray) -> None:
     step = max(1, int(np.ceil(max(label.shape) / OVERLAY_MAX_SIZE)))
     small_picture = np.asarray(picture)[::step, ::step]
     RASTER.write(path, draw_overlay(small_picture, None, label[::step, ::step]))
+
+
+def segments_of(cfg: PipelineConfig, algorithm: str | None = None, **parameters: str) -> Segments:
+    """The segments of a study's SEGs: class names, their codes (``data.label_codes``, else the
+    built-in table by name, else generic) and the algorithm (the pipeline, medseg's version and
+    ``parameters`` such as the run and folds).
+
+    Raises:
+        MedsegError: a ``data.label_codes`` entry names no built-in code.
+    """
+    given = cfg.data.label_codes or {}
+    codes = {}
+    for value, name in cfg.class_names.items():
+        entry = given.get(name)
+        own = entry if isinstance(entry, str) or entry is None else _own_code(entry)
+        try:
+            codes[value] = segment_code(name, value, own)
+        except KeyError as err:
+            raise MedsegError(str(err).strip("'\"")) from None
+    return Segments(cfg.class_names, codes, algorithm or cfg.name, f"medseg {__version__}", dict(parameters))
+
+
+def _own_code(entry: LabelCode) -> SegmentCode:
+    side = {"left": LEFT, "right": RIGHT}.get(entry.laterality or "")
+    rgb = tuple(entry.color) if entry.color else PALETTE[0]
+    return SegmentCode(entry.category, entry.type, side, rgb)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError, exception_chain, medseg_cause
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem
+from medseg.infer.outputs import segments_of
 from medseg.infer.postprocess import postprocess
 from medseg.infer.sliding import class_argmax, predict_probabilities
 from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
@@ -119,6 +121,7 @@ class Segmenter:
         self.device = device
         self.models = bundle.load(device)
         self.inferer = build_inferer(self.cfg)
+        self.segments = segments_of(self.cfg, **algorithm_parameters(bundle))
 
     def infer(self, prep: Prepared) -> Any:
         """The device's part: 2D mean probabilities, 3D the label map, both on the CPU."""
@@ -161,3 +164,15 @@ def default_workers() -> int:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(0, min(4, cores - 1))
+
+
+def algorithm_parameters(bundle: ModelBundle) -> dict[str, str]:
+    """The run and folds a bundle's models come from, as a SEG's algorithm parameters: the run
+    folder's name and its MLflow pipeline run, or the model URI."""
+    from medseg.run_dir import RunDir
+
+    run = bundle.source
+    if Path(run).is_dir():
+        parent = RunDir(Path(run)).read_state().get("parent_run_id")
+        run = Path(run).resolve().name + (f" (MLflow run {parent})" if parent else "")
+    return {"run": run[:64], "folds": ",".join(str(k) for k in sorted(bundle.checkpoints))}

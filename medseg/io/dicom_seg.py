@@ -1,8 +1,18 @@
-"""DICOM Segmentation objects (SEG) read with highdicom into a label map on the canonical grid."""
+"""DICOM Segmentation objects (SEG): read with highdicom into a label map on the canonical grid, and
+written so that viewers can use them.
+
+A written SEG is BINARY, one segment per class, every frame of the source present (a segment's
+empty frames included, so viewers never misplace a segment), each frame referencing its source
+image. Each segment carries its SNOMED CT category and type (and laterality), a recommended CIELab
+display colour, a tracking id and UID (:mod:`medseg.io.segment_codes`), and the algorithm that
+made it: the pipeline, the run, the folds and the medseg version.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,6 +21,29 @@ from medseg.errors import DataError
 from medseg.io.atomic import atomic_path
 from medseg.io.dicom import LPS_TO_RAS, folder_geometry, read_header, series_geometry
 from medseg.io.geometry import AFFINE_TOL, canonical_geometry, reorient, to_canonical
+from medseg.io.segment_codes import SegmentCode, segment_code
+
+
+@dataclass(frozen=True)
+class Segments:
+    """What a SEG says about its segments and the algorithm that made them.
+
+    Attributes:
+        names: segment label per class value.
+        codes: SNOMED CT codes and colour per class value (default: from the names).
+        algorithm: the algorithm's name (the pipeline).
+        version: its version (medseg's, with the run).
+        parameters: what else identifies it (run, folds), as AlgorithmParameters.
+    """
+
+    names: dict[int, str]
+    codes: dict[int, SegmentCode] = field(default_factory=dict)
+    algorithm: str = "medseg"
+    version: str = __version__
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def code(self, value: int) -> SegmentCode:
+        return self.codes.get(value) or segment_code(self.names[value], value)
 
 
 def read_seg(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +83,7 @@ def write_seg(
     affine: np.ndarray,
     series: str | Path | list[Path],
     path: str | Path,
-    names: dict[int, str],
+    segments: Segments,
     series_description: str = "medseg segmentation",
 ) -> Path:
     """Write a binary DICOM SEG, one segment per label, that references a DICOM series.
@@ -60,7 +93,7 @@ def write_seg(
         affine: its RAS affine.
         series: the DICOM series (its folder or its files).
         path: the SEG file to write (atomically).
-        names: segment label per class.
+        segments: names, codes and algorithm of the segments, by class value.
         series_description: the SEG's SeriesDescription.
 
     Returns:
@@ -83,14 +116,14 @@ def write_seg(
     native = reorient(label, affine, geom.affine)  # (columns, rows, slices) in the series' order
     frames = np.ascontiguousarray(native.transpose(2, 1, 0))
     sources = [pydicom.dcmread(f) for f in geom.files]
-    return _save_seg(frames, sources, Path(path), names, series_description)
+    return _save_seg(frames, sources, Path(path), segments, series_description)
 
 
 def write_seg_image(
     label: np.ndarray,
     source: str | Path,
     path: str | Path,
-    names: dict[int, str],
+    segments: Segments,
     series_description: str = "medseg segmentation",
 ) -> Path:
     """A DICOM SEG of ``label`` (rows, columns) on the single-frame DICOM image ``source``."""
@@ -99,11 +132,11 @@ def write_seg_image(
     ds = pydicom.dcmread(source)
     if tuple(label.shape) != (int(ds.Rows), int(ds.Columns)):
         raise DataError(f"{path}: label shape {label.shape} does not match the image {ds.Rows}x{ds.Columns}")
-    return _save_seg(np.asarray(label)[None], [ds], Path(path), names, series_description)
+    return _save_seg(np.asarray(label)[None], [ds], Path(path), segments, series_description)
 
 
 def _save_seg(
-    frames: np.ndarray, sources: list, path: Path, names: dict[int, str], series_description: str
+    frames: np.ndarray, sources: list, path: Path, segments: Segments, series_description: str
 ) -> Path:
     """Build the Segmentation with highdicom (frames: (n, rows, columns) class values) and save it."""
     import warnings
@@ -112,22 +145,15 @@ def _save_seg(
     from pydicom.uid import generate_uid
 
     algorithm = hd.AlgorithmIdentificationSequence(
-        name="medseg",
-        version=__version__,
+        name=segments.algorithm[:64],
+        version=segments.version[:64],
         family=hd.sr.CodedConcept("123109", "DCM", "Artificial Intelligence"),
+        source="medseg",
+        parameters=segments.parameters or None,
     )
     descriptions, masks = [], []
-    for number, (value, name) in enumerate(sorted(names.items()), start=1):
-        descriptions.append(
-            hd.seg.SegmentDescription(
-                segment_number=number,
-                segment_label=name,
-                segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure"),
-                segmented_property_type=hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure"),
-                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-                algorithm_identification=algorithm,
-            )
-        )
+    for number, (value, name) in enumerate(sorted(segments.names.items()), start=1):
+        descriptions.append(_description(number, name, segments.code(value), algorithm))
         masks.append(frames == value)
     with warnings.catch_warnings():
         # highdicom warns about odd person names by quoting them: that would put PatientName in logs
@@ -142,7 +168,7 @@ def _save_seg(
             sop_instance_uid=generate_uid(),
             instance_number=1,
             manufacturer="medseg",
-            manufacturer_model_name="medseg",
+            manufacturer_model_name=segments.algorithm[:64],
             software_versions=__version__,
             device_serial_number="0",
             series_description=series_description,
@@ -151,3 +177,26 @@ def _save_seg(
         with atomic_path(path) as tmp:
             seg.save_as(tmp)
     return Path(path)
+
+
+def _description(number: int, name: str, code: SegmentCode, algorithm: Any) -> Any:
+    """One segment's description: label, codes, laterality, colour, tracking id and UID."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    concept = hd.sr.CodedConcept
+    description = hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=name[:64],
+        segmented_property_category=concept(*code.category),
+        segmented_property_type=concept(*code.type),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        tracking_id=name[:64],
+        tracking_uid=generate_uid(),
+        display_color=hd.color.CIELabColor.from_rgb(*code.rgb),
+    )
+    if code.laterality is not None:
+        item = description.SegmentedPropertyTypeCodeSequence[0]
+        item.SegmentedPropertyTypeModifierCodeSequence = [concept(*code.laterality)]
+    return description

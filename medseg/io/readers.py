@@ -194,15 +194,15 @@ class DicomSegReader(Reader):
 
     @staticmethod
     def write_series(
-        label: np.ndarray, affine: np.ndarray, files: list[Path], path: Path, names: dict[int, str]
+        label: np.ndarray, affine: np.ndarray, files: list[Path], path: Path, segments: dicom_seg.Segments
     ) -> Path:
         """A SEG of ``label`` (canonical grid) referencing the DICOM series made of ``files``."""
-        return dicom_seg.write_seg(label, affine, files, path, names)
+        return dicom_seg.write_seg(label, affine, files, path, segments)
 
     @staticmethod
-    def write_image(label: np.ndarray, source: Path, path: Path, names: dict[int, str]) -> Path:
+    def write_image(label: np.ndarray, source: Path, path: Path, segments: dicom_seg.Segments) -> Path:
         """A SEG of a 2D ``label`` (rows, columns) referencing the DICOM image ``source``."""
-        return dicom_seg.write_seg_image(label, source, path, names)
+        return dicom_seg.write_seg_image(label, source, path, segments)
 
 
 class DicomImageReader(Reader):

@@ -27,6 +27,7 @@ FREE = (
     "tracking",
     "preview",
     "predict",
+    "data.label_codes",  # what a DICOM SEG calls a class
     "split.folds",
     "train.num_workers",
     "train.loader",

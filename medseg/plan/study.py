@@ -146,6 +146,8 @@ def raw_config(
         )
         if cfg_data.mammography is not None:
             data["mammography"] = {}
+    if fp["workflow"] == "isic":
+        data["label_codes"] = {"class_1": "skin_lesion"}
     if fp["bad_cases"]:
         data["on_bad_case"] = "skip"
     preprocess, norm_reason = rules.normalisation(fp["modality"], fp["intensity"])

@@ -91,7 +91,7 @@ def test_nifti_spacing_from_the_header_and_grid_check(tmp_path):
 
 def test_dicom_seg_prediction_against_nifti_reference(tmp_path):
     from medseg.data.synthetic_ct import affine_for, make_case, write_ct_series
-    from medseg.io.dicom_seg import write_seg
+    from medseg.io.dicom_seg import Segments, write_seg
     from medseg.io.readers import read_volume
 
     shape = (24, 20, 8)
@@ -101,7 +101,11 @@ def test_dicom_seg_prediction_against_nifti_reference(tmp_path):
     write_nifti(tmp_path / "ref" / "c1.nii.gz", label[::-1, ::-1], affine)
     canon, canon_affine, _ = read_volume(tmp_path / "ref" / "c1.nii.gz")
     write_seg(
-        canon, canon_affine, tmp_path / "series", tmp_path / "pred" / "c1.dcm", {5: "liver", 1: "spleen"}
+        canon,
+        canon_affine,
+        tmp_path / "series",
+        tmp_path / "pred" / "c1.dcm",
+        Segments({5: "liver", 1: "spleen"}),
     )
     renumbered = np.select([label == 1, label == 5], [1, 2], 0).astype(np.uint8)  # segments by value
     write_nifti(tmp_path / "ref" / "c1.nii.gz", renumbered[::-1, ::-1], affine)  # SEG segment numbers
