@@ -302,7 +302,8 @@ def predict(
         str | None, typer.Option("--model", "-m", help="run folder, runs:/<id> or models:/<name>/<version>")
     ] = None,
     input_dir: Annotated[
-        Path | None, typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG")
+        str | None,
+        typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG, or dicomweb+http://..."),
     ] = None,
     set_: SetOpt = None,
     fold: Annotated[list[int] | None, typer.Option(help="use only this fold's model (repeatable)")] = None,
@@ -323,6 +324,13 @@ def predict(
     merge: Annotated[
         bool, typer.Option(help="only merge the --part jobs' manifests and summaries in --output")
     ] = False,
+    study: Annotated[list[str] | None, typer.Option(help="DICOMweb: StudyInstanceUID (repeatable)")] = None,
+    series: Annotated[list[str] | None, typer.Option(help="DICOMweb: SeriesInstanceUID (repeatable)")] = None,
+    modality: Annotated[str | None, typer.Option(help="DICOMweb: only series of this Modality")] = None,
+    since: Annotated[str | None, typer.Option(help="DICOMweb: studies from this date, YYYY-MM-DD")] = None,
+    send: Annotated[
+        str | None, typer.Option(help="store each DICOM SEG with STOW-RS at dicomweb+http://...")
+    ] = None,
 ) -> None:
     """Segment every selected series or image under a folder with the ensemble of a study's folds.
 
@@ -339,6 +347,7 @@ def predict(
     if model is None or input_dir is None:
         raise MedsegError("--model and --input are needed (only --merge goes without them)")
     from medseg.infer.batch import predict_folder
+    from medseg.io.dicomweb import is_dicomweb
     from medseg.io.lock import hold
     from medseg.runtime import pick_device
     from medseg.tracking.models import load_bundle
@@ -350,12 +359,34 @@ def predict(
     with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):
         bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
     where = pick_device(device or bundle.cfg.train.device)
-    summary = predict_folder(bundle, input_dir, output, where, log_paths, workers, share)
+    if is_dicomweb(input_dir):
+        from medseg.infer.pacs import Query, predict_pacs
+
+        if share != parts.WHOLE:
+            raise MedsegError("--part splits a folder of inputs; a DICOMweb query runs as one job")
+        query = Query(study or [], series or [], modality, _date(since))
+        options = {"log_paths": log_paths, "workers": workers}
+        summary = predict_pacs(bundle, input_dir, output, where, query, send, **options)
+    else:
+        if send is not None:
+            raise MedsegError("--send stores results in a PACS read with --input dicomweb+http://...")
+        summary = predict_folder(bundle, Path(input_dir), output, where, log_paths, workers, share)
     merged = summary.get("merged")
     name = "manifest.csv" if merged or share == parts.WHOLE else parts.manifest_name(share)
     typer.echo(_predict_result(merged or summary, output / name))
     if summary["failed"]:
         raise typer.Exit(code=EXIT_PARTIAL)
+
+
+def _date(text: str | None) -> str | None:
+    import datetime
+
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise MedsegError(f"--since {text}: expected a date such as 2026-01-31") from None
 
 
 def _predict_result(summary: dict, manifest: Path) -> str:

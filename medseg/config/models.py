@@ -296,6 +296,19 @@ class InferConfig(Strict):
     fill_holes: bool = Field(False, description="fill holes enclosed by a class")
 
 
+class DicomwebConfig(Strict):
+    """How ``medseg predict`` talks to a PACS over DICOMweb; secrets are read from a file or an
+    environment variable named here, never written here."""
+
+    timeout: float = Field(30.0, gt=0, description="seconds per request")
+    retries: int = Field(2, ge=0, description="further attempts of a request that fails to connect")
+    token_file: Path | None = Field(None, description="file holding a bearer token")
+    token_env: str | None = Field(None, description="environment variable holding a bearer token")
+    username: str | None = Field(None, description="basic authentication user")
+    password_file: Path | None = Field(None, description="file holding the basic authentication password")
+    password_env: str | None = Field(None, description="environment variable holding that password")
+
+
 class PredictConfig(Strict):
     """Which inputs ``medseg predict`` segments and what it writes for each."""
 
@@ -308,6 +321,7 @@ class PredictConfig(Strict):
     min_slices: int = Field(1, ge=1, description="DICOM series with fewer slices are skipped")
     write_seg: bool = Field(True, description="a DICOM SEG next to each prediction of a DICOM input")
     overlays: bool = Field(True, description="PNG overlays for 2D inputs")
+    dicomweb: DicomwebConfig = DicomwebConfig()
 
 
 class EvaluateConfig(Strict):

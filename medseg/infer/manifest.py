@@ -33,6 +33,8 @@ FIELDS = [
     "seg",
     "overlay",
     "algorithm",
+    "sent",
+    "pacs_answer",
     "seconds",
     "read_s",
     "preprocess_s",

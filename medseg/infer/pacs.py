@@ -1,0 +1,137 @@
+"""``medseg predict --input dicomweb+http://...``: series from a PACS, results sent back.
+
+The series a query finds (QIDO-RS: ``--study``, ``--series``, ``--modality`` or the study's
+``predict.modalities``, ``--since``) and that the manifest does not already hold as done are
+fetched instance by instance (WADO-RS) into ``OUTPUT/.dicomweb/``, each series into a folder that
+is renamed into place only once complete. They then go through the same selection, segmentation
+and outputs as a folder of DICOM files (:func:`medseg.infer.batch.predict_folder`), keyed by
+SeriesInstanceUID in ``manifest.csv``, so a rerun fetches and segments only what is not done.
+With ``--send``, every DICOM SEG not yet sent is stored back (STOW-RS); the manifest records
+``sent`` and the PACS's answer. A fetched series is removed once its outputs are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medseg.config.models import DicomwebConfig
+from medseg.errors import MedsegError
+from medseg.infer.batch import predict_folder
+from medseg.infer.bundle import ModelBundle
+from medseg.infer.manifest import Manifest
+from medseg.io.atomic import write_json
+from medseg.io.dicomweb import Credentials, Pacs
+from medseg.io.names import safe_name
+
+log = logging.getLogger(__name__)
+CACHE = ".dicomweb"
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which series to fetch."""
+
+    studies: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    modality: str | None = None
+    since: str | None = None
+
+
+def connect(url: str, cfg: DicomwebConfig) -> Pacs:
+    credentials = Credentials(
+        cfg.token_file, cfg.token_env, cfg.username, cfg.password_file, cfg.password_env
+    )
+    return Pacs(url, credentials, cfg.timeout, cfg.retries)
+
+
+def fetch(pacs: Pacs, query: Query, out_dir: Path, modalities: list[str] | None) -> dict[str, int]:
+    """Fetch the series the query finds that are not done yet; counts found, done and fetched."""
+    modality = query.modality or (modalities[0] if modalities and len(modalities) == 1 else None)
+    found = pacs.find_series(query.studies or None, query.series or None, modality, query.since)
+    manifest = Manifest(out_dir)
+    counts = {"found": len(found), "done_earlier": 0, "fetched": 0}
+    for entry in found:
+        uid = entry["series_uid"]
+        folder = out_dir / CACHE / safe_name(uid)
+        if manifest.finished_earlier(uid) is not None:
+            counts["done_earlier"] += 1
+            continue
+        if folder.is_dir():
+            continue  # fetched by an earlier run that stopped before segmenting it
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        n = pacs.fetch_series(entry["study_uid"], uid, partial)
+        partial.rename(folder)
+        counts["fetched"] += 1
+        log.info("fetched series %s: %d instance(s)", uid, n)
+    return counts
+
+
+def send(pacs: Pacs, out_dir: Path) -> dict[str, int]:
+    """STOW-RS of every DICOM SEG the manifest lists as done and not yet sent."""
+    manifest = Manifest(out_dir)
+    counts = {"sent": 0, "send_failed": 0}
+    for row in list(manifest.rows.values()):
+        if row.get("status") != "done" or not row.get("seg") or row.get("sent") == "yes":
+            continue
+        try:
+            answer = pacs.store(out_dir / row["seg"])
+        except MedsegError as err:
+            manifest.record({**row, "sent": "failed", "pacs_answer": str(err)[:300]})
+            counts["send_failed"] += 1
+            raise
+        manifest.record({**row, "sent": "yes", "pacs_answer": answer})
+        counts["sent"] += 1
+    return counts
+
+
+def predict_pacs(
+    bundle: ModelBundle,
+    url: str,
+    out_dir: Path,
+    device: torch.device,
+    query: Query,
+    send_to: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Fetch, segment and (with ``send_to``) send back; the batch's summary.
+
+    Args:
+        bundle: the study's models.
+        url: ``dicomweb+http(s)://...`` to read from.
+        out_dir: local outputs, manifest and the fetched series.
+        device: where inference runs.
+        query: which series.
+        send_to: ``dicomweb+http(s)://...`` to store the SEGs in (may be ``url``).
+        options: passed on to :func:`medseg.infer.batch.predict_folder`.
+
+    Raises:
+        MedsegError: the PACS does not answer or refuses (what was done is kept for a rerun).
+    """
+    cfg = bundle.cfg.predict
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fetched = fetch(connect(url, cfg.dicomweb), query, out_dir, cfg.modalities)
+    (out_dir / CACHE).mkdir(exist_ok=True)
+    summary = predict_folder(bundle, out_dir / CACHE, out_dir, device, **options)
+    summary["pacs"] = fetched
+    try:
+        if send_to:
+            summary["pacs"].update(send(connect(send_to, cfg.dicomweb), out_dir))
+    finally:
+        write_json(out_dir / "summary.json", summary)
+        _clean(out_dir)
+    return summary
+
+
+def _clean(out_dir: Path) -> None:
+    """Remove fetched series whose outputs are written."""
+    manifest = Manifest(out_dir)
+    for uid, row in manifest.rows.items():
+        if row.get("status") == "done":
+            shutil.rmtree(out_dir / CACHE / safe_name(uid), ignore_errors=True)

@@ -1,0 +1,205 @@
+"""A PACS over DICOMweb: find series (QIDO-RS), fetch them instance by instance (WADO-RS), store
+results (STOW-RS), with ``dicomweb-client``.
+
+Every request has a timeout and a bounded number of retries (the library sets neither), so a PACS
+that does not answer gives a clear error in seconds. Credentials (a bearer token, or a user name
+and password) are read from a file or an environment variable the configuration names; they never
+appear in a message, a log or a manifest, and neither does a password written into the URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseg.errors import MedsegError
+from medseg.io.atomic import atomic_path
+
+SCHEME = "dicomweb+"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where a token or a password comes from: a file or an environment variable (never the value)."""
+
+    token_file: Path | None = None
+    token_env: str | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+
+    def _secret(self, path: Path | None, env: str | None, what: str) -> str | None:
+        if path is not None:
+            try:
+                return Path(path).read_text().strip()
+            except OSError as err:
+                raise MedsegError(f"{what} file {path}: cannot be read ({err.strerror})") from None
+        if env is not None:
+            value = os.environ.get(env)
+            if not value:
+                raise MedsegError(f"{what}: the environment variable {env} is not set")
+            return value
+        return None
+
+    def apply(self, session: Any) -> None:
+        token = self._secret(self.token_file, self.token_env, "DICOMweb token")
+        if token:
+            session.headers["Authorization"] = f"Bearer {token}"
+        password = self._secret(self.password_file, self.password_env, "DICOMweb password")
+        if self.username and password is not None:
+            session.auth = (self.username, password)
+
+
+def is_dicomweb(text: str) -> bool:
+    return str(text).startswith(SCHEME)
+
+
+def shown(url: str) -> str:
+    """``url`` without a user name or password written into it.
+
+    Example:
+        >>> shown("dicomweb+http://ann:secret@pacs:8042/dicom-web")
+        'dicomweb+http://pacs:8042/dicom-web'
+    """
+    return re.sub(r"//[^/@]*@", "//", url)
+
+
+def _session(timeout: float, retries: int) -> Any:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    class TimeoutSession(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", timeout)
+            return super().request(*args, **kwargs)
+
+    session = TimeoutSession()
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        backoff_factor=0.2,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class Pacs:
+    """One DICOMweb service.
+
+    Args:
+        url: ``dicomweb+http(s)://host:port/prefix``.
+        credentials: where a token or password comes from.
+        timeout: seconds per request.
+        retries: further attempts of a request that fails to connect or gets a 502/503/504.
+    """
+
+    def __init__(
+        self, url: str, credentials: Credentials | None = None, timeout: float = 30.0, retries: int = 2
+    ) -> None:
+        from dicomweb_client.api import DICOMwebClient
+
+        self.url, self.name = url, shown(url)
+        session = _session(timeout, retries)
+        (credentials or Credentials()).apply(session)
+        base = url.removeprefix(SCHEME)
+        if "@" in base.split("/")[2]:  # credentials in the URL go to the session, not the log
+            userinfo, host = base.split("/")[2].rsplit("@", 1)
+            user, _, password = userinfo.partition(":")
+            session.auth = (user, password)
+            base = base.replace(f"{userinfo}@", "", 1)
+        self.client = DICOMwebClient(url=base, session=session)
+        self.client.set_http_retry_params(retry=False)  # the session's bounded retries only
+
+    @contextmanager
+    def _asking(self, what: str) -> Iterator[None]:
+        """Turn what ``requests`` raises into a message that names the PACS and what to do."""
+        import requests
+
+        try:
+            yield
+        except requests.exceptions.HTTPError as err:
+            code = err.response.status_code if err.response is not None else "?"
+            raise MedsegError(
+                f"{self.name}: {what} was refused (HTTP {code}); check the URL and the credentials"
+            ) from None
+        except requests.exceptions.RequestException as err:
+            raise MedsegError(
+                f"{self.name}: the PACS does not answer ({type(err).__name__}) while {what}; check "
+                "that it runs and the URL, or raise predict.dicomweb.timeout"
+            ) from None
+
+    def find_series(
+        self,
+        studies: list[str] | None = None,
+        series: list[str] | None = None,
+        modality: str | None = None,
+        since: str | None = None,
+    ) -> list[dict[str, str]]:
+        """QIDO-RS: the series matching the filters, each as study, series and modality UIDs."""
+        filters: dict[str, Any] = {}
+        if modality:
+            filters["Modality"] = modality
+        if since:
+            filters["StudyDate"] = since.replace("-", "") + "-"
+        found: dict[str, dict[str, str]] = {}
+        for study in studies or [None]:  # type: ignore[list-item]
+            with self._asking("searching for series"):
+                answer = self.client.search_for_series(
+                    study_instance_uid=study,
+                    search_filters=filters,
+                    fields=["StudyInstanceUID", "SeriesInstanceUID", "Modality"],
+                )
+            for entry in answer:
+                uid = _value(entry, "0020000E")
+                if uid and (not series or uid in series):
+                    found[uid] = {
+                        "study_uid": _value(entry, "0020000D"),
+                        "series_uid": uid,
+                        "modality": _value(entry, "00080060"),
+                    }
+        return list(found.values())
+
+    def fetch_series(self, study_uid: str, series_uid: str, folder: Path) -> int:
+        """WADO-RS: the series' instances, one at a time, each written to ``folder``; the count."""
+        folder.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with self._asking("retrieving a series"):
+            # as stored (transfer syntax "*"): a PACS need not transcode JPEG 2000, nor can every one
+            as_stored = (("application/dicom", "*"),)
+            instances = self.client.iter_series(study_uid, series_uid, media_types=as_stored)
+            for ds in instances:  # one instance in memory at a time
+                with atomic_path(folder / f"{count:05d}.dcm") as tmp:
+                    ds.save_as(tmp, enforce_file_format=True)
+                count += 1
+        return count
+
+    def store(self, path: Path) -> str:
+        """STOW-RS of one file; the PACS's answer in a line."""
+        import pydicom
+
+        with self._asking("storing a result"):
+            answer = self.client.store_instances([pydicom.dcmread(path)])
+        failed = answer.get("FailedSOPSequence") if answer is not None else None
+        if failed:
+            reason = failed[0].get("FailureReason", "?")
+            raise MedsegError(f"{self.name}: the PACS refused the SEG (failure reason {reason})")
+        stored = answer.get("ReferencedSOPSequence") if answer is not None else None
+        return f"stored ({len(stored) if stored else 0} instance)"
+
+
+def _value(entry: Any, tag: str) -> str:
+    """A value of a DICOM JSON attribute (``{tag: {"Value": [...]}}``)."""
+    values = entry.get(tag, {}).get("Value") or [""]
+    return str(values[0])
