@@ -321,6 +321,9 @@ class PredictConfig(Strict):
     min_slices: int = Field(1, ge=1, description="DICOM series with fewer slices are skipped")
     write_seg: bool = Field(True, description="a DICOM SEG next to each prediction of a DICOM input")
     overlays: bool = Field(True, description="PNG overlays for 2D inputs")
+    write_rtstruct: bool = Field(
+        False, description="also an RT Structure Set of each DICOM series, for treatment-planning systems"
+    )
     dicomweb: DicomwebConfig = DicomwebConfig()
 
 

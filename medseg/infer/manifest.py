@@ -31,6 +31,7 @@ FIELDS = [
     "source",
     "mask",
     "seg",
+    "rtstruct",
     "overlay",
     "algorithm",
     "sent",
@@ -41,7 +42,7 @@ FIELDS = [
     "infer_s",
     "write_s",
 ]
-OUTPUTS = ("mask", "seg", "overlay")
+OUTPUTS = ("mask", "seg", "rtstruct", "overlay")
 NAME = "manifest.csv"
 
 

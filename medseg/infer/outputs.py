@@ -6,6 +6,7 @@ NIfTI and pictures, its UID for DICOM; made safe, and never a path outside the o
   spacing, as medseg and nibabel read 2D NIfTI), or ``<key>.png`` for PNG/JPEG inputs (0/255 for
   one class, class values otherwise);
 - ``<key>_seg.dcm``: a DICOM SEG referencing the source series or image (``predict.write_seg``);
+- ``<key>_rtstruct.dcm``: an RT Structure Set of a DICOM series (``predict.write_rtstruct``);
 - ``<key>_overlay.png``: for 2D inputs, the picture with the predicted outline (``predict.overlays``).
 
 Every file is written to a temporary name and renamed, so a killed batch leaves no partial file.
@@ -28,6 +29,7 @@ from medseg.io.dicom_seg import Segments
 from medseg.io.names import inside
 from medseg.io.overlay import draw_overlay
 from medseg.io.readers import DICOM_SEG, NIFTI, RASTER
+from medseg.io.rtstruct import write_rtstruct
 from medseg.io.segment_codes import LEFT, PALETTE, RIGHT, SegmentCode, segment_code
 
 OVERLAY_MAX_SIZE = 1024  # longer side of overlay pictures, in pixels
@@ -81,6 +83,13 @@ def write_outputs(
             return DICOM_SEG.write_image(label, item.files[0], path, about)
 
         jobs.append(("seg", f"{item.key}_seg.dcm", seg))
+        if cfg.predict.write_rtstruct and item.kind == "dicom_series":
+
+            def rtstruct(path: Path) -> object:
+                canonical, affine = source["canonical_label"], source["canonical_affine"]
+                return write_rtstruct(canonical, affine, list(item.files), path, about)
+
+            jobs.append(("rtstruct", f"{item.key}_rtstruct.dcm", rtstruct))
     if cfg.predict.overlays and label.ndim == 2:
         jobs.append(
             ("overlay", f"{item.key}_overlay.png", lambda p: write_overlay(p, source["picture"], label))
@@ -92,11 +101,11 @@ def write_outputs(
             path = inside(out_dir, name)
             if not path.exists():
                 created.append(path)
-            if kind == "seg":
+            if kind in ("seg", "rtstruct"):
                 try:
                     write(path)
                 except (MedsegError, ValueError, KeyError, AttributeError, TypeError) as err:
-                    note = f"no DICOM SEG: {_plain(err)}"
+                    note = f"no {'DICOM SEG' if kind == 'seg' else 'RTSTRUCT'}: {_plain(err)}"
                     continue
             else:
                 write(path)
