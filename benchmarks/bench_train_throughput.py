@@ -87,7 +87,7 @@ def measure(cfg: Any, cases: list[dict[str, Any]], steps: int) -> dict[str, floa
         "bare": bare,
         "medseg": ours,
         "batch": n,
-        "workers": worker_count(cfg, len(cases)),
+        "workers": worker_count(cfg, len(cases), device),
         "loader": loader_kind(cfg, device, len(cases)),
     }
 

@@ -250,8 +250,8 @@ class TrainConfig(Strict):
     batch_size: int = Field(8, ge=1)
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto",
-        description="loader processes; auto: one per spare core (at most 8, one per 4 steps of an epoch), "
-        "0 on the device loader",
+        description="loader processes; auto: none on a CPU; on a GPU one per spare core (at most 8, one "
+        "per 4 steps of an epoch), none with the device loader",
     )
     loader: Literal["auto", "standard", "device"] = Field(
         "auto",

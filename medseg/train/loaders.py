@@ -3,8 +3,8 @@
 Two recipes (``train.loader``):
 
 - ``standard``: a ``CacheDataset`` in host memory, random transforms in ``DataLoader`` worker
-  processes (``train.num_workers``; ``auto``: one per spare core, at most 8 and one per four steps
-  of an epoch), so augmentation
+  processes (``train.num_workers``; ``auto``: none on a CPU, whose cores the step's threads take;
+  on a GPU one per spare core, at most 8 and one per four steps of an epoch), so augmentation
   overlaps the step. Workers start afresh each epoch, seeded from the loader's generator (saved in
   checkpoints), so a resumed fold still draws what an unbroken one would;
 - ``device``: MONAI's fast-training recipe: the deterministic part of the chain cached on the GPU
@@ -40,12 +40,15 @@ def cores() -> int:
 STEPS_PER_WORKER = 4  # workers start afresh each epoch: fewer steps than this do not repay one
 
 
-def worker_count(cfg: PipelineConfig, n_fit: int) -> int:
-    """``train.num_workers``, or for ``auto`` one per spare core, at most 8 and at most one per
-    four steps of an epoch of ``n_fit`` cases (starting a worker costs about a step)."""
+def worker_count(cfg: PipelineConfig, n_fit: int, device: torch.device | None = None) -> int:
+    """``train.num_workers``, or for ``auto``: none when training on a CPU (the step's own threads
+    already take every core, and a worker started each epoch costs more than it saves); on a GPU
+    one per spare core, at most 8 and at most one per four steps of an epoch of ``n_fit`` cases."""
     n = cfg.train.num_workers
     if n != "auto":
         return int(n)
+    if device is None or device.type == "cpu":
+        return 0
     steps = -(-n_fit // cfg.train.batch_size)
     return max(0, min(8, cores() - 1, steps // STEPS_PER_WORKER))
 
@@ -93,7 +96,7 @@ def make_loaders(
     distributed = dist is not None and dist.enabled
     kind = "standard" if distributed else loader_kind(cfg, device, len(fit) + len(val))
     on_device = device if kind == "device" else None
-    workers = 0 if kind == "device" else worker_count(cfg, len(fit))
+    workers = 0 if kind == "device" else worker_count(cfg, len(fit), device)
     cache = cfg.train.cache_rate
     chain = train_transforms(cfg, on_device)
     chain.set_random_state(seed=seed)

@@ -80,6 +80,7 @@ class Orthanc:
                 return  # it answers (401 when it asks for credentials)
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
+                    self.stop()
                     pytest.fail("Orthanc did not start: " + (self.folder / "orthanc.log").read_text()[-2000:])
                 time.sleep(0.3)
 

@@ -17,11 +17,13 @@ CPU = torch.device("cpu")
 def test_worker_count_follows_the_cores_unless_set(tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path, tmp_path / "run")
     assert cfg.train.num_workers == "auto"
+    gpu = torch.device("cuda")
     for cores, expected in ((1, 0), (2, 1), (6, 5), (32, 8)):
         monkeypatch.setattr(loaders, "cores", lambda n=cores: n)
-        assert worker_count(cfg, 1000) == expected
+        assert worker_count(cfg, 1000, gpu) == expected
+        assert worker_count(cfg, 1000, CPU) == 0  # on a CPU the step's threads take the cores
     # batch 4: 16 cases make 4 steps, enough for one worker; 12 cases (3 steps) for none
-    assert worker_count(cfg, 16) == 1 and worker_count(cfg, 12) == 0
+    assert worker_count(cfg, 16, gpu) == 1 and worker_count(cfg, 12, gpu) == 0
     assert worker_count(tiny_config(tmp_path, tmp_path / "run", train={"num_workers": 3}), 4) == 3
 
 
