@@ -174,6 +174,9 @@ def _save_seg(
             series_description=series_description,
             omit_empty_frames=False,
         )
+        if "ImageOrientationPatient" not in sources[0] and "PatientOrientation" not in seg:
+            # projection images (mammograms, radiographs): the frames lie as the source does
+            seg.PatientOrientation = _orientation(sources[0].get("PatientOrientation"))
         with atomic_path(path) as tmp:
             seg.save_as(tmp)
     return Path(path)
@@ -200,3 +203,16 @@ def _description(number: int, name: str, code: SegmentCode, algorithm: Any) -> A
         item = description.SegmentedPropertyTypeCodeSequence[0]
         item.SegmentedPropertyTypeModifierCodeSequence = [concept(*code.laterality)]
     return description
+
+
+def _orientation(value: Any) -> Any:
+    """A source's PatientOrientation when it is valid (two directions of A, P, R, L, H, F), else
+    empty (allowed: the value is Type 2): CBIS-DDSM files, for one, hold their view there ("CC")."""
+    import re
+
+    from pydicom.multival import MultiValue
+
+    values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    if len(values) == 2 and all(re.fullmatch(r"[APRLHF]+", str(v) or "") for v in values):
+        return values
+    return ""
