@@ -1,4 +1,4 @@
-"""Where and how computation runs: the device, seeds, deterministic algorithms."""
+"""Where and how computation runs: the cores, the device, seeds, deterministic algorithms."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import numpy as np
 import torch
 
 from medseg.errors import MedsegError
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system says)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def pick_device(setting: str) -> torch.device:

@@ -21,14 +21,15 @@ from typing import Any
 
 import torch
 
-from medseg import __version__
 from medseg.infer import parts
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem, discover, ref
 from medseg.infer.flow import segment_all
 from medseg.infer.manifest import NAME, Manifest
+from medseg.infer.outputs import segments_of
 from medseg.infer.segmenter import Prepared, algorithm_parameters, check_statistics, default_workers
 from medseg.io.atomic import write_json
+from medseg.io.dicom_seg import Segments
 from medseg.io.raster import set_pixel_limit
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,8 @@ def predict_folder(
     workers = default_workers() if workers is None else workers
     with parts.holding(out_dir, part):
         manifest = Manifest(out_dir, parts.manifest_name(part), (NAME,))
-        about = algorithm_parameters(bundle)
-        algorithm = f"{bundle.cfg.name}, medseg {__version__}, run {about['run']}, folds {about['folds']}"
-        run = _Batch(out_dir, manifest, _Show(input_dir, log_paths), algorithm=algorithm)
+        segments = segments_of(bundle.cfg, **algorithm_parameters(bundle))  # label_codes checked here
+        run = _Batch(out_dir, manifest, _Show(input_dir, log_paths), segments)
         items = parts.share(discover(input_dir, bundle.cfg), part)
         todo = _select(items, run.manifest, run.counts, run.show)
         log.info(
@@ -118,7 +118,7 @@ def predict_folder(
             "stage_seconds": {k: round(v, 2) for k, v in run.stage_seconds.items()},
             "workers": workers,
             "part": f"{part[0]}/{part[1]}",
-            "algorithm": algorithm,
+            "algorithm": segments.identity,
             "model": bundle.source,
             "folds": sorted(bundle.checkpoints),
             "device": str(device),
@@ -137,9 +137,9 @@ class _Batch:
     out_dir: Path
     manifest: Manifest
     show: _Show
+    segments: Segments
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(parts.COUNTS, 0))
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    algorithm: str = ""
 
 
 class _Show:
@@ -213,7 +213,7 @@ def _segment_all(
             run.counts["failed"] += 1
             log.warning("%s (%s): failed: %s", item.key, item.kind, failed["reason"])
         else:
-            extra = {"seconds": seconds, "algorithm": run.algorithm, **stages, **written}
+            extra = {"seconds": seconds, "algorithm": run.segments.identity, **stages, **written}
             row = run.show.row(item, "done", note, **extra)
             run.manifest.record(row)
             run.counts["done"] += 1
@@ -221,7 +221,7 @@ def _segment_all(
         bar.update()
 
     try:
-        segment_all(bundle, todo, device, run.out_dir, workers, done)
+        segment_all(bundle, run.segments, todo, device, run.out_dir, workers, done)
     finally:
         bar.close()
 

@@ -25,6 +25,7 @@ from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem
 from medseg.infer.outputs import write_outputs
 from medseg.infer.segmenter import Prepared, Preparer, Segmenter, plain
+from medseg.io.dicom_seg import Segments
 
 MAX_WRITING = 2  # results waiting for the writer thread
 Done = tuple[Prepared, dict[str, str], str]  # (input, files written by kind, note)
@@ -87,6 +88,7 @@ def _finish(segmenter: Segmenter, prep: Prepared, result: Any, out_dir: Path) ->
 
 def segment_all(
     bundle: ModelBundle,
+    segments: Segments,
     items: list[InputItem],
     device: torch.device,
     out_dir: Path,
@@ -98,6 +100,7 @@ def segment_all(
 
     Args:
         bundle: the study's configuration and fold checkpoints.
+        segments: what each DICOM SEG says of its segments and the algorithm.
         items: the inputs to segment.
         device: where the models run.
         out_dir: the output folder.
@@ -109,7 +112,7 @@ def segment_all(
         return
     # workers start before CUDA is used; beside inference on the CPU they take only idle cycles
     inputs = prepared(items, Preparer(bundle.cfg), workers, nice=device.type == "cpu")
-    segmenter = Segmenter(bundle, device)
+    segmenter = Segmenter(bundle, device, segments)
     pending: deque[Future[Done]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="medseg-write") as writer:
         for prep in inputs:

@@ -25,12 +25,13 @@ from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError, exception_chain, medseg_cause
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem
-from medseg.infer.outputs import segments_of
 from medseg.infer.postprocess import postprocess
 from medseg.infer.sliding import class_argmax, predict_probabilities
 from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
+from medseg.io.dicom_seg import Segments
 from medseg.io.raster import set_pixel_limit
 from medseg.registry import build_chain, build_inferer
+from medseg.runtime import cpu_cores
 from medseg.transforms.steps import load_transforms
 
 STAGES = ("read", "preprocess", "infer", "write")
@@ -114,14 +115,15 @@ class Segmenter:
     Args:
         bundle: the study's configuration and fold checkpoints.
         device: where the models run.
+        segments: what its DICOM SEGs say of their segments and the algorithm.
     """
 
-    def __init__(self, bundle: ModelBundle, device: torch.device) -> None:
+    def __init__(self, bundle: ModelBundle, device: torch.device, segments: Segments) -> None:
         self.cfg = bundle.cfg
         self.device = device
         self.models = bundle.load(device)
         self.inferer = build_inferer(self.cfg)
-        self.segments = segments_of(self.cfg, **algorithm_parameters(bundle))
+        self.segments = segments
 
     def infer(self, prep: Prepared) -> Any:
         """The device's part: 2D mean probabilities, 3D the label map, both on the CPU."""
@@ -160,10 +162,7 @@ def affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
 def default_workers() -> int:
     """Reading processes for ``predict``: one per spare core, at most four (0 on one core). Beside
     inference on a CPU device they run at a lower priority (:mod:`medseg.infer.flow`)."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(4, cores - 1))
+    return max(0, min(4, cpu_cores() - 1))
 
 
 def algorithm_parameters(bundle: ModelBundle) -> dict[str, str]:

@@ -19,7 +19,7 @@ import numpy as np
 from medseg import __version__
 from medseg.errors import DataError
 from medseg.io.atomic import atomic_path
-from medseg.io.dicom import LPS_TO_RAS, folder_geometry, read_header, series_geometry
+from medseg.io.dicom import LPS_TO_RAS, SliceGeometry, folder_geometry, read_header, series_geometry
 from medseg.io.geometry import AFFINE_TOL, canonical_geometry, reorient, to_canonical
 from medseg.io.segment_codes import SegmentCode, segment_code
 
@@ -41,6 +41,11 @@ class Segments:
     algorithm: str = "medseg"
     version: str = __version__
     parameters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """The algorithm in one line: name, version and parameters."""
+        return ", ".join([self.algorithm, self.version, *(f"{k} {v}" for k, v in self.parameters.items())])
 
     def code(self, value: int) -> SegmentCode:
         return self.codes.get(value) or segment_code(self.names[value], value)
@@ -108,15 +113,25 @@ def write_seg(
         geom = series_geometry([(Path(f), read_header(f)) for f in series], str(Path(series[0]).parent))
     else:
         geom = folder_geometry(series)
+    native = on_series_grid(label, affine, geom, Path(path))
+    frames = np.ascontiguousarray(native.transpose(2, 1, 0))
+    sources = [pydicom.dcmread(f) for f in geom.files]
+    return _save_seg(frames, sources, Path(path), segments, series_description)
+
+
+def on_series_grid(label: np.ndarray, affine: np.ndarray, geom: SliceGeometry, path: Path) -> np.ndarray:
+    """``label`` (canonical grid, RAS ``affine``) in the series' own voxel order (columns, rows,
+    slices), for a file ``path`` that references the series.
+
+    Raises:
+        DataError: the label is not on the series' grid.
+    """
     canon_shape, canon_affine = canonical_geometry(geom.shape, geom.affine)
     if tuple(label.shape) != tuple(canon_shape):
         raise DataError(f"{path}: label shape {label.shape} does not match the series {geom.shape}")
     if np.abs(canon_affine - affine).max() > AFFINE_TOL:
         raise DataError(f"{path}: the label is not on the grid of the series")
-    native = reorient(label, affine, geom.affine)  # (columns, rows, slices) in the series' order
-    frames = np.ascontiguousarray(native.transpose(2, 1, 0))
-    sources = [pydicom.dcmread(f) for f in geom.files]
-    return _save_seg(frames, sources, Path(path), segments, series_description)
+    return reorient(label, affine, geom.affine)
 
 
 def write_seg_image(

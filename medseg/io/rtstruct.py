@@ -16,11 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from medseg import __version__
-from medseg.errors import DataError
 from medseg.io.atomic import atomic_path
 from medseg.io.dicom import read_header, series_geometry
-from medseg.io.dicom_seg import Segments
-from medseg.io.geometry import AFFINE_TOL, canonical_geometry, reorient
+from medseg.io.dicom_seg import Segments, on_series_grid
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 COPIED = (
@@ -52,17 +50,14 @@ def write_rtstruct(
     Raises:
         DataError: the label is not on the series' grid.
     """
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-    geom = series_geometry([(Path(f), read_header(f)) for f in files], str(Path(files[0]).parent))
-    canon_shape, canon_affine = canonical_geometry(geom.shape, geom.affine)
-    if tuple(label.shape) != tuple(canon_shape) or np.abs(canon_affine - affine).max() > AFFINE_TOL:
-        raise DataError(f"{path}: the label is not on the grid of the series")
-    native = reorient(label, affine, geom.affine)  # (columns, rows, slices) in the series' order
-    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in geom.files]
+    read = {Path(f): read_header(f) for f in files}
+    geom = series_geometry(list(read.items()), str(Path(files[0]).parent))
+    native = on_series_grid(label, affine, geom, Path(path))
+    headers = [read[f] for f in geom.files]
     first = headers[0]
     ds = Dataset()
     ds.file_meta = FileMetaDataset()

@@ -70,11 +70,9 @@ def _case(
     label = load_image(case["label"], dims, is_label=True)
     if workflow == "mammo":  # measured as trained: flipped, cropped to the breast, capped in size
         from medseg.config.models import MammographyConfig
-        from medseg.transforms.mammo import MammoPrepared
+        from medseg.transforms.steps import mammo_prepared
 
-        m = MammographyConfig()
-        done = MammoPrepared(flip_to=m.flip_to, crop_breast=m.crop_breast, crop_margin=m.crop_margin,
-                             max_size=m.max_size)({"image": image, "label": label})  # fmt: skip
+        done = mammo_prepared(MammographyConfig())({"image": image, "label": label})
         image, label = done["image"], done["label"]
     array, lab = np.asarray(image), np.asarray(label)[0]
     spacing = [float(s) for s in np.asarray(image.meta["spacing"]).ravel()[:dims]]

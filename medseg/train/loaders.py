@@ -18,7 +18,6 @@ Two recipes (``train.loader``):
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -27,14 +26,11 @@ import torch
 from medseg.chains import eval_transforms, train_transforms
 from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
+from medseg.runtime import cpu_cores as cores
 from medseg.train.distributed import DistInfo, ShardedBatchSampler, local_batch_size
 
 log = logging.getLogger(__name__)
 DEVICE_CACHE_SHARE = 0.25  # of the GPU memory a device cache may take under ``loader: auto``
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 STEPS_PER_WORKER = 4  # workers start afresh each epoch: fewer steps than this do not repay one

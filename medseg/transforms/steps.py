@@ -12,11 +12,12 @@ put together in :mod:`medseg.chains`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from medseg.config.models import PipelineConfig
+from medseg.config.models import MammographyConfig, PipelineConfig
 from medseg.transforms.keys import IMAGE_KEY, KEYS, LABEL_KEY, role_modes
 from medseg.transforms.labels import PrepareLabeld, label_selection
 from medseg.transforms.loader import LoadCased
@@ -48,8 +49,13 @@ def load_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
             )
         )
     if mammo is not None:
-        chain.append(MammoPrepared(keys, mammo.flip_to, mammo.crop_breast, mammo.crop_margin, mammo.max_size))
+        chain.append(mammo_prepared(mammo, keys))
     return chain
+
+
+def mammo_prepared(mammo: MammographyConfig, keys: Sequence[str] = (IMAGE_KEY, LABEL_KEY)) -> MammoPrepared:
+    """Step 2 for ``data.mammography``: flip, breast crop and size cap, one geometry for all keys."""
+    return MammoPrepared(keys, mammo.flip_to, mammo.crop_breast, mammo.crop_margin, mammo.max_size)
 
 
 def grid_transforms(cfg: PipelineConfig, keys: list[str]) -> list[Any]:
