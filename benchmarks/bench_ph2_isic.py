@@ -73,7 +73,7 @@ def main() -> int:
     summary = json.loads((run_dir / "summary.json").read_text())
     if wall is None:
         wall = summary.get("timing", {}).get("total_seconds", float("nan")) / 60
-    fold_mean = summary["fold_mean"]["label_1"]
+    fold_mean = summary["fold_mean"]["mean"]
     dice, jac = fold_mean["dice"]["mean"], fold_mean["jaccard_thresholded"]["mean"]
     base_dice, base_jac = otsu_baseline(DATA)
     print(f"PH2, {summary['n_cases']} cases, {len(summary['folds'])} folds ({run_dir})")

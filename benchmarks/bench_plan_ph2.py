@@ -43,10 +43,10 @@ def main() -> int:
     subprocess.run([*medseg, "run", str(plan), "--set", f"output_dir={args.out / 'run'}"], check=True)
     t2 = time.perf_counter()
     expected = json.loads((plan.parent / "ph2-plan.plan.json").read_text())["expected_seconds"]
-    dice = json.loads((args.out / "run" / "summary.json").read_text())["fold_mean"]["label_1"]["dice"]
+    dice = json.loads((args.out / "run" / "summary.json").read_text())["fold_mean"]["mean"]["dice"]
     baseline = BASELINE_DICE
     if args.baseline_run:
-        baseline = json.loads((args.baseline_run / "summary.json").read_text())["fold_mean"]["label_1"][
+        baseline = json.loads((args.baseline_run / "summary.json").read_text())["fold_mean"]["mean"][
             "dice"
         ]["mean"]
     budget = float(args.budget[:-1]) * 60 if args.budget.endswith("m") else float(args.budget)

@@ -59,8 +59,13 @@ def main_options(
 
 
 def _setup() -> None:
+    from medseg.progress import TqdmHandler
+
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[TqdmHandler()],
     )
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _MaskCredentials) for f in handler.filters):
@@ -220,6 +225,42 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by
     typer.echo(f"report: {run_dir / 'report.html'}")
 
 
+@command()
+def ui(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `medseg run`")],
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 picks a free one")] = 5000,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the server to answer")] = 120.0,
+) -> None:
+    """Open the MLflow UI on a run folder's store (127.0.0.1, one worker, no job runner) and print the
+    address of its training view; Ctrl-C stops it."""
+    import time
+    import urllib.request
+
+    from medseg.tracking.store import start_ui
+
+    proc, url = start_ui(run_dir, port=port or None)
+    base = url.split("/#")[0].rstrip("/")
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.terminate()
+                    raise MedsegError(
+                        f"the MLflow UI did not start on {base} (is the port taken? try --port 0)"
+                    ) from None
+                time.sleep(0.3)
+        typer.echo(f"MLflow UI: {url}", err=False)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 def _numbers(text: str | None, what: str, kind: type = float) -> list | None:
     if text is None:
         return None
@@ -283,13 +324,16 @@ def compare(
     uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (sqlite:///..., http://...)")] = None,
     experiment: Annotated[list[str] | None, typer.Option(help="experiment name (repeatable)")] = None,
     run: Annotated[list[str] | None, typer.Option("--run", help="pipeline run id (repeatable)")] = None,
-    metric: Annotated[str, typer.Option(help="held-out metric, e.g. dice, hd95, dice_label_2")] = "dice",
+    metric: Annotated[
+        str,
+        typer.Option(help="held-out metric: dice, hd95, ... (mean over classes) or a class's: dice/liver"),
+    ] = "dice",
     out: Annotated[Path, typer.Option(help="where comparison.csv/.md/.png go")] = Path("comparison"),
 ) -> None:
     """Rank MLflow pipeline runs on a metric (mean ± std over folds) and show differing settings."""
-    from medseg.tracking.compare import collect_runs, write_comparison
+    from medseg.tracking.compare import collect_runs, metric_key, write_comparison
 
-    runs = collect_runs(uri, experiment or [], run or [], run_dirs or [], f"test_{metric}")
+    runs = collect_runs(uri, experiment or [], run or [], run_dirs or [], metric_key(metric))
     paths = write_comparison(runs, metric, out)
     typer.echo(paths["md"].read_text())
     typer.echo(f"written: {paths['csv']}, {paths['md']}, {paths['png']}")

@@ -1,6 +1,7 @@
 """The run folder of ``medseg run``: the one module that knows its layout and ``run_state.json``.
 
     config.yaml  datalist.json  splits.json  intensity_stats.json  preview.png  timing.json
+    provenance.json (medseg version and commit, machine, device, config digest)
     run_state.json (MLflow run ids and trained epochs per fold, so a killed run resumes)
     fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
     fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
@@ -123,6 +124,7 @@ class RunDir:
     intensity_stats = property(lambda self: self.root / "intensity_stats.json")
     preview = property(lambda self: self.root / "preview.png")
     timing = property(lambda self: self.root / "timing.json")
+    provenance = property(lambda self: self.root / "provenance.json")
     fingerprint = property(lambda self: self.root / "fingerprint.json")
     postprocessing = property(lambda self: self.root / "postprocessing.json")
     state_file = property(lambda self: self.root / "run_state.json")
@@ -141,6 +143,7 @@ class RunDir:
         "intensity_stats.json",
         "preview.png",
         "timing.json",
+        "provenance.json",
         "run_state.json",
         "report.html",
         "report.md",

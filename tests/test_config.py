@@ -150,7 +150,8 @@ def test_saved_config_follows_data_overrides(tmp_path: Path) -> None:
     cfg = load_pipeline(ROOT / "pipelines" / "demo.yaml")
     assert "in_channels" not in cfg.model.args
     (tmp_path / "config.yaml").write_text(dump_config(cfg))
-    again = load_pipeline(tmp_path / "config.yaml", ["data.in_channels=1", "data.num_classes=3"])
+    overrides = ["data.in_channels=1", "data.num_classes=3", "data.class_names=[a, b]"]
+    again = load_pipeline(tmp_path / "config.yaml", overrides)
     from medseg.registry import network_args
 
     args = network_args(again)
@@ -244,3 +245,19 @@ def test_statistics_make_a_new_plan() -> None:
     assert missing_statistics(filled) is None and missing_statistics(cfg) == (0.5, 99.5)
     args = next(item["ClipZScored"] for item in filled.transforms.preprocess if "ClipZScored" in item)
     assert {k: args[k] for k in stats} == stats
+
+
+def test_class_names_name_the_classes_and_are_checked() -> None:
+    cfg = load_pipeline(ROOT / "pipelines" / "isic.yaml")
+    assert cfg.class_names == {1: "skin_lesion"}
+    plain = load_pipeline(ROOT / "pipelines" / "isic.yaml", ["data.class_names=null"])
+    assert plain.class_names == {1: "class_1"}
+    for bad, message in [
+        ("[a, b]", "names 2 class\\(es\\) but data.num_classes is 2"),
+        ("['1st']", "letters, digits and '_'"),
+        ("[mean]", "not 'mean'"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_pipeline(ROOT / "pipelines" / "isic.yaml", [f"data.class_names={bad}"])
+    with pytest.raises(ConfigError, match="named by data.labels already"):
+        load_pipeline(ROOT / "pipelines" / "ct.yaml", ["data.class_names=[a, b, c]"])

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -116,6 +117,11 @@ class DataConfig(Strict):
         description="classes picked (in order, as 1, 2, ...) from the label values, such as "
         "{liver: 5, kidneys: [2, 3]}; other values become background",
     )
+    class_names: list[str] | None = Field(
+        None,
+        description="names of the foreground classes 1, 2, ... when data.labels does not pick them, "
+        "such as [skin_lesion]; shown in tables, plots and metric names; default class_1, class_2, ...",
+    )
     label_codes: dict[str, str | LabelCode] | None = Field(
         None,
         description="SNOMED CT codes of each class's DICOM SEG segment, by class name: a built-in name "
@@ -139,6 +145,22 @@ class DataConfig(Strict):
                 f"data.labels picks {len(self.labels)} class(es), so data.num_classes must be "
                 f"{len(self.labels) + 1} (background included), not {self.num_classes}"
             )
+        if self.labels is not None and "mean" in self.labels:
+            raise ValueError("data.labels: 'mean' names the mean over classes; call the class otherwise")
+        if self.class_names is not None:
+            if self.labels is not None:
+                raise ValueError("data.class_names: the classes are named by data.labels already; give one")
+            if len(self.class_names) + 1 != self.num_classes:
+                raise ValueError(
+                    f"data.class_names names {len(self.class_names)} class(es) but data.num_classes is "
+                    f"{self.num_classes} (background included); give {self.num_classes - 1} name(s)"
+                )
+            bad = [n for n in self.class_names if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", n)]
+            if bad or len(set(self.class_names)) != len(self.class_names) or "mean" in self.class_names:
+                raise ValueError(
+                    f"data.class_names: {self.class_names} must be distinct names of letters, digits and "
+                    "'_' starting with a letter (they become metric names), and not 'mean'"
+                )
         return self
 
 
@@ -321,6 +343,18 @@ class PredictConfig(Strict):
     min_slices: int = Field(1, ge=1, description="DICOM series with fewer slices are skipped")
     write_seg: bool = Field(True, description="a DICOM SEG next to each prediction of a DICOM input")
     overlays: bool = Field(True, description="PNG overlays for 2D inputs")
+    write_probabilities: bool = Field(
+        False,
+        description="also <name>_probabilities.nii.gz: the mean class probabilities (last axis), on the "
+        "input's grid in 2D and its canonical RAS grid in 3D",
+    )
+    review_threshold: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="manifest.csv's review flag is yes for inputs whose uncertainty (the fold models' and "
+        "flips' disagreement, 0 = none) is above this",
+    )
     write_rtstruct: bool = Field(
         False, description="also an RT Structure Set of each DICOM series, for treatment-planning systems"
     )
@@ -334,8 +368,16 @@ class EvaluateConfig(Strict):
         2.0, description="Surface Dice tolerance in mm (pixels for PNG/JPEG); a list gives one per class"
     )
     jaccard_threshold: float = Field(0.65, ge=0, le=1, description="ISIC thresholded Jaccard cut-off")
-    n_worst: int = Field(
-        10, ge=0, description="overlays of the worst cases per fold (the report shows the 10 worst overall)"
+    n_worst: int = Field(10, ge=0, description="the report shows this many worst cases over all folds")
+    overlays: Literal["all", "worst", "none"] = Field(
+        "all",
+        description="overlay pictures of every held-out case (the report's case browser opens "
+        "them), of each fold's n_worst, or none",
+    )
+    uncertainty: bool = Field(
+        True,
+        description="score each held-out case by the disagreement of its test-time flips (one extra "
+        "inference per spatial axis) and report how well the score finds the worst cases",
     )
 
 
@@ -346,6 +388,11 @@ class TrackingConfig(Strict):
     uri: str | None = Field(None, description="default: sqlite store mlflow.db in the run folder")
     experiment: str | None = Field(None, description="default: the pipeline name")
     log_checkpoints: bool = True
+    log_models: bool = Field(
+        True,
+        description="log each fold's best checkpoint and the fold ensemble as MLflow PyTorch models, "
+        "registrable from the MLflow UI",
+    )
 
 
 class PreviewConfig(Strict):
@@ -402,9 +449,12 @@ class PipelineConfig(Strict):
 
     @property
     def class_names(self) -> dict[int, str]:
-        """Foreground class names: ``data.labels`` keys when classes were picked, else ``class_<k>``."""
+        """Foreground class names: ``data.labels`` keys when classes were picked, else
+        ``data.class_names``, else ``class_<k>``."""
         if self.data.labels:
             return {i + 1: str(name) for i, name in enumerate(self.data.labels)}
+        if self.data.class_names:
+            return {i + 1: name for i, name in enumerate(self.data.class_names)}
         return {k: f"class_{k}" for k in range(1, self.data.num_classes)}
 
     @property

@@ -1,7 +1,8 @@
 """Per-case scores: one row per case and class, written to and read from ``metrics.csv``.
 
-Distances are in mm (pixels for PNG/JPEG); the metric definitions are in
-:mod:`medseg.evaluate.metrics`.
+Each row names its class (``data.labels``, ``data.class_names``, else ``class_<k>``) and may carry
+the case's ``uncertainty`` (:mod:`medseg.evaluate.uncertainty`). Distances are in mm (pixels for
+PNG/JPEG); the metric definitions are in :mod:`medseg.evaluate.metrics`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,24 @@ from typing import Any
 import numpy as np
 
 from medseg.config.models import PipelineConfig
-from medseg.evaluate.metrics import METRIC_NAMES, case_metrics
+from medseg.evaluate.metrics import METRIC_NAMES, case_metrics, summarize_rows
 from medseg.io.atomic import atomic_path
 
 Row = dict[str, Any]
-CSV_FIELDS = ["case", "label", *METRIC_NAMES, "ref_voxels", "pred_voxels", "diagonal"]
+CSV_FIELDS = [
+    "case",
+    "label",
+    "class",
+    *METRIC_NAMES,
+    "ref_voxels",
+    "pred_voxels",
+    "ref_volume",
+    "pred_volume",
+    "diagonal",
+    "uncertainty",
+]
+TEXT_FIELDS = ("case", "class")
+CLASS_MEAN = "mean"  # the mean over classes, in summaries and metric names; no class may be named so
 
 
 def score_case(
@@ -33,9 +47,11 @@ def score_case(
         spacing: voxel spacing in mm (pixels for PNG/JPEG), or None for 1.
 
     Returns:
-        Rows of ``case``, ``label`` and every metric.
+        Rows of ``case``, ``label``, ``class``, every metric and the reference and predicted
+        volumes (voxels times the voxel size: mm³, mm² for 2D DICOM, pixels for pictures).
     """
     rows = []
+    voxel = float(np.prod(spacing)) if spacing is not None else 1.0
     for label in range(1, cfg.data.num_classes):
         m = case_metrics(
             pred,
@@ -46,8 +62,43 @@ def score_case(
             jaccard_threshold=cfg.evaluate.jaccard_threshold,
             ignore_value=cfg.data.ignore_value,
         )
-        rows.append({"case": case_id, "label": label, **m})
+        volumes = {"ref_volume": m["ref_voxels"] * voxel, "pred_volume": m["pred_voxels"] * voxel}
+        rows.append({"case": case_id, "label": label, "class": cfg.class_names[label], **m, **volumes})
     return rows
+
+
+def class_name(row: Row) -> str:
+    """The row's class name; ``class_<k>`` in a ``metrics.csv`` written before names were kept."""
+    return str(row.get("class") or f"class_{row['label']}")
+
+
+def case_means(rows: list[Row]) -> list[Row]:
+    """One row per case with each metric's mean over the case's classes (a distance is infinite when
+    any class's is), the voxel counts summed and the case's uncertainty kept."""
+    by_case: dict[str, list[Row]] = {}
+    for r in rows:
+        by_case.setdefault(r["case"], []).append(r)
+    out = []
+    for case, group in by_case.items():
+        row: Row = {"case": case, "label": 0, "class": CLASS_MEAN}
+        for m in METRIC_NAMES:
+            row[m] = float(np.mean([float(r.get(m, np.nan)) for r in group]))
+        for key in ("ref_voxels", "pred_voxels", "ref_volume", "pred_volume"):
+            row[key] = float(sum(float(r.get(key, 0)) for r in group))
+        row["diagonal"] = float(group[0].get("diagonal", np.inf))
+        if "uncertainty" in group[0]:
+            row["uncertainty"] = float(group[0]["uncertainty"])
+        out.append(row)
+    return out
+
+
+def class_summaries(rows: list[Row]) -> dict[str, Any]:
+    """Summaries (:func:`medseg.evaluate.metrics.summarize_rows`) per class name, in label order,
+    and of the per-case class means under ``mean``."""
+    labels = sorted({(int(r["label"]), class_name(r)) for r in rows})
+    out = {name: summarize_rows([r for r in rows if r["label"] == label]) for label, name in labels}
+    out[CLASS_MEAN] = summarize_rows(case_means(rows))
+    return out
 
 
 def write_metrics_csv(path: Path, rows: list[Row]) -> None:
@@ -66,7 +117,7 @@ def read_metrics_csv(path: Path) -> list[Row]:
     with open(path, newline="") as fh:
         return [
             {
-                k: (v if k == "case" else int(v) if k == "label" else float(v))
+                k: (v if k in TEXT_FIELDS else int(v) if k == "label" else float(v))
                 for k, v in row.items()
                 if v != ""
             }

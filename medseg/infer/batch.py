@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +147,15 @@ class _Show:
     def __init__(self, root: Path, log_paths: bool) -> None:
         self.root, self.log_paths = root, log_paths
 
+    def name(self, item: InputItem) -> str:
+        """How the log and the progress bar name an input: its path when that may be shown, else
+        its modality, kind, the end of its UID and its number of files."""
+        if self.log_paths or item.named_by_path:
+            return item.source or item.key
+        uid = item.series_uid if item.kind == "dicom_series" else item.sop_uid or item.key
+        kind = item.kind.replace("_", " ")
+        return f"{item.modality or 'DICOM'} {kind} …{uid[-10:]} ({len(item.files)} file(s))"
+
     def reason(self, item: InputItem, text: str) -> str:
         text = " ".join(text.replace(f"{self.root}/", "").replace(str(self.root), ".").split())[:500]
         return text if self.log_paths else redact(text, item, self.root)
@@ -198,12 +206,17 @@ def _segment_all(
     workers: int,
 ) -> None:
     """Segment and write each input, recording it as it finishes."""
-    from tqdm import tqdm
+    from medseg.progress import bar as progress_bar
 
-    bar = tqdm(total=len(todo), unit="input", disable=not sys.stderr.isatty(), desc="predict")
+    bar = progress_bar(len(todo), "predict", "input")
+
+    def inside(prep: Prepared, fraction: float) -> None:
+        bar.set_postfix_str(f"{run.show.name(prep.item)[-40:]} {fraction:4.0%}")
 
     def done(prep: Prepared, written: dict[str, str], note: str) -> None:
         item, stages = prep.item, {f"{k}_s": round(v, 3) for k, v in prep.seconds.items()}
+        show = run.show.name(item)
+        bar.set_postfix_str(show[-40:], refresh=False)
         seconds = round(sum(prep.seconds.values()), 2)
         for stage, value in prep.seconds.items():
             run.stage_seconds[stage] = run.stage_seconds.get(stage, 0.0) + value
@@ -211,19 +224,50 @@ def _segment_all(
             failed = run.show.row(item, "failed", prep.error, seconds=seconds, **stages)
             run.manifest.record(failed)
             run.counts["failed"] += 1
-            log.warning("%s (%s): failed: %s", item.key, item.kind, failed["reason"])
+            log.warning("%s: failed: %s", show, failed["reason"])
         else:
+            review = review_flag(prep.uncertainty, bundle.cfg.predict.review_threshold)
             extra = {"seconds": seconds, "algorithm": run.segments.identity, **stages, **written}
+            extra |= {"uncertainty": _round(prep.uncertainty), "review": review, **prep.findings}
             row = run.show.row(item, "done", note, **extra)
             run.manifest.record(row)
             run.counts["done"] += 1
-            log.info("%s (%s): done in %.1fs", item.key, item.kind, seconds)
+            run.counts["review"] += review == "yes"
+            flag = "; REVIEW" if review == "yes" else ""
+            log.info("%s: done in %.1fs, uncertainty %s%s", show, seconds, row["uncertainty"], flag)
+            if note:
+                log.info("%s: %s", show, row["reason"])
         bar.update()
 
     try:
-        segment_all(bundle, run.segments, todo, device, run.out_dir, workers, done)
+        segment_all(
+            bundle,
+            run.segments,
+            todo,
+            device,
+            run.out_dir,
+            workers,
+            done,
+            inside if bar.disable is False else None,
+        )
     finally:
         bar.close()
+
+
+def review_flag(uncertainty: float, threshold: float) -> str:
+    """``yes`` above the threshold, ``no`` at or below it, empty without a score (one model, no flips).
+
+    Example:
+        >>> review_flag(0.3, 0.1), review_flag(0.02, 0.1), review_flag(float("nan"), 0.1)
+        ('yes', 'no', '')
+    """
+    if uncertainty != uncertainty:  # NaN
+        return ""
+    return "yes" if uncertainty > threshold else "no"
+
+
+def _round(value: float) -> float | str:
+    return "" if value != value else round(float(value), 4)
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -231,5 +275,6 @@ def summary_line(summary: dict[str, Any]) -> str:
     rate = summary["inputs_per_minute"]
     return (
         f"done {summary['done']}, done earlier {summary['done_earlier']}, skipped {summary['skipped']}, "
-        f"failed {summary['failed']}; {rate if rate is not None else '-'} inputs per minute"
+        f"failed {summary['failed']}; {summary.get('review', 0)} flagged for review; "
+        f"{rate if rate is not None else '-'} inputs per minute"
     )

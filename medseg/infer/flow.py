@@ -23,6 +23,7 @@ import torch
 
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem
+from medseg.infer.findings import findings
 from medseg.infer.outputs import write_outputs
 from medseg.infer.segmenter import Prepared, Preparer, Segmenter, plain
 from medseg.io.dicom_seg import Segments
@@ -79,6 +80,7 @@ def _finish(segmenter: Segmenter, prep: Prepared, result: Any, out_dir: Path) ->
             label, source = segmenter.restore(prep, result)
             cfg, segments = segmenter.cfg, segmenter.segments
             written, note = write_outputs(prep.item, label, source, cfg, out_dir, segments)
+            prep.findings = findings(label, source.get("affine"), cfg.class_names, prep.item.kind)
         except Exception as err:  # one bad input never stops the batch
             prep.error = plain(err)
         prep.seconds["write"] = time.perf_counter() - t0
@@ -94,6 +96,7 @@ def segment_all(
     out_dir: Path,
     workers: int,
     on_done: Callable[[Prepared, dict[str, str], str], None],
+    on_progress: Callable[[Prepared, float], None] | None = None,
 ) -> None:
     """Segment and write ``items``, calling ``on_done`` (in this thread, in input order) as each
     finishes or fails.
@@ -107,6 +110,7 @@ def segment_all(
         workers: reading processes (0: read in this process, between inferences).
         on_done: receives the input (its ``seconds`` per stage and ``error``), the files written
             and a note on what was not written.
+        on_progress: receives the input being segmented and the fraction of its sliding windows done.
     """
     if not items:
         return
@@ -120,7 +124,8 @@ def segment_all(
             if prep.error is None:
                 t0 = time.perf_counter()
                 try:
-                    result = segmenter.infer(prep)
+                    step = None if on_progress is None else lambda f, p=prep: on_progress(p, f)
+                    result = segmenter.infer(prep, step)
                 except Exception as err:
                     prep.error = plain(err)
                 prep.seconds["infer"] = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from torch import nn
 from medseg.chains import original_size_transforms
 from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
-from medseg.infer.sliding import image_spacing, predict_label
+from medseg.infer.sliding import image_spacing, predict_label_scored
 from medseg.io.readers import NIFTI, RASTER
 from medseg.registry import build_inferer
 from medseg.run_dir import FoldDir
@@ -36,6 +36,7 @@ class HeldOutCase:
         ref: the reference label map, same grid.
         spacing: voxel size in mm, or None for pictures without one.
         path: where the prediction was written.
+        uncertainty: the disagreement of its test-time flips (NaN when not scored).
     """
 
     case_id: str
@@ -43,6 +44,7 @@ class HeldOutCase:
     ref: np.ndarray  # reference classes, ignore value kept
     spacing: list[float] | None  # mm, or pixels for PNG/JPEG
     path: Path  # the prediction file
+    uncertainty: float = float("nan")
 
 
 def predict_heldout(
@@ -66,11 +68,15 @@ def predict_heldout(
     inferer = build_inferer(cfg)
     for i, case in enumerate(cases):
         item = dataset[i]
-        pred = predict_label(models, item["image"], cfg, inferer, device).numpy().astype(np.uint8)
+        label, score = predict_label_scored(
+            models, item["image"], cfg, inferer, device, cfg.evaluate.uncertainty
+        )
+        pred = label.numpy().astype(np.uint8)
         path = write_prediction(
             cfg, fold.prediction(case["id"], cfg.transforms.spatial_dims), pred, item["image"]
         )
-        yield HeldOutCase(case["id"], pred, np.asarray(item["label"])[0], image_spacing(item["image"]), path)
+        ref = np.asarray(item["label"])[0]
+        yield HeldOutCase(case["id"], pred, ref, image_spacing(item["image"]), path, score)
 
 
 def write_prediction(cfg: PipelineConfig, path: Path, pred: np.ndarray, image: Any) -> Path:

@@ -6,6 +6,9 @@ why, the output files (relative to the output folder) and the seconds taken. A r
 back: an input whose row says ``done`` and whose outputs all exist is not done again. ``seconds``
 is the sum of the input's stages: ``read_s`` and ``preprocess_s`` (in a worker process),
 ``infer_s`` (on the device) and ``write_s`` (back to the source grid, post-processing, files).
+``uncertainty`` is the disagreement of the fold models and flips (:mod:`medseg.infer.uncertainty`),
+``review`` ``yes`` when it is above ``predict.review_threshold``; then come, per class, the
+predicted volume and connected components (:mod:`medseg.infer.findings`).
 """
 
 from __future__ import annotations
@@ -36,13 +39,15 @@ FIELDS = [
     "algorithm",
     "sent",
     "pacs_answer",
+    "uncertainty",
+    "review",
     "seconds",
     "read_s",
     "preprocess_s",
     "infer_s",
     "write_s",
 ]
-OUTPUTS = ("mask", "seg", "rtstruct", "overlay")
+OUTPUTS = ("mask", "seg", "rtstruct", "overlay", "probabilities")
 NAME = "manifest.csv"
 
 
@@ -57,6 +62,8 @@ class Manifest:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / name
         self.rows: dict[str, dict[str, Any]] = _read(self.path)
+        self.fields = list(FIELDS)
+        self.add_fields(self.rows.values())
         self.earlier: dict[str, dict[str, Any]] = {}
         for other in earlier:  # what the whole batch's manifest says was done
             self.earlier.update(_read(self.out_dir / other))
@@ -72,13 +79,19 @@ class Manifest:
         return row
 
     def record(self, row: dict[str, Any]) -> None:
-        self.rows[str(row["key"])] = {k: row.get(k, "") for k in FIELDS}
+        self.add_fields([row])
+        self.rows[str(row["key"])] = {k: row.get(k, "") for k in self.fields}
         self.record_all()
+
+    def add_fields(self, rows: Any) -> None:
+        """Columns beyond :data:`FIELDS` (per-class volumes and components), in order of appearance."""
+        for row in rows:
+            self.fields += [k for k in row if k not in self.fields]
 
     def record_all(self) -> None:
         """Rewrite the file with every row."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n", extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=self.fields, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows.values())
         write_text(self.path, buf.getvalue())

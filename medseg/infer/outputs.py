@@ -7,7 +7,9 @@ NIfTI and pictures, its UID for DICOM; made safe, and never a path outside the o
   one class, class values otherwise);
 - ``<key>_seg.dcm``: a DICOM SEG referencing the source series or image (``predict.write_seg``);
 - ``<key>_rtstruct.dcm``: an RT Structure Set of a DICOM series (``predict.write_rtstruct``);
-- ``<key>_overlay.png``: for 2D inputs, the picture with the predicted outline (``predict.overlays``).
+- ``<key>_overlay.png``: for 2D inputs, the picture with the predicted outline (``predict.overlays``);
+- ``<key>_probabilities.nii.gz``: the mean class probabilities, classes on the last axis
+  (``predict.write_probabilities``; 2D on the input's grid, 3D on its canonical RAS grid).
 
 Every file is written to a temporary name and renamed, so a killed batch leaves no partial file.
 """
@@ -90,6 +92,14 @@ def write_outputs(
                 return write_rtstruct(canonical, affine, list(item.files), path, about)
 
             jobs.append(("rtstruct", f"{item.key}_rtstruct.dcm", rtstruct))
+    if "probabilities" in source:
+        probs = np.moveaxis(np.asarray(source["probabilities"], np.float32), 0, -1)
+        if label.ndim == 2:  # (rows, columns, C) stored as (x = column, y = row, C)
+            probs, prob_affine = probs.transpose(1, 0, 2).copy(), source["affine"]
+        else:
+            prob_affine = source["canonical_affine"]
+        name = f"{item.key}_probabilities.nii.gz"
+        jobs.append(("probabilities", name, lambda p: NIFTI.write(p, probs, prob_affine)))
     if cfg.predict.overlays and label.ndim == 2:
         jobs.append(
             ("overlay", f"{item.key}_overlay.png", lambda p: write_overlay(p, source["picture"], label))

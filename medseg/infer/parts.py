@@ -29,7 +29,7 @@ from medseg.io.lock import hold
 Part = tuple[int, int]
 WHOLE: Part = (1, 1)
 SUMMARY = "summary.json"
-COUNTS = ("done", "done_earlier", "skipped", "failed")
+COUNTS = ("done", "done_earlier", "skipped", "failed", "review")
 LOCKS = ".locks"
 
 
@@ -108,10 +108,11 @@ def merge(out_dir: Path, n: int | None = None, strict: bool = False) -> dict[str
         for i in range(1, n + 1):
             with open(out_dir / manifest_name((i, n)), newline="") as fh:
                 for row in csv.DictReader(fh):
+                    merged.add_fields([row])
                     merged.rows[row["key"]] = row
         merged.record_all()
         summary = {
-            **{k: sum(p[k] for p in parts) for k in COUNTS},
+            **{k: sum(p.get(k, 0) for p in parts) for k in COUNTS},
             "inputs_per_minute": round(sum(p["inputs_per_minute"] or 0 for p in parts), 2),
             "seconds": max(p["seconds"] for p in parts),
             "parts": parts,

@@ -14,6 +14,7 @@ never stops a batch.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from medseg.errors import MedsegError, exception_chain, medseg_cause
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem
 from medseg.infer.postprocess import postprocess
-from medseg.infer.sliding import class_argmax, predict_probabilities
+from medseg.infer.sliding import class_argmax, predict_scored
 from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
 from medseg.io.dicom_seg import Segments
 from medseg.io.raster import set_pixel_limit
@@ -47,6 +48,8 @@ class Prepared:
     meta: dict[str, Any] = field(default_factory=dict)
     picture: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    uncertainty: float = float("nan")
+    findings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -125,23 +128,30 @@ class Segmenter:
         self.inferer = build_inferer(self.cfg)
         self.segments = segments
 
-    def infer(self, prep: Prepared) -> Any:
-        """The device's part: 2D mean probabilities, 3D the label map, both on the CPU."""
-        probs = predict_probabilities(self.models, prep.image, self.cfg, self.inferer, self.device, True)
-        if self.cfg.transforms.spatial_dims == 2:
+    def infer(self, prep: Prepared, progress: Callable[[float], None] | None = None) -> Any:
+        """The device's part: 2D mean probabilities, 3D the label map (the probabilities with
+        ``predict.write_probabilities``), on the CPU; the members' disagreement goes on ``prep``."""
+        probs, prep.uncertainty = predict_scored(
+            self.models, prep.image, self.cfg, self.inferer, self.device, on_device=True, progress=progress
+        )
+        if self.cfg.transforms.spatial_dims == 2 or self.cfg.predict.write_probabilities:
             return probs.cpu()
         return class_argmax(probs).cpu()
 
     def restore(self, prep: Prepared, result: Any) -> tuple[np.ndarray, dict[str, Any]]:
         """(label map on the source grid, what the writers need about the source)."""
         meta = prep.meta
+        keep = self.cfg.predict.write_probabilities
         if self.cfg.transforms.spatial_dims == 2:
             probs = probabilities_to_source_2d(result, dict(prep.image.meta))
             label = postprocess(class_argmax(probs), self.cfg).numpy()
-            return label, {"picture": prep.picture, "affine": affine_2d(prep.item, meta)}
+            found = {"picture": prep.picture, "affine": affine_2d(prep.item, meta)}
+            return label, found | ({"probabilities": probs.numpy()} if keep else {})
         canonical_affine = np.asarray(prep.image.affine, dtype=float)
-        canonical = postprocess(result, self.cfg).numpy().astype(np.uint8)
+        argmax = class_argmax(result) if keep else result
+        canonical = postprocess(argmax, self.cfg).numpy().astype(np.uint8)
         source = {
+            **({"probabilities": result.numpy()} if keep else {}),
             "affine": np.asarray(meta["source_affine"], dtype=float),
             "canonical_label": canonical,
             "canonical_affine": canonical_affine,

@@ -10,7 +10,7 @@ back after); softmax probabilities are averaged over models and flips and resize
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -49,6 +49,28 @@ def flip_sets(spatial_dims: int, on: bool) -> list[tuple[int, ...]]:
     return [c for n in range(spatial_dims + 1) for c in combinations(axes, n)]
 
 
+def axis_flips(spatial_dims: int) -> list[tuple[int, ...]]:
+    """No flip and each spatial axis flipped alone: the members of the held-out uncertainty score."""
+    return [(), *((d,) for d in range(2, 2 + spatial_dims))]
+
+
+def window_count(size: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    """Sliding windows over a grid of ``size`` (MONAI's scan: steps of ``roi * (1 - overlap)``).
+
+    Example:
+        >>> window_count((96, 96, 40), (64, 64, 32), 0.25)
+        8
+    """
+    import math
+
+    count = 1
+    for n, r in zip(size, roi, strict=True):
+        if n > r:
+            step = max(int(r * (1 - overlap)), 1)
+            count *= math.ceil((n - r) / step) + 1
+    return count
+
+
 def predict_probabilities(
     models: list[nn.Module],
     image: torch.Tensor,
@@ -70,7 +92,39 @@ def predict_probabilities(
     Returns:
         (num_classes, *spatial) probabilities.
     """
+    return predict_scored(models, image, cfg, inferer, device, on_device)[0]
+
+
+def predict_scored(
+    models: list[nn.Module],
+    image: torch.Tensor,
+    cfg: PipelineConfig,
+    inferer: Any,
+    device: torch.device,
+    on_device: bool = False,
+    score_flips: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[torch.Tensor, float]:
+    """Mean softmax of ``models`` (and flips when ``infer.tta_flips``) and the members' disagreement.
+
+    Args:
+        models: the fold models, in eval mode on ``device``.
+        image: (C, *spatial) on the reference grid.
+        cfg: the training configuration (model grid, flips).
+        inferer: the sliding-window inferer.
+        device: where the models run.
+        on_device: leave the probabilities on ``device`` instead of moving them to the CPU.
+        score_flips: also run each single-axis flip (:func:`axis_flips`) for the score alone,
+            when ``infer.tta_flips`` is off; the probabilities stay those of the configured members.
+        progress: called with the fraction of sliding windows done, after each batch of windows.
+
+    Returns:
+        (num_classes, *spatial) probabilities, and the disagreement of every member run
+        (:func:`medseg.infer.uncertainty.disagreement` on the model grid; NaN for one member).
+    """
     import torch.nn.functional as F
+
+    from medseg.infer.uncertainty import disagreement
 
     spatial = tuple(image.shape[1:])
     size = model_grid(cfg, spatial, image_spacing(image))
@@ -78,22 +132,40 @@ def predict_probabilities(
     interp = linear_mode(len(spatial))
     if spatial != size:
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
+    averaged = flip_sets(len(spatial), cfg.infer.tta_flips)
+    scored = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
     amp = cfg.train.amp and device.type == "cuda"
-    probs = None
-    flips = flip_sets(len(spatial), cfg.infer.tta_flips)
+    probs, every, labels = None, None, []
+    total = window_count(size, cfg.roi_size, cfg.infer.overlap) * len(models) * len(scored)
+    done = [0]
+
+    def counted(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(window: torch.Tensor) -> torch.Tensor:
+            out = model(window)
+            done[0] += window.shape[0]
+            if progress is not None:
+                progress(min(1.0, done[0] / total))
+            return out
+
+        return run
+
     with torch.no_grad(), torch.autocast(device.type, enabled=amp):
         for model in models:
             model.eval()
-            for dims in flips:
+            for dims in scored:
                 xi = x.flip(dims) if dims else x
-                p = torch.softmax(inferer(xi, model).float(), dim=1)
+                p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
                 p = p.flip(dims) if dims else p
-                probs = p if probs is None else probs + p
-    assert probs is not None
-    probs = probs / (len(models) * len(flips))
+                labels.append(p[0].argmax(0).to(torch.uint8))
+                every = p if every is None else every + p
+                if dims in averaged:
+                    probs = p if probs is None else probs + p
+    assert probs is not None and every is not None
+    score = disagreement(labels, every[0].argmax(0).to(torch.uint8), probs.shape[1])
+    probs = probs / (len(models) * len(averaged))
     if spatial != size:
         probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
-    return probs[0] if on_device else probs[0].cpu()
+    return (probs[0] if on_device else probs[0].cpu()), score
 
 
 def class_argmax(probs: torch.Tensor) -> torch.Tensor:
@@ -109,21 +181,15 @@ def class_argmax(probs: torch.Tensor) -> torch.Tensor:
     return index
 
 
-def predict_label(
-    models: list[nn.Module], image: torch.Tensor, cfg: PipelineConfig, inferer: Any, device: torch.device
-) -> torch.Tensor:
-    """Integer label map on the image's reference grid, post-processed as configured.
-
-    Args:
-        models: the fold models, in eval mode on ``device``.
-        image: (C, *spatial) on the reference grid.
-        cfg: the training configuration.
-        inferer: the sliding-window inferer.
-        device: where the models run.
-
-    Returns:
-        The spatial label map on the CPU.
-    """
-
-    probs = predict_probabilities(models, image, cfg, inferer, device, on_device=True)
-    return postprocess(class_argmax(probs).cpu(), cfg)
+def predict_label_scored(
+    models: list[nn.Module],
+    image: torch.Tensor,
+    cfg: PipelineConfig,
+    inferer: Any,
+    device: torch.device,
+    score_flips: bool = False,
+) -> tuple[torch.Tensor, float]:
+    """Integer label map on the image's reference grid, post-processed as configured, and the
+    members' disagreement (:func:`predict_scored`); the label map on the CPU."""
+    probs, score = predict_scored(models, image, cfg, inferer, device, True, score_flips)
+    return postprocess(class_argmax(probs).cpu(), cfg), score

@@ -11,16 +11,18 @@ import logging
 from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.data.splits import inner_validation
-from medseg.evaluate.casewise import Row, score_case, write_metrics_csv
+from medseg.evaluate.casewise import Row, class_summaries, score_case, write_metrics_csv
 from medseg.evaluate.postprocessing import variant_rows, write_variants
 from medseg.infer.heldout import predict_heldout
 from medseg.io.atomic import write_json
 from medseg.io.checkpoint import load_weights
+from medseg.progress import StudyBar
 from medseg.registry import build_network
-from medseg.report.overlays import write_worst_overlays
+from medseg.report.overlays import write_overlays
 from medseg.run_dir import FoldDir, RunDir
 from medseg.runtime import pick_device, seed_everything
-from medseg.tracking.names import fold_metrics
+from medseg.tracking.mlflow_models import log_fold_model
+from medseg.tracking.names import best_metrics, epoch_metrics, fold_metrics
 from medseg.tracking.tracker import Tracker
 from medseg.train.distributed import DistInfo
 from medseg.train.loaders import make_loaders
@@ -39,6 +41,7 @@ def fit_fold(
     dist: DistInfo | None = None,
     tracker: Tracker | None = None,
     run_id: str | None = None,
+    progress: StudyBar | None = None,
 ) -> FoldResult:
     """Seed, split the fold's training cases for early stopping, and train; every rank runs this.
 
@@ -50,6 +53,7 @@ def fit_fold(
         dist: the torchrun process group, or None for one process.
         tracker: where each epoch's metrics go (rank 0), or None.
         run_id: the fold's MLflow run.
+        progress: the study's progress bar, moved on each epoch.
 
     Returns:
         What training left: best epoch, its validation Dice and the checkpoints.
@@ -71,23 +75,31 @@ def fit_fold(
 
     def on_epoch(row: dict[str, float]) -> None:
         if tracker is not None:
-            tracker.log_metrics(
-                run_id, {k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"])
-            )
+            tracker.log_metrics(run_id, epoch_metrics(row), step=int(row["epoch"]))
+        if progress is not None:
+            progress.epoch(fold.index, int(row["epoch"]), row["train_loss"])
 
     return train_fold(cfg, *loaders, fold, on_epoch=on_epoch, dist=dist)
 
 
-def evaluate_fold(cfg: PipelineConfig, fold: FoldDir, held_out: list[Case], result: FoldResult) -> list[Row]:
+def evaluate_fold(
+    cfg: PipelineConfig,
+    fold: FoldDir,
+    held_out: list[Case],
+    result: FoldResult,
+    progress: StudyBar | None = None,
+) -> list[Row]:
     """Predict the held-out cases with the best weights and score them.
 
-    Writes the predictions, ``metrics.csv`` and the overlays of the worst cases into the fold folder.
+    Writes the predictions, ``metrics.csv`` (with each case's uncertainty when
+    ``evaluate.uncertainty``) and the overlays into the fold folder.
 
     Args:
         cfg: the resolved configuration.
         fold: the fold's folder.
         held_out: the fold's held-out cases.
         result: the fold's training result (its best checkpoint).
+        progress: the study's progress bar, told which held-out case runs.
 
     Returns:
         One metrics row per case and class.
@@ -99,8 +111,14 @@ def evaluate_fold(cfg: PipelineConfig, fold: FoldDir, held_out: list[Case], resu
     rows: list[Row] = []
     variants: list[dict] = []
     auto = cfg.infer.largest_component == "auto"
-    for case in predict_heldout(cfg, [model], held_out, fold, device):
-        rows += score_case(cfg, case.case_id, case.pred, case.ref, case.spacing)
+    marks = {max(1, round(len(held_out) * q / 4)) for q in (1, 2, 3)}
+    for i, case in enumerate(predict_heldout(cfg, [model], held_out, fold, device), start=1):
+        if progress is not None:
+            progress.note(fold.index, f"held-out case {i}/{len(held_out)}")
+        if i in marks:
+            log.info("%s: %d/%d held-out case(s) predicted and scored", fold.name, i, len(held_out))
+        scored = score_case(cfg, case.case_id, case.pred, case.ref, case.spacing)
+        rows += [{**r, "uncertainty": case.uncertainty} for r in scored]
         if auto:
             variants += variant_rows(
                 case.case_id, case.pred, case.ref, cfg.data.num_classes, cfg.data.ignore_value
@@ -108,7 +126,10 @@ def evaluate_fold(cfg: PipelineConfig, fold: FoldDir, held_out: list[Case], resu
     if auto:
         write_variants(fold.postprocessing, variants)
     write_metrics_csv(fold.metrics, rows)
-    write_worst_overlays(cfg, held_out, rows, fold)
+    log.info("%s: drawing overlays (evaluate.overlays: %s)", fold.name, cfg.evaluate.overlays)
+    write_overlays(
+        cfg, held_out, rows, fold.overlays, lambda i: fold.prediction(i, cfg.transforms.spatial_dims)
+    )
     return rows
 
 
@@ -121,6 +142,7 @@ def run_fold(
     tracker: Tracker,
     state: dict,
     dist: DistInfo | None = None,
+    progress: StudyBar | None = None,
 ) -> dict[str, float]:
     """Train, predict, score and log one fold in its MLflow run (started or resumed).
 
@@ -136,6 +158,7 @@ def run_fold(
         state: the contents of ``run_state.json``; this fold's entry is updated in place and
             written into the file as it is then (other fold jobs write theirs).
         dist: the torchrun process group, or None for one process.
+        progress: the study's progress bar.
 
     Returns:
         The fold's MLflow metrics (best epoch, its validation Dice and the ``test_*`` means).
@@ -146,14 +169,17 @@ def run_fold(
     with tracker.fold_run(index, entry.get("run_id")) as run_id:
         entry.update(run_id=run_id, done_epochs=0)
         run.record_fold(index, **entry)
-        result = fit_fold(cfg, fold, split, cases, dist, tracker, run_id)
+        result = fit_fold(cfg, fold, split, cases, dist, tracker, run_id, progress)
         tracker.log_missing_history(run_id, result.history)
         by_id = {c["id"]: c for c in cases}
-        rows = evaluate_fold(cfg, fold, [by_id[i] for i in split["val"]], result)
-        metrics = {"best_epoch": result.best_epoch, "best_val_dice": result.best_val_dice}
-        metrics.update(fold_metrics(rows, cfg.data.num_classes))
+        rows = evaluate_fold(cfg, fold, [by_id[i] for i in split["val"]], result, progress)
+        metrics = {
+            **best_metrics(result.best_epoch, result.best_val_dice),
+            **fold_metrics(class_summaries(rows)),
+        }
         tracker.log_metrics(run_id, metrics)
         _log_fold_files(cfg, tracker, run_id, fold)
+        log_fold_model(tracker, run_id, cfg, fold.best, run.config)
     entry["done_epochs"] = cfg.train.epochs
     run.record_fold(index, **entry)
     return metrics

@@ -28,6 +28,7 @@ FREE = (
     "preview",
     "predict",
     "data.label_codes",  # what a DICOM SEG calls a class
+    "data.class_names",  # what tables, plots and metric names call it
     "split.folds",
     "train.num_workers",
     "train.loader",

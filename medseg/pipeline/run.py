@@ -16,17 +16,22 @@ from typing import Any
 from medseg.config.load import dump_config
 from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
+from medseg.data.digest import cases_digest
 from medseg.data.splits import load_or_make_splits
 from medseg.errors import ConfigError
+from medseg.evaluate.casewise import CLASS_MEAN
 from medseg.evaluate.postprocessing import choose
 from medseg.io.atomic import write_json, write_text
 from medseg.pipeline.fold import fit_fold, run_fold
 from medseg.pipeline.rerun import refuse_changed_rerun
 from medseg.pipeline.stages import ingest, resolve_statistics
+from medseg.progress import StudyBar
+from medseg.provenance import provenance
 from medseg.report.pages import write_report
 from medseg.report.preview import preview_grid
 from medseg.run_dir import RunDir
 from medseg.runtime import seed_everything
+from medseg.tracking.mlflow_models import log_ensemble
 from medseg.tracking.names import cv_metrics
 from medseg.tracking.tracker import Tracker
 from medseg.train.distributed import DistInfo, barrier, init_distributed
@@ -78,6 +83,7 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
         splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
         cfg = resolve_statistics(cfg, cases, run_dir)
         write_text(run_dir.config, dump_config(cfg))
+        write_json(run_dir.provenance, provenance(run_dir.config, cfg.train.device))
         if cfg.fingerprint is not None and Path(cfg.fingerprint).is_file():
             write_text(run_dir.fingerprint, Path(cfg.fingerprint).read_text())
         barrier(dist)
@@ -91,12 +97,13 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
             _choose_postprocessing(cfg, run_dir, splits, tracker)
             summary = write_report(run_dir.root, cfg.name)
             timing = _merge_timing(run_dir, timing)
-        tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary, cfg.data.num_classes), **timing})
+            _log_ensemble(cfg, run_dir, splits, tracker)
+        tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary), **timing})
         for path in (run_dir.report_html, run_dir.report_md, run_dir.summary, run_dir.timing):
             tracker.log_artifact(tracker.parent_id, path)
-    dice = summary["fold_mean"]["label_1"]["dice"]
+    dice = summary["fold_mean"][CLASS_MEAN]["dice"]
     log.info(
-        "done in %.0fs: mean Dice %.4f ± %.4f; report %s",
+        "done in %.0fs: Dice %.4f ± %.4f (mean over classes and folds); report %s",
         timing["total_seconds"],
         dice["mean"],
         dice["std"],
@@ -124,6 +131,15 @@ def _choose_postprocessing(cfg: PipelineConfig, run_dir: RunDir, splits: list, t
         tracker.log_artifact(tracker.parent_id, path)
 
 
+def _log_ensemble(cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker) -> None:
+    """Once every fold is finished: the fold ensemble as the pipeline run's MLflow model."""
+    finished = {f.index: f.best for f in run_dir.finished_folds()}
+    if len(finished) < len(splits):
+        return
+    log.info("logging the ensemble of %d folds as an MLflow model", len(finished))
+    log_ensemble(tracker, cfg, finished, run_dir.config)
+
+
 def _merge_timing(run_dir: RunDir, timing: dict[str, float]) -> dict[str, float]:
     """``timing.json`` with this run's seconds added to what other fold jobs recorded."""
     merged = json.loads(run_dir.timing.read_text()) if run_dir.timing.is_file() else {}
@@ -140,6 +156,7 @@ def _parent_state(cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir) -> dic
     else:
         tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"))
         state = {"parent_run_id": tracker.parent_id, "folds": {}}
+    state["experiment_id"] = tracker.experiment_id or None
     run_dir.write_state(state)
     return state
 
@@ -147,7 +164,21 @@ def _parent_state(cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir) -> dic
 def _log_inputs(
     cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir, cases: list[Case], splits: list[dict[str, Any]]
 ) -> None:
-    """The plan, datalist, splits and statistics, and the augmentation preview, on the parent run."""
+    """The plan, datalist, splits and statistics, the augmentation preview, the data set's digest
+    and the provenance tags, on the parent run."""
+    prov = json.loads(run_dir.provenance.read_text()) if run_dir.provenance.is_file() else {}
+    digest, profile = cases_digest(cases)
+    tracker.log_dataset(tracker.parent_id, cfg.name, digest, "datalist.json", profile)
+    tags = {
+        "mlflow.source.name": "medseg run",
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.git.commit": prov.get("git_commit"),
+        "medseg.version": prov.get("medseg_version"),
+        "medseg.config_digest": prov.get("config_digest"),
+        "medseg.data_digest": digest,
+        "medseg.device": prov.get("device"),
+    }
+    tracker.set_tags(tracker.parent_id, tags)
     for path in (
         run_dir.config,
         run_dir.datalist,
@@ -177,15 +208,22 @@ def _run_folds(
 ) -> dict[str, float]:
     """Every fold not done yet; the seconds each took."""
     timing: dict[str, float] = {}
-    for fold in _folds(cfg, splits):
-        if run_dir.fold_is_done(state, fold, cfg.train.epochs):
-            log.info("fold %d: finished earlier (%d epochs); kept", fold, cfg.train.epochs)
+    folds = _folds(cfg, splits)
+    progress = StudyBar(folds, cfg.train.epochs)
+    try:
+        for fold in folds:
+            if run_dir.fold_is_done(state, fold, cfg.train.epochs):
+                log.info("fold %d: finished earlier (%d epochs); kept", fold, cfg.train.epochs)
+                progress.skip(fold)
+                barrier(dist)
+                continue
+            log.info("%s: training", progress.fold(fold))
+            tf = time.perf_counter()
+            run_fold(cfg, run_dir, fold, splits[fold], cases, tracker, state, dist, progress)
             barrier(dist)
-            continue
-        tf = time.perf_counter()
-        run_fold(cfg, run_dir, fold, splits[fold], cases, tracker, state, dist)
-        barrier(dist)
-        timing[f"fold_{fold}_seconds"] = round(time.perf_counter() - tf, 1)
+            timing[f"fold_{fold}_seconds"] = round(time.perf_counter() - tf, 1)
+    finally:
+        progress.close()
     return timing
 
 

@@ -147,7 +147,7 @@ def raw_config(
         if cfg_data.mammography is not None:
             data["mammography"] = {}
     if fp["workflow"] == "isic":
-        data["label_codes"] = {"class_1": "skin_lesion"}
+        data["class_names"] = ["skin_lesion"]
     if fp["bad_cases"]:
         data["on_bad_case"] = "skip"
     preprocess, norm_reason = rules.normalisation(fp["modality"], fp["intensity"])

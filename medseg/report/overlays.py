@@ -1,7 +1,11 @@
-"""Overlays of the worst held-out cases of a fold: image, reference outline, prediction outline.
+"""Overlay pictures of held-out cases: the image with the reference and the predicted outlines, one
+colour per class with a legend, each class's Dice in the title.
 
-Written to ``fold_k/overlays/<id>_dice<d>.png`` (3D: the axial slice with the most reference
-foreground, shown the radiological way).
+Written to ``fold_k/overlays/<id>.png`` for every case (``evaluate.overlays: all``) or the fold's
+``evaluate.n_worst`` (``worst``). 2D: image, reference, prediction side by side. 3D: the axial,
+coronal and sagittal planes through the centre of the structure (the reference's, else the
+prediction's), reference above prediction, shown the radiological way (patient's right on the
+left), with the slice indices; CT in a soft-tissue window (W 400, L 40 HU).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,62 +21,175 @@ from medseg.config.models import PipelineConfig
 from medseg.data.datalist import Case
 from medseg.evaluate.casewise import Row, worst_cases
 from medseg.infer.heldout import read_prediction
+from medseg.infer.sliding import image_spacing
+from medseg.io.atomic import atomic_path
 from medseg.io.names import inside
-from medseg.io.overlay import overlay_panels
-from medseg.io.readers import RASTER, reader_by_name
-from medseg.run_dir import FoldDir
-from medseg.transforms.labels import foreground
+from medseg.io.segment_codes import PALETTE
 from medseg.transforms.steps import load_transforms
+
+SOFT_TISSUE = (-160.0, 240.0)  # HU: window 400, level 40
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def turn(plane: np.ndarray) -> np.ndarray:
+    """A RAS plane as shown: first array axis across (patient's right on the left), second up."""
+    return np.rot90(plane)[:, ::-1]
 
 
 def display_slice(image: np.ndarray, ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, ...]:
-    """2D pictures for an overlay: (H, W[, C]) image, reference and prediction.
-
-    3D volumes (x, y, z in RAS+) show the axial slice with the most reference foreground (the
-    prediction's when the reference is empty), turned so anterior is up and the patient's right
-    is on the left of the picture, as radiologists view it.
-    """
+    """2D pictures of one case: (H, W[, C]) image, reference and prediction; 3D: the axial slice
+    with the most reference foreground (the prediction's when the reference is empty)."""
     if ref.ndim == 2:
         img = np.moveaxis(image, 0, -1)
         return (img[..., 0] if img.shape[-1] == 1 else img), ref, pred
     counts = ref.reshape(-1, ref.shape[-1]).sum(0) if ref.any() else pred.reshape(-1, pred.shape[-1]).sum(0)
     z = int(np.argmax(counts))
-    turn = lambda a: np.rot90(a[..., z])[:, ::-1]  # noqa: E731  (rows: anterior first; columns: right first)
-    return turn(image[0]), turn(ref), turn(pred)
+    return turn(image[0][..., z]), turn(ref[..., z]), turn(pred[..., z])
 
 
-def write_worst_overlays(
-    cfg: PipelineConfig, cases: list[Case], rows: list[Row], fold: FoldDir
+def centre(ref: np.ndarray, pred: np.ndarray) -> tuple[int, ...]:
+    """Voxel index of the centre of the reference structure, else the prediction's, else the volume's."""
+    for mask in (ref > 0, pred > 0):
+        if mask.any():
+            return tuple(int(round(float(c.mean()))) for c in np.nonzero(mask))
+    return tuple(n // 2 for n in ref.shape)
+
+
+def planes(volume: np.ndarray, at: tuple[int, ...]) -> list[np.ndarray]:
+    """Axial, coronal and sagittal planes of a RAS volume through voxel ``at``, turned for display."""
+    x, y, z = at
+    return [turn(volume[:, :, z]), turn(volume[:, y, :]), turn(volume[x, :, :])]
+
+
+def window(image: np.ndarray) -> tuple[float, float]:
+    """Display range: the soft-tissue window for CT (values below -500 HU present), else percentiles."""
+    if image.min() < -500:
+        return SOFT_TISSUE
+    lo, hi = np.percentile(image, (0.5, 99.5))
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def colour_of(value: int) -> tuple[float, float, float]:
+    """The class's colour, as in its DICOM SEG segment (the built-in palette)."""
+    r, g, b = PALETTE[(value - 1) % len(PALETTE)]
+    return (r / 255, g / 255, b / 255)
+
+
+def _draw(ax: Any, picture: np.ndarray, mask: np.ndarray | None, names: dict[int, str], **show: Any) -> None:
+    ax.imshow(picture, interpolation="nearest", **show)
+    for value in names if mask is not None else []:
+        region = np.asarray(mask) == value
+        if region.any():
+            ax.contour(region.astype(float), levels=[0.5], colors=[colour_of(value)], linewidths=1.2)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def overlay_figure(
+    image: np.ndarray,
+    ref: np.ndarray,
+    pred: np.ndarray,
+    names: dict[int, str],
+    title: str,
+    spacing: list[float] | None = None,
+) -> Any:
+    """The overlay figure of one case.
+
+    Args:
+        image: (C, *spatial) image as loaded (pictures scaled to [0, 1]).
+        ref: reference classes (ignore value set to 0).
+        pred: predicted classes.
+        names: foreground class names by value.
+        title: the caption (case, Dice per class).
+        spacing: voxel size (3D aspect ratios).
+
+    Returns:
+        A matplotlib figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    if ref.ndim == 2:
+        fig, axes = plt.subplots(1, 3, figsize=(9, 3.6), squeeze=False, layout="constrained")
+        img = np.moveaxis(image, 0, -1)
+        img = img[..., 0] if img.shape[-1] == 1 else np.clip(img[..., :3], 0, 1)
+        show = {"cmap": "gray"} if img.ndim == 2 else {}
+        for ax, mask, name in zip(
+            axes[0], (None, ref, pred), ("image", "reference", "prediction"), strict=True
+        ):
+            _draw(ax, img, mask, names, **show)
+            ax.set_title(name, fontsize=9)
+    else:
+        at = centre(ref, pred)
+        sx, sy, sz = spacing or [1.0, 1.0, 1.0]
+        aspects = (sy / sx, sz / sx, sz / sy)
+        lo, hi = window(image[0])
+        fig, axes = plt.subplots(2, 3, figsize=(9, 6.6), squeeze=False, layout="constrained")
+        for row, (mask, name) in enumerate(((ref, "reference"), (pred, "prediction"))):
+            pics, masks = planes(image[0], at), planes(mask, at)
+            for col, plane in enumerate(PLANES):
+                ax = axes[row, col]
+                _draw(ax, pics[col], masks[col], names, cmap="gray", vmin=lo, vmax=hi, aspect=aspects[col])
+                index = at[2 - col]  # axial: z, coronal: y, sagittal: x
+                ax.set_title(f"{name}: {plane} slice {index}", fontsize=9)
+    handles = [Patch(color=colour_of(v), label=n) for v, n in names.items()]
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False
+    )
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def write_overlays(
+    cfg: PipelineConfig, cases: list[Case], rows: list[Row], fold_overlays: Path, predictions: Any
 ) -> list[Path]:
-    """Overlays of the fold's ``evaluate.n_worst`` cases by Dice, replacing earlier ones.
+    """Overlays of a fold's held-out cases (``evaluate.overlays``), replacing earlier ones.
 
     Args:
         cfg: the resolved configuration.
         cases: the fold's held-out cases.
         rows: their metrics rows.
-        fold: the fold folder whose predictions are drawn.
+        fold_overlays: the folder the pictures go to.
+        predictions: case id -> the prediction file.
 
     Returns:
         The PNG files written.
     """
+    import matplotlib.pyplot as plt
     from monai.transforms import Compose
 
+    if fold_overlays.is_dir():
+        shutil.rmtree(fold_overlays)
+    if cfg.evaluate.overlays == "none":
+        return []
+    chosen = [c["id"] for c in cases]
+    if cfg.evaluate.overlays == "worst":
+        chosen = worst_cases(rows, cfg.evaluate.n_worst)
     by_id = {c["id"]: c for c in cases}
     load = Compose(load_transforms(cfg))
-    overlay_dir = fold.overlays
-    if overlay_dir.is_dir():
-        shutil.rmtree(overlay_dir)
     out = []
-    for case_id in worst_cases(rows, cfg.evaluate.n_worst):
+    for case_id in chosen:
         item = load(dict(by_id[case_id]))
+        ref = np.asarray(item["label"])[0].astype(np.int64)
+        if cfg.data.ignore_value is not None:
+            ref[ref == cfg.data.ignore_value] = 0
+        pred = read_prediction(predictions(case_id))
+        if cfg.transforms.spatial_dims == 2 and cfg.data.num_classes == 2:
+            pred = (pred > 0).astype(np.int64)
+        dice = {r["class"]: r["dice"] for r in rows if r["case"] == case_id}
+        title = f"{case_id}: " + ", ".join(f"{n} Dice {_fmt(d)}" for n, d in dice.items())
         image = np.asarray(item["image"], dtype=np.float32)
-        ref = foreground(np.asarray(item["label"])[0], cfg.data.ignore_value)
-        pred = read_prediction(fold.prediction(case_id, cfg.transforms.spatial_dims)) > 0
-        img2d, ref2d, pred2d = display_slice(image, ref, pred)
-        if reader_by_name(by_id[case_id]["image"]) is RASTER:  # scaled to [0, 1] at load: back to 8 bits
-            img2d = (np.clip(img2d, 0, 1) * 255).astype(np.uint8)
-        dice = np.mean([r["dice"] for r in rows if r["case"] == case_id])
-        path = inside(overlay_dir, f"{case_id}_dice{0 if math.isnan(dice) else dice:.3f}.png")
-        RASTER.write(path, overlay_panels(img2d, ref2d, pred2d))
+        fig = overlay_figure(image, ref, pred, cfg.class_names, title, image_spacing(item["image"]))
+        path = inside(fold_overlays, f"{case_id}.png")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=72)
+        plt.close(fig)
         out.append(path)
     return out
+
+
+def _fmt(dice: float) -> str:
+    return "nan" if math.isnan(dice) else f"{dice:.3f}"

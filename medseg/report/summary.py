@@ -1,7 +1,8 @@
 """The cross-validation summary of a run folder, read back from the files the stages wrote.
 
-Everything comes from ``fold_k/metrics.csv``, ``fold_k/history.csv``, ``datalist.json`` and
-``timing.json`` (:mod:`medseg.run_dir`), so a summary can be rebuilt from any finished run.
+Everything comes from ``fold_k/metrics.csv``, ``fold_k/history.csv``, ``datalist.json``,
+``timing.json`` and ``run_state.json`` (:mod:`medseg.run_dir`), so a summary can be rebuilt from
+any finished run. Classes are keyed by their names; ``mean`` is the mean over classes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from medseg.errors import MedsegError
-from medseg.evaluate.casewise import read_metrics_csv
-from medseg.evaluate.metrics import DEFINITIONS, METRIC_NAMES, summarize_rows
+from medseg.evaluate.casewise import CLASS_MEAN, Row, class_summaries, read_metrics_csv
+from medseg.evaluate.metrics import DEFINITIONS, METRIC_NAMES
+from medseg.evaluate.uncertainty import ranking
+from medseg.io.readers import RASTER, reader_by_name
 from medseg.run_dir import RunDir
 
 
@@ -28,8 +31,13 @@ def read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
 
 
+def fold_rows(run_dir: Path) -> dict[int, list[Row]]:
+    """Per-case rows of every scored fold, by fold number."""
+    return {f.index: read_metrics_csv(f.metrics) for f in RunDir(run_dir).scored_folds()}
+
+
 def build_summary(run_dir: Path) -> dict[str, Any]:
-    """Every metric per class: per fold, over all cases, and as a mean over folds.
+    """Every metric per class and for the class mean: per fold, over all cases, as a mean over folds.
 
     Args:
         run_dir: a run folder with at least one scored fold.
@@ -41,40 +49,71 @@ def build_summary(run_dir: Path) -> dict[str, Any]:
         MedsegError: the folder has no scored fold.
     """
     run = RunDir(run_dir)
-    folds = run.scored_folds()
-    if not folds:
+    rows_by_fold = fold_rows(run.root)
+    if not rows_by_fold:
         raise MedsegError(f"{run_dir}: no fold_*/metrics.csv found; run the pipeline first")
-    rows_by_fold = {f.index: read_metrics_csv(f.metrics) for f in folds}
-    labels = sorted({r["label"] for rows in rows_by_fold.values() for r in rows})
-    summary: dict[str, Any] = {"run_dir": str(run_dir), "folds": {}, "overall": {}, "fold_mean": {}}
-    for label in labels:
-        key = f"label_{label}"
-        per_fold = {}
-        for k, rows in rows_by_fold.items():
-            per_fold[k] = summarize_rows([r for r in rows if r["label"] == label])
-            summary["folds"].setdefault(str(k), {})[key] = per_fold[k]
-        all_rows = [r for rows in rows_by_fold.values() for r in rows if r["label"] == label]
-        summary["overall"][key] = summarize_rows(all_rows)
-        summary["fold_mean"][key] = {
-            m: _mean_std([per_fold[k][m]["mean"] for k in per_fold]) for m in METRIC_NAMES
-        }
+    all_rows = [r for rows in rows_by_fold.values() for r in rows]
+    per_fold = {str(k): class_summaries(rows) for k, rows in rows_by_fold.items()}
+    overall = class_summaries(all_rows)
+    names = [n for n in overall if n != CLASS_MEAN]
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "classes": names,
+        "distance_unit": distance_unit(run),
+        "folds": per_fold,
+        "overall": overall,
+        "fold_mean": {
+            name: {m: mean_std([fold_value(per_fold[k][name][m]) for k in per_fold]) for m in METRIC_NAMES}
+            for name in overall
+        },
+    }
+    if any("uncertainty" in r for r in all_rows):
+        summary["uncertainty"] = ranking(all_rows)
     if run.datalist.is_file():
         data = json.loads(run.datalist.read_text())
         summary["n_cases"] = len(data.get("cases", []))
         summary["bad_cases"] = data.get("bad_cases", [])
-    if run.timing.is_file():
-        summary["timing"] = json.loads(run.timing.read_text())
-    if run.postprocessing.is_file():
-        summary["postprocessing"] = json.loads(run.postprocessing.read_text())
+    for key, path in (("timing", run.timing), ("postprocessing", run.postprocessing)):
+        if path.is_file():
+            summary[key] = json.loads(path.read_text())
+    summary["mlflow"] = mlflow_runs(run)
     summary["definitions"] = DEFINITIONS
     return summary
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and std over the values that are not NaN (NaN when there are none)."""
+def distance_unit(run: RunDir) -> str:
+    """``px`` when every image is a PNG/JPEG picture (no spacing), else ``mm``."""
+    if not run.datalist.is_file():
+        return "mm"
+    cases = json.loads(run.datalist.read_text()).get("cases", [])
+    images = [c.get("image") for c in cases]
+    pictures = bool(images) and all(isinstance(i, str) and reader_by_name(i) is RASTER for i in images)
+    return "px" if pictures else "mm"
+
+
+def mlflow_runs(run: RunDir) -> dict[str, Any]:
+    """The MLflow run ids of the pipeline and of each fold, from ``run_state.json``."""
+    state = run.read_state()
+    folds = {k: v.get("run_id") for k, v in state.get("folds", {}).items() if v.get("run_id")}
+    return {"parent_run_id": state.get("parent_run_id"), "fold_run_ids": folds}
+
+
+def fold_value(stats: dict[str, Any]) -> float:
+    """A fold's mean of a metric; infinite when every one of its cases was (one mask empty)."""
+    if stats.get("n", 0) and stats.get("n_infinite", 0) == stats["n"]:
+        return math.inf
+    return float(stats["mean"])
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and std over the finite values (NaN when there are none), how many values there were
+    (NaN left out) and how many were infinite."""
     arr = np.asarray(values, float)
     arr = arr[~np.isnan(arr)]
+    finite = arr[np.isfinite(arr)]
     return {
-        "mean": float(arr.mean()) if arr.size else math.nan,
-        "std": float(arr.std()) if arr.size else math.nan,
+        "mean": float(finite.mean()) if finite.size else math.nan,
+        "std": float(finite.std()) if finite.size else math.nan,
+        "n": int(arr.size),
+        "n_infinite": int(np.isinf(arr).sum()),
     }

@@ -2,10 +2,10 @@
 
 Runs are chosen by experiment name (every ``medseg run`` parent run in it), by run id, or by run
 folder (the latest parent run in that folder's own sqlite store). For each, the held-out metric
-``test_<metric>`` of every fold run gives the mean and std over folds; runs are ranked (higher
-first for overlap metrics, lower first for distances). The configuration keys whose values differ
-between the runs are listed beside them. Writes ``comparison.csv``, ``comparison.md`` and
-``comparison.png`` (mean ± std bars).
+``test/<metric>/mean`` (or ``test/<metric>/<class>``) of every fold run gives the mean and std over
+folds; runs are ranked (higher first for overlap metrics, lower first for distances). The
+configuration keys whose values differ between the runs are listed beside them. Writes
+``comparison.csv``, ``comparison.md`` and ``comparison.png`` (mean ± std bars).
 """
 
 from __future__ import annotations
@@ -158,6 +158,16 @@ def rank(runs: list[RunSummary], higher_is_better: bool) -> list[RunSummary]:
     return sorted(runs, key=key)
 
 
+def metric_key(metric: str) -> str:
+    """The fold metric ``medseg compare --metric`` names: ``dice`` is the mean over classes.
+
+    Example:
+        >>> metric_key("dice"), metric_key("hd95/liver")
+        ('test/dice/mean', 'test/hd95/liver')
+    """
+    return f"test/{metric}" if "/" in metric else f"test/{metric}/mean"
+
+
 def write_comparison(runs: list[RunSummary], metric: str, out_dir: Path) -> dict[str, Path]:
     """Write ``comparison.csv``, ``.md`` and ``.png``, runs ranked best first.
 
@@ -170,7 +180,7 @@ def write_comparison(runs: list[RunSummary], metric: str, out_dir: Path) -> dict
         The paths written, by kind.
     """
 
-    base = metric.split("_label_")[0]
+    base = metric.split("/")[0]
     ranked = rank(runs, HIGHER_IS_BETTER.get(base, True))
     diff = differing_keys(ranked)
     header = ["rank", "run_id", "run_name", "experiment", f"{metric}_mean", f"{metric}_std", "n_folds", *diff]
@@ -199,7 +209,7 @@ def write_comparison(runs: list[RunSummary], metric: str, out_dir: Path) -> dict
         writer.writerows(rows)
     direction = "higher" if HIGHER_IS_BETTER.get(base, True) else "lower"
     md = [
-        f"# Comparison on test_{metric} (mean ± std over folds; {direction} is better)",
+        f"# Comparison on {metric_key(metric)} (mean ± std over folds; {direction} is better)",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

@@ -1,47 +1,68 @@
-"""Names of the metrics medseg logs to MLflow, made in one place.
+"""Names of the metrics medseg logs to MLflow, made in one place and grouped with slashes, so the
+MLflow UI shows them in sections: ``train/*`` and ``val/*`` per epoch, ``test/*`` per fold and
+``cv/*`` per pipeline run.
 
-Per fold: ``best_epoch``, ``best_val_dice`` and ``test_<metric>[_label_<k>]`` (mean over the
-held-out cases; distances also ``_n_infinite`` and ``_capped``). Per pipeline run:
-``cv_<metric>_mean`` and ``cv_<metric>_std`` over folds. The class suffix is left out for a task
-with one foreground class.
+Per epoch: ``train/loss``, ``train/lr``, ``train/seconds``, ``val/dice``. Per fold:
+``val/best_dice``, ``val/best_epoch`` and ``test/<metric>/<class>`` (mean over the held-out cases;
+distances also ``test/<metric>/<class>/n_infinite`` and ``.../capped``), with
+``test/<metric>/mean``, the mean over classes, to rank on. Per pipeline run:
+``cv/<metric>/mean`` and ``cv/<metric>/std`` (the class mean over folds) and
+``cv/<metric>/<class>/mean`` and ``.../std``.
 
 Example:
-    >>> label_suffix(1, 2), label_suffix(2, 4)
-    ('', '_label_2')
+    >>> epoch_metrics({"epoch": 3, "train_loss": 0.5, "lr": 0.01})
+    {'train/loss': 0.5, 'train/lr': 0.01}
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from medseg.evaluate.metrics import DISTANCE_METRICS, METRIC_NAMES, summarize_rows
+from medseg.evaluate.casewise import CLASS_MEAN
+from medseg.evaluate.metrics import DISTANCE_METRICS, METRIC_NAMES
+
+EPOCH_NAMES = {
+    "train_loss": "train/loss",
+    "lr": "train/lr",
+    "seconds": "train/seconds",
+    "val_dice": "val/dice",
+}
+HISTORY_METRIC = EPOCH_NAMES["train_loss"]  # logged every epoch: tells which epochs a run holds
 
 
-def label_suffix(label: int, num_classes: int) -> str:
-    """Metric-name suffix for a class: none for the one foreground class of a binary task."""
-    return "" if num_classes == 2 else f"_label_{label}"
+def epoch_metrics(row: dict[str, float]) -> dict[str, float]:
+    """One ``history.csv`` row as MLflow metrics (the epoch is the step, not a metric)."""
+    return {EPOCH_NAMES[k]: v for k, v in row.items() if k in EPOCH_NAMES}
 
 
-def fold_metrics(rows: list[dict[str, Any]], num_classes: int) -> dict[str, float]:
-    """``test_*`` metrics of a fold from its per-case rows."""
+def best_metrics(best_epoch: int, best_val_dice: float) -> dict[str, float]:
+    """The early-stopping choice of a fold."""
+    return {"val/best_epoch": best_epoch, "val/best_dice": best_val_dice}
+
+
+def fold_metrics(fold_summary: dict[str, Any]) -> dict[str, float]:
+    """``test/*`` metrics of a fold from its summary per class, the class mean included
+    (:func:`medseg.evaluate.casewise.class_summaries`)."""
     out: dict[str, float] = {}
-    for label in range(1, num_classes):
-        suffix = label_suffix(label, num_classes)
-        stats = summarize_rows([r for r in rows if r["label"] == label])
+    for name, stats in fold_summary.items():
         for m in METRIC_NAMES:
-            out[f"test_{m}{suffix}"] = float(stats[m]["mean"])
-            if m in DISTANCE_METRICS:
-                out[f"test_{m}_n_infinite{suffix}"] = float(stats[m]["n_infinite"])
-                out[f"test_{m}_capped{suffix}"] = float(stats[m]["capped_mean"])
+            out[f"test/{m}/{name}"] = float(stats[m]["mean"])
+            if m in DISTANCE_METRICS and name != CLASS_MEAN:
+                out[f"test/{m}/{name}/n_infinite"] = float(stats[m]["n_infinite"])
+                out[f"test/{m}/{name}/capped"] = float(stats[m]["capped_mean"])
     return out
 
 
-def cv_metrics(summary: dict[str, Any], num_classes: int) -> dict[str, float]:
-    """``cv_*`` metrics of a pipeline run from its summary's means over folds."""
+def cv_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """``cv/*`` metrics of a pipeline run from its summary's means over folds."""
     out: dict[str, float] = {}
-    for label_key, per_metric in summary["fold_mean"].items():
-        suffix = label_suffix(int(label_key.removeprefix("label_")), num_classes)
+    for name, per_metric in summary["fold_mean"].items():
+        group = "" if name == CLASS_MEAN else f"/{name}"
         for m, stats in per_metric.items():
-            out[f"cv_{m}_mean{suffix}"] = stats["mean"]
-            out[f"cv_{m}_std{suffix}"] = stats["std"]
+            out[f"cv/{m}{group}/mean"] = stats["mean"]
+            out[f"cv/{m}{group}/std"] = stats["std"]
+    for key in ("auroc", "spearman"):
+        value = (summary.get("uncertainty") or {}).get(key)
+        if value is not None:
+            out[f"cv/uncertainty/{key}"] = value
     return out

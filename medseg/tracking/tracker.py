@@ -18,6 +18,7 @@ from typing import Any
 from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError, mask_credentials
 from medseg.run_dir import RunDir
+from medseg.tracking.names import HISTORY_METRIC, epoch_metrics
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class Tracker:
 
         self.uri = cfg.tracking.uri or default_uri(run_dir)
         check_server(self.uri)
+        if cfg.tracking.uri is None:
+            from medseg.tracking.store import relocate
+
+            relocate(run_dir)
         name = cfg.tracking.experiment or cfg.name
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
@@ -153,11 +158,10 @@ class Tracker:
         """Log the epochs of ``history`` that the run does not hold yet (lost when a run was killed)."""
         if not (self.enabled and run_id):
             return
-        logged = {m.step for m in self.client.get_metric_history(run_id, "train_loss")}
+        logged = {m.step for m in self.client.get_metric_history(run_id, HISTORY_METRIC)}
         for row in history:
             if int(row["epoch"]) not in logged:
-                values = {k: v for k, v in row.items() if k != "epoch"}
-                self.log_metrics(run_id, values, step=int(row["epoch"]))
+                self.log_metrics(run_id, epoch_metrics(row), step=int(row["epoch"]))
 
     def end(self, run_id: str | None, status: str = "FINISHED") -> None:
         if self.enabled and run_id:
@@ -186,6 +190,23 @@ class Tracker:
         ]
         for i in range(0, len(items), BATCH):
             self.client.log_batch(run_id, metrics=items[i : i + BATCH])
+
+    def set_tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
+        if not (self.enabled and run_id):
+            return
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, mask_credentials(str(v))) for k, v in tags.items() if v is not None]
+        self.client.log_batch(run_id, tags=items)
+
+    def log_dataset(self, run_id: str | None, name: str, digest: str, source: str, profile: str) -> None:
+        """The study's cases as an MLflow dataset input of ``run_id`` (shown in the UI's Datasets)."""
+        if not (self.enabled and run_id):
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=digest, source_type="local", source=source, profile=profile)
+        self.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
 
     def log_artifact(self, run_id: str | None, path: Path, artifact_path: str | None = None) -> None:
         if not (self.enabled and run_id) or not Path(path).exists():

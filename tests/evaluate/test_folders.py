@@ -31,8 +31,8 @@ def test_png_folders_give_known_dice_and_normalise_0_255(tmp_path):
     write_png(pred / "b.png", half)
     summary = evaluate_folders(pred, ref, tmp_path / "out", ref_suffix="_segmentation")
     rows = (tmp_path / "out" / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("case,label,dice,iou,jaccard_thresholded,hd95,hd,assd,nsd")
-    by_case = {r.split(",")[0]: float(r.split(",")[2]) for r in rows[1:]}
+    assert rows[0].startswith("case,label,class,dice,iou,jaccard_thresholded,hd95,hd,assd,nsd")
+    by_case = {r.split(",")[0]: float(r.split(",")[3]) for r in rows[1:]}
     assert by_case == {"a": 1.0, "b": pytest.approx(2 * 72 / 216, abs=1e-6)}
     assert summary["labels"]["label_1"]["dice"]["mean"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-6)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["n_cases"] == 2

@@ -78,19 +78,19 @@ def test_real_mammograms_are_segmented_on_their_stored_grid(mammo_files, tmp_pat
         by_uid[str(ds.SOPInstanceUID)] = f
     current: dict[str, float] = {}
 
-    def bright(models, image, cfg, inferer, device, on_device=False):
+    def bright(models, image, cfg, inferer, device, on_device=False, progress=None):
         fg = (torch.as_tensor(image[0]) > current["cut"]).float()
-        return torch.stack([1 - fg, fg])
+        return torch.stack([1 - fg, fg]), float("nan")
 
     from medseg.infer import segmenter
 
-    monkeypatch.setattr(segmenter, "predict_probabilities", bright)
+    monkeypatch.setattr(segmenter, "predict_scored", bright)
 
     real_infer = segmenter.Segmenter.infer
 
-    def infer(self, prep):
+    def infer(self, prep, progress=None):
         current["cut"] = cut[prep.item.sop_uid]
-        return real_infer(self, prep)
+        return real_infer(self, prep, progress)
 
     monkeypatch.setattr(segmenter.Segmenter, "infer", infer)
     summary = predict_folder(load_bundle(str(run_dir)), inputs, tmp_path / "out", CPU)

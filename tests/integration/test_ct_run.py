@@ -41,7 +41,7 @@ def test_synthetic_ct_run_writes_volumes_on_the_input_grid(tmp_path):
     rows = _rows(run_dir / "fold_0" / "metrics.csv")
     assert {r["label"] for r in rows} == {"1", "2"}
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary["fold_mean"]) == {"label_1", "label_2"}
+    assert set(summary["fold_mean"]) == {"liver", "spleen", "mean"}
 
 
 def test_real_ct_run_on_dicom_series_and_nifti(tmp_path):

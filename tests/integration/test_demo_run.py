@@ -50,11 +50,16 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
         pred = read_raster(fold / "predictions" / f"{preds[0]}.png")
         assert pred.shape == (48, 64)  # original size, not the training size
         assert set(np.unique(pred)) <= {0, 255}
-        assert len(list((fold / "overlays").glob("*.png"))) == 3
+        assert sorted(p.stem for p in (fold / "overlays").glob("*.png")) == preds  # every held-out case
         assert len((fold / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["folds"]) == {"0", "1"}
-    assert summary["overall"]["label_1"]["dice"]["n"] == 16
+    assert summary["classes"] == ["skin_lesion"] and summary["distance_unit"] == "px"
+    assert summary["overall"]["skin_lesion"]["dice"]["n"] == 16
+    metrics = (out / "fold_0" / "metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("case,label,class,") and ",1,skin_lesion," in metrics[1]
+    assert {"auroc", "spearman", "n", "n_low"} <= set(summary["uncertainty"])
+    assert summary["uncertainty"]["n"] == 16
 
     from mlflow.tracking import MlflowClient
 
@@ -66,11 +71,16 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert len(parents) == 1 and len(folds) == 2
     parent = parents[0]
     assert all(f.data.tags["mlflow.parentRunId"] == parent.info.run_id for f in folds)
-    assert parent.data.metrics["cv_dice_mean"] == summary["fold_mean"]["label_1"]["dice"]["mean"]
+    assert parent.data.metrics["cv/dice/mean"] == summary["fold_mean"]["mean"]["dice"]["mean"]
+    assert (
+        parent.data.metrics["cv/dice/skin_lesion/mean"] == summary["fold_mean"]["skin_lesion"]["dice"]["mean"]
+    )
     assert parent.data.params["train.epochs"] == "2"
     for f in folds:
-        assert len(client.get_metric_history(f.info.run_id, "train_loss")) == 2
-        assert "test_dice" in f.data.metrics and "test_hd95" in f.data.metrics
+        assert len(client.get_metric_history(f.info.run_id, "train/loss")) == 2
+        assert {"test/dice/skin_lesion", "test/hd95/skin_lesion", "test/dice/mean", "val/best_epoch"} <= set(
+            f.data.metrics
+        )
         artifacts = {a.path for a in client.list_artifacts(f.info.run_id)}
         assert {"metrics.csv", "history.csv", "checkpoints", "overlays"} <= artifacts
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}

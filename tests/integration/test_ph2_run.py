@@ -29,7 +29,7 @@ def test_isic_pipeline_runs_on_real_ph2_cases(ph2_root: Path, tmp_path: Path) ->
         assert not {patients[i] for i in fold["train"]} & {patients[i] for i in fold["val"]}
     summary = json.loads((out / "summary.json").read_text())
     # three epochs at low resolution already separate lesion from skin on real images
-    assert summary["overall"]["label_1"]["dice"]["mean"] > 0.6
+    assert summary["overall"]["skin_lesion"]["dice"]["mean"] > 0.6
 
 
 def test_ph2_ingest_reads_every_real_case(ph2_root: Path) -> None:

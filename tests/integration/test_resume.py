@@ -90,7 +90,7 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
     assert kinds == ["fold", "fold", "pipeline"]  # resumed, not recreated
     assert all(r.info.status == "FINISHED" for r in runs)
     fold0 = next(r for r in runs if r.data.tags.get("medseg.fold") == "0")
-    steps = [m.step for m in client.get_metric_history(fold0.info.run_id, "train_loss")]
+    steps = [m.step for m in client.get_metric_history(fold0.info.run_id, "train/loss")]
     assert sorted(steps) == list(range(1, EPOCHS + 1))  # none lost, none twice
 
     # extending the finished run

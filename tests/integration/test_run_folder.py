@@ -127,7 +127,7 @@ def test_fold_jobs_share_a_folder_safely_and_a_whole_run_beside_them_is_refused(
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.data.tags.get("medseg.kind") for r in runs) == ["fold", "fold", "pipeline"]
     for fold_run in (r for r in runs if r.data.tags.get("medseg.kind") == "fold"):
-        steps = [m.step for m in client.get_metric_history(fold_run.info.run_id, "train_loss")]
+        steps = [m.step for m in client.get_metric_history(fold_run.info.run_id, "train/loss")]
         assert sorted(steps) == list(range(1, 7))
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["folds"]) == ["0", "1"]
