@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from medseg import __version__
-from medseg.errors import mask_credentials
 
 
 def git_commit(where: Path | None = None) -> str | None:
@@ -55,6 +54,24 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def command_line(argv: list[str]) -> str:
+    """The command that started a run, without anything that could name a patient or hold a
+    secret: file arguments by their names only, ``--set`` values left out.
+
+    Example:
+        >>> command_line(["/usr/bin/medseg", "run", "/data/Doe/isic.yaml", "--set", "data.root=/data/Doe"])
+        'medseg run isic.yaml --set data.root=...'
+    """
+    first = Path(argv[0]).name if argv else "medseg"
+    out = ["medseg" if first == "__main__.py" else first]
+    for arg in argv[1:]:
+        if "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=...")
+        else:
+            out.append(Path(arg).name if "/" in arg else arg)
+    return " ".join(out)
+
+
 def provenance(config: Path, device: str) -> dict[str, Any]:
     """The provenance of a run about to start from the resolved ``config``."""
     return {
@@ -64,8 +81,6 @@ def provenance(config: Path, device: str) -> dict[str, Any]:
         "machine": f"{platform.node()} ({platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()})",
         "device": device_name(device),
-        "command": mask_credentials(
-            " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))
-        ),
+        "command": command_line(sys.argv),
         "config_digest": file_digest(config),
     }

@@ -84,7 +84,8 @@ def case_means(rows: list[Row]) -> list[Row]:
         for m in METRIC_NAMES:
             row[m] = float(np.mean([float(r.get(m, np.nan)) for r in group]))
         for key in ("ref_voxels", "pred_voxels", "ref_volume", "pred_volume"):
-            row[key] = float(sum(float(r.get(key, 0)) for r in group))
+            if all(key in r for r in group):
+                row[key] = float(sum(float(r[key]) for r in group))
         row["diagonal"] = float(group[0].get("diagonal", np.inf))
         if "uncertainty" in group[0]:
             row["uncertainty"] = float(group[0]["uncertainty"])

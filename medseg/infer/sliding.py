@@ -71,30 +71,6 @@ def window_count(size: Sequence[int], roi: Sequence[int], overlap: float) -> int
     return count
 
 
-def predict_probabilities(
-    models: list[nn.Module],
-    image: torch.Tensor,
-    cfg: PipelineConfig,
-    inferer: Any,
-    device: torch.device,
-    on_device: bool = False,
-) -> torch.Tensor:
-    """Mean softmax of ``models`` for one image, on its reference grid.
-
-    Args:
-        models: the fold models, in eval mode on ``device``.
-        image: (C, *spatial) on the reference grid.
-        cfg: the training configuration (model grid, flips).
-        inferer: the sliding-window inferer.
-        device: where the models run.
-        on_device: leave the result on ``device`` instead of moving it to the CPU.
-
-    Returns:
-        (num_classes, *spatial) probabilities.
-    """
-    return predict_scored(models, image, cfg, inferer, device, on_device)[0]
-
-
 def predict_scored(
     models: list[nn.Module],
     image: torch.Tensor,

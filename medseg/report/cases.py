@@ -132,7 +132,8 @@ def browser(run_dir: Path, rows_by_fold: dict[int, list[Row]], unit: str, spatia
             if fd.predictions.is_dir()
             else None
         )
-        cells.append(f"<td>{_link(rel(pred), pred.suffix.lstrip('.') or 'file') if pred else ''}</td>")
+        kind = "".join(pred.suffixes).lstrip(".") if pred else ""
+        cells.append(f"<td>{_link(rel(pred), kind or 'file') if pred else ''}</td>")
         run_id = (state.get("folds", {}).get(str(fold)) or {}).get("run_id")
         exp = state.get("experiment_id")
         mlflow = _link(f"{UI_URL}/#/experiments/{exp}/runs/{run_id}", run_id[:8]) if run_id and exp else ""

@@ -130,12 +130,12 @@ def learning_curves(folds: list[FoldDir]) -> Figure:
     with_val = False
     for i, (name, hist) in enumerate(histories.items()):
         colour = f"C{i % 10}"
-        ax1.plot([h["epoch"] for h in hist], [h["train_loss"] for h in hist], label=name, color=colour)
+        ax1.plot([h["epoch"] for h in hist], [h["train_loss"] for h in hist], ".-", label=name, color=colour)
         val = [h for h in hist if "val_dice" in h and math.isfinite(h["val_dice"])]
         if val:
             with_val = True
             best = max(val, key=lambda h: h["val_dice"])
-            ax2.plot([h["epoch"] for h in val], [h["val_dice"] for h in val], label=name, color=colour)
+            ax2.plot([h["epoch"] for h in val], [h["val_dice"] for h in val], ".-", label=name, color=colour)
             ax2.plot([best["epoch"]], [best["val_dice"]], marker="*", markersize=12, color=colour)
     ax1.set_title("training loss", fontsize=9)
     ax2.set_title("early-stopping Dice (★ best epoch, whose weights are kept)", fontsize=9)
@@ -149,7 +149,10 @@ def learning_curves(folds: list[FoldDir]) -> Figure:
             transform=ax2.transAxes,
             fontsize=9,
         )
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch", fontsize=8)
         if ax.get_lines():
             ax.legend(fontsize=7)

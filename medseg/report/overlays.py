@@ -113,7 +113,7 @@ def overlay_figure(
     from matplotlib.patches import Patch
 
     if ref.ndim == 2:
-        fig, axes = plt.subplots(1, 3, figsize=(9, 3.6), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(1, 3, figsize=(9, 3.0), squeeze=False, layout="constrained")
         img = np.moveaxis(image, 0, -1)
         img = img[..., 0] if img.shape[-1] == 1 else np.clip(img[..., :3], 0, 1)
         show = {"cmap": "gray"} if img.ndim == 2 else {}

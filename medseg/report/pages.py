@@ -291,7 +291,11 @@ def html_page(summary: dict[str, Any], title: str, run_dir: Path) -> str:
         f"<figcaption>{html.escape(cap)}</figcaption></figure>"
         for cap, p in worst
     )
-    worst_head = f"The {len(worst)} worst case{'s' if len(worst) != 1 else ''} (lowest Dice over all folds)"
+    worst_head = "The worst cases"
+    if worst:
+        worst_head = (
+            f"The {len(worst)} worst case{'s' if len(worst) != 1 else ''} (lowest Dice over all folds)"
+        )
     unc = uncertainty_text(summary) or "No uncertainty scores (evaluate.uncertainty: false)."
     no_overlays = '<p class="reason">No overlays were written (evaluate.overlays: none).</p>'
     u_fig = figures.uncertainty_plot(case_means(all_rows), summary.get("uncertainty") or {"threshold": 0.9})

@@ -97,6 +97,10 @@ class Tracker:
                 self.experiment_id = self.client.create_experiment(name, artifact_location=location)
             else:
                 self.experiment_id = exp.experiment_id
+            # the UI opens the experiment in its model-training views, not the GenAI ones
+            self.client.set_experiment_tag(
+                self.experiment_id, "mlflow.experimentKind", "custom_model_development"
+            )
         except Exception as err:  # any store failure becomes one clear message
             raise MedsegError(f"tracking.uri: cannot use the MLflow store at {self.uri}: {err}") from None
 

@@ -46,7 +46,7 @@ class Corner(nn.Module):
 
 
 def test_tta_flips_average_every_flip(tmp_path):
-    from medseg.infer.sliding import flip_sets, predict_probabilities
+    from medseg.infer.sliding import flip_sets, predict_scored
     from medseg.registry import build_inferer
 
     cfg = tiny_config(tmp_path, tmp_path / "run", infer={"tta_flips": True}, data={"in_channels": 1})
@@ -54,7 +54,7 @@ def test_tta_flips_average_every_flip(tmp_path):
     assert len(flip_sets(3, True)) == 8
     image = torch.rand(1, 32, 32)
     model = Corner()
-    got = predict_probabilities([model], image, cfg, build_inferer(cfg), torch.device("cpu"))
+    got = predict_scored([model], image, cfg, build_inferer(cfg), torch.device("cpu"))[0]
     expected = sum(
         torch.softmax(model(image[None].flip(d) if d else image[None]), 1).flip(d) if d
         else torch.softmax(model(image[None]), 1)
@@ -62,5 +62,5 @@ def test_tta_flips_average_every_flip(tmp_path):
     ) / 4  # fmt: skip
     torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=0)
     plain_cfg = cfg.model_copy(update={"infer": InferConfig()})
-    plain = predict_probabilities([model], image, plain_cfg, build_inferer(cfg), torch.device("cpu"))
+    plain = predict_scored([model], image, plain_cfg, build_inferer(cfg), torch.device("cpu"))[0]
     assert (plain - got).abs().max() > 0.1  # the flips changed something

@@ -111,6 +111,8 @@ def test_summary_and_mlflow_use_the_class_names(demo_run: Path) -> None:
     state = json.loads((demo_run / "run_state.json").read_text())
     client = MlflowClient(f"sqlite:///{demo_run / 'mlflow.db'}")
     parent = client.get_run(state["parent_run_id"])
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the training views
     assert {"cv/dice/mean", "cv/dice/skin_lesion/mean", "cv/hd95/skin_lesion/std"} <= set(parent.data.metrics)
     assert not [k for k in parent.data.metrics if "label_" in k or k.startswith("cv_")]
     assert parent.data.tags["medseg.data_digest"] and "mlflow.source.name" in parent.data.tags
@@ -157,6 +159,13 @@ def test_mlflow_models_predict_as_the_checkpoints_and_survive_a_move(demo_run: P
     with torch.no_grad():
         torch.testing.assert_close(ensemble(x), FoldEnsemble(nets)(x))
     assert str(moved) in mlflow.get_run(state["parent_run_id"]).info.artifact_uri
+    from medseg.tracking.models import load_bundle
+
+    uri = f"sqlite:///{moved / 'mlflow.db'}"
+    bundle = load_bundle(
+        f"models:/demo-ensemble/{version.version}", tracking_uri=uri, download_dir=tmp_path / "dl"
+    )
+    assert sorted(bundle.checkpoints) == [0, 1] and bundle.cfg.class_names == {1: "skin_lesion"}
 
 
 def test_medseg_ui_opens_the_training_view_of_a_moved_folder(demo_run: Path, tmp_path: Path) -> None:
