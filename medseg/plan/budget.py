@@ -44,7 +44,8 @@ class Workload:
 
     ``step``, ``val_case`` and ``load`` are measured seconds: one training step of ``batch``
     patches, one validation case, one case read and preprocessed; ``per_image`` patches are drawn
-    from each training case per epoch.
+    from each training case per epoch. ``members`` inferences run per held-out case: one, and one
+    per spatial axis flipped for the uncertainty score (``evaluate.uncertainty``).
     """
 
     n_cases: int
@@ -55,6 +56,7 @@ class Workload:
     val_case: float
     load: float
     val_fraction: float = 0.1
+    members: int = 1
 
     @property
     def shares(self) -> Shares:
@@ -66,11 +68,12 @@ class Workload:
         return math.ceil(sh.fit * self.per_image / self.batch) * self.step + sh.val * self.val_case
 
     def fold_seconds(self, epochs: int) -> float:
-        """Wall seconds of one fold: caching, ``epochs`` epochs, held-out prediction (about two
-        validation cases each: original size, writing and scoring)."""
+        """Wall seconds of one fold: caching, ``epochs`` epochs, held-out prediction (a validation
+        case per member, one more for writing and scoring, and a read for the overlay)."""
         sh = self.shares
         cache = (sh.fit + sh.val + sh.test) * self.load
-        return cache + epochs * self.epoch_seconds() + sh.test * 2 * self.val_case
+        held_out = sh.test * ((1 + self.members) * self.val_case + self.load)
+        return cache + epochs * self.epoch_seconds() + held_out
 
     def study_seconds(self, epochs: int) -> float:
         """Wall seconds of the whole study: ingest and statistics (one read per case) and the folds."""

@@ -307,6 +307,7 @@ def _fit(
         val,
         load,
         _val_fraction(fp),
+        members=1 + fp["spatial_dims"],  # evaluate.uncertainty: the held-out flips
     )
     cand.epochs = B.MAX_EPOCHS if budget is None else work.epochs_within(budget)
     cand.seconds = work.study_seconds(cand.epochs)

@@ -93,16 +93,19 @@ def test_epochs_within_a_budget():
     # 10 cases: 2 held out, 8 trained of which 1 watches early stopping, 7 fitted
     shares = B.Shares.of(10)
     assert (shares.fit, shares.val, shares.test) == (7, 1, 2)
-    # fixed: 10 x 0.1 + 5 x (10 x 0.1 + 2 x 2 x 0.5) = 16 s; per epoch 5 x (4 x 1 + 1 x 0.5) = 22.5 s
+    # fixed: 10 x 0.1 + 5 x (10 x 0.1 + 2 x (2 x 0.5 + 0.1)) = 17 s; per epoch 5 x (4 x 1 + 1 x 0.5) = 22.5 s
     work = B.Workload(n_cases=10, folds=5, batch=2, per_image=1, step=1.0, val_case=0.5, load=0.1)
-    assert work.epochs_within(1000) == int((1000 * B.MARGIN - 16) / 22.5)
-    assert work.study_seconds(10) == pytest.approx(16 + 10 * 22.5)
+    assert work.epochs_within(1000) == int((1000 * B.MARGIN - 17) / 22.5)
+    assert work.study_seconds(10) == pytest.approx(17 + 10 * 22.5)
     assert work.epochs_within(10) == 0
+    # the held-out flips of the uncertainty score (2D: two more inferences a case): 2 x 2 x 0.5 more a fold
+    flips = B.Workload(n_cases=10, folds=5, batch=2, per_image=1, step=1.0, val_case=0.5, load=0.1, members=3)
+    assert flips.study_seconds(10) == pytest.approx(17 + 5 * 2 + 10 * 22.5)
 
 
 def test_fewer_folds_for_fewer_patients():
     # 8 cases of 2 patients: 2 folds of 4 held out, 3 fitted and 1 watching
     work = B.Workload(n_cases=8, folds=2, batch=2, per_image=1, step=1.0, val_case=0.5, load=0.1)
     assert (work.shares.fit, work.shares.val, work.shares.test) == (3, 1, 4)
-    # fixed: 8 x 0.1 + 2 x (8 x 0.1 + 4 x 2 x 0.5) = 10.4 s; per epoch 2 x (2 x 1 + 1 x 0.5) = 5 s
-    assert work.study_seconds(3) == pytest.approx(10.4 + 3 * 5)
+    # fixed: 8 x 0.1 + 2 x (8 x 0.1 + 4 x (2 x 0.5 + 0.1)) = 11.2 s; per epoch 2 x (2 x 1 + 1 x 0.5) = 5 s
+    assert work.study_seconds(3) == pytest.approx(11.2 + 3 * 5)
