@@ -83,6 +83,14 @@ def main() -> int:
     print(f"  ratio to Otsu    Dice x{dice / base_dice:.3f}   thresholded Jaccard x{jac / base_jac:.3f}")
     print(f"  target Dice {TARGET_DICE:.2f}: {'met' if dice >= TARGET_DICE else 'NOT met'}")
     print(f"  wall time {wall:.1f} min; budget {BUDGET_MIN:.0f} min: ratio {wall / BUDGET_MIN:.2f}")
+    u = summary.get("uncertainty")
+    if u:  # the held-out flip score against chance (AUROC 0.5), the named baseline of a ranking
+        auroc = "undefined" if u["auroc"] is None else f"{u['auroc']:.3f} (x{u['auroc'] / 0.5:.2f} chance)"
+        rho = "undefined" if u["spearman"] is None else f"{u['spearman']:.3f}"
+        print(
+            f"  review flag: {u['n_low']} of {u['n']} cases below Dice {u['threshold']}; AUROC {auroc}; "
+            f"Spearman(score, Dice) {rho}"
+        )
     return 0
 
 

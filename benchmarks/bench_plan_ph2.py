@@ -46,9 +46,9 @@ def main() -> int:
     dice = json.loads((args.out / "run" / "summary.json").read_text())["fold_mean"]["mean"]["dice"]
     baseline = BASELINE_DICE
     if args.baseline_run:
-        baseline = json.loads((args.baseline_run / "summary.json").read_text())["fold_mean"]["mean"][
-            "dice"
-        ]["mean"]
+        baseline = json.loads((args.baseline_run / "summary.json").read_text())["fold_mean"]["mean"]["dice"][
+            "mean"
+        ]
     budget = float(args.budget[:-1]) * 60 if args.budget.endswith("m") else float(args.budget)
     print(
         f"plan {t1 - t0:.0f} s; run {t2 - t1:.0f} s (expected {expected:.0f} s); budget {budget:.0f} s: "

@@ -72,6 +72,8 @@ def _setup() -> None:
             handler.addFilter(_MaskCredentials())
     for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the pickled MLflow models: the README says to load them from trusted stores only
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
     # MONAI logs this on every LoadImage once pydicom is imported; the pydicom decoders still work.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*NvImgCodecPydicomReader.*")
@@ -233,11 +235,16 @@ def ui(
 ) -> None:
     """Open the MLflow UI on a run folder's store (127.0.0.1, one worker, no job runner) and print the
     address of its training view; Ctrl-C stops it."""
+    import signal
     import time
     import urllib.request
 
-    from medseg.tracking.store import start_ui
+    from medseg.tracking.store import start_ui, stop_ui
 
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)  # `kill` ends the server too, not only this process
     proc, url = start_ui(run_dir, port=port or None)
     base = url.split("/#")[0].rstrip("/")
     try:
@@ -248,7 +255,6 @@ def ui(
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.terminate()
                     raise MedsegError(
                         f"the MLflow UI did not start on {base} (is the port taken? try --port 0)"
                     ) from None
@@ -256,9 +262,7 @@ def ui(
         typer.echo(f"MLflow UI: {url}", err=False)
         proc.wait()
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
+        stop_ui(proc)
 
 
 def _numbers(text: str | None, what: str, kind: type = float) -> list | None:

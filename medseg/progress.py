@@ -48,6 +48,7 @@ class StudyBar:
     def __init__(self, folds: list[int], epochs: int) -> None:
         self.folds, self.epochs = folds, epochs
         self.bar = bar(len(folds) * epochs, "study", "epoch")
+        self.done: dict[int, int] = {}
 
     def fold(self, fold: int) -> str:
         return (
@@ -60,13 +61,15 @@ class StudyBar:
         self.bar.set_description_str(f"{self.fold(fold)} epoch {epoch}/{self.epochs}", refresh=False)
         self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
         self.bar.update()
+        self.done[fold] = self.done.get(fold, 0) + 1
 
     def note(self, fold: int, text: str) -> None:
         self.bar.set_description_str(f"{self.fold(fold)} {text}", refresh=True)
 
     def skip(self, fold: int) -> None:
-        """A fold finished earlier: its epochs count as done."""
-        self.bar.update(self.epochs)
+        """A fold finished earlier, or stopped early: the rest of its epochs count as done."""
+        self.bar.update(max(0, self.epochs - self.done.get(fold, 0)))
+        self.done[fold] = self.epochs
 
     def close(self) -> None:
         self.bar.close()

@@ -170,6 +170,8 @@ def run_fold(
         entry.update(run_id=run_id, done_epochs=0)
         run.record_fold(index, **entry)
         result = fit_fold(cfg, fold, split, cases, dist, tracker, run_id, progress)
+        if progress is not None:
+            progress.skip(index)  # epochs left by early stopping
         tracker.log_missing_history(run_id, result.history)
         by_id = {c["id"]: c for c in cases}
         rows = evaluate_fold(cfg, fold, [by_id[i] for i in split["val"]], result, progress)

@@ -114,6 +114,8 @@ def browser(run_dir: Path, rows_by_fold: dict[int, list[Row]], unit: str, spatia
             cells.append(f'<td data-v="{v}">{text}</td>')
         for key in ("ref_volume", "pred_volume"):
             text, v = _num(float(r[key]) * factor if key in r else None, 4)
+            if text not in ("", "inf") and abs(float(v)) >= 1000:
+                text = f"{float(v):,.0f}"
             cells.append(f'<td data-v="{v}">{text}</td>')
         text, v = _num(r.get("uncertainty"))
         attrs["uncertainty"] = v
@@ -175,7 +177,7 @@ def browser(run_dir: Path, rows_by_fold: dict[int, list[Row]], unit: str, spatia
         f"({UI_URL}). Distances in {unit}; volumes in {vunit}.</p>"
     )
     table = (
-        '<div class="scroll"><table id="cases"><thead><tr>'
+        '<div class="scroll" id="cases-box"><table id="cases"><thead><tr>'
         + "".join(f"<th>{html.escape(h)}</th>" for h in head)
         + "</tr></thead><tbody>"
         + "".join(body)

@@ -102,7 +102,12 @@ def volume_plots(rows: list[Row], unit: str, spatial_dims: int) -> Figure:
         ax = axes[i, 0]
         ax.scatter(ref, dice, s=10, alpha=0.6)
         if (ref > 0).all() and ref.max() > 10 * ref.min():
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on a short axis
+        else:
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
         ax.set_xlabel(f"reference volume ({vunit})", fontsize=8)
         ax.set_ylabel("Dice", fontsize=8)
         ax.set_title(f"{name}: Dice against reference volume", fontsize=9)
@@ -112,6 +117,7 @@ def volume_plots(rows: list[Row], unit: str, spatial_dims: int) -> Figure:
         ax.scatter(mean, diff, s=10, alpha=0.6)
         for y, style in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
             ax.axhline(y, color="grey", linestyle=style, linewidth=1)
+        ax.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
         ax.set_xlabel(f"mean of predicted and reference ({vunit})", fontsize=8)
         ax.set_ylabel(f"predicted - reference ({vunit})", fontsize=8)
         ax.set_title(f"{name}: Bland-Altman, bias {bias:.3g}, limits ±{1.96 * sd:.3g}", fontsize=9)

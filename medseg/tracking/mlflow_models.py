@@ -57,6 +57,9 @@ def log_model(
     tracking is off."""
     if not (tracker.enabled and run_id):
         return None
+    import os
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no bar of MLflow's between the log lines
     import mlflow
     import mlflow.pytorch
 

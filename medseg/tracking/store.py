@@ -9,6 +9,7 @@ runs whenever medseg opens the folder's store, so a moved run keeps its artifact
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -60,6 +61,22 @@ def relocate(run_dir: Path) -> int:
     return changed
 
 
+def stop_ui(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """End the UI server started by :func:`start_ui` and every process of its session."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # workers left behind by a server that exited first
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -105,6 +122,8 @@ def start_ui(run_dir: Path, host: str = "127.0.0.1", port: int | None = None) ->
         out: int | None = sys.stderr.fileno()  # the server's chatter beside medseg's log, not on stdout
     except (AttributeError, OSError, ValueError):
         out = None
-    proc = subprocess.Popen(ui_command(run.root, host, port), env=ui_environment(), stdout=out)
+    # a session of its own: stop_ui ends the server and the workers it starts, all together
+    cmd = ui_command(run.root, host, port)
+    proc = subprocess.Popen(cmd, env=ui_environment(), stdout=out, start_new_session=True)
     experiment = run.read_state().get("experiment_id")
     return proc, training_view_url(f"http://{host}:{port}", experiment)

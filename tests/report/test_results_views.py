@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -182,8 +183,17 @@ def test_medseg_ui_opens_the_training_view_of_a_moved_folder(demo_run: Path, tmp
         with urllib.request.urlopen(url.split("/#")[0] + "/health", timeout=10) as answer:
             assert answer.status == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.terminate()  # by its own process id: it stops the server it started
+        proc.wait(timeout=60)
+    base = url.split("/#")[0]
+    for _ in range(50):
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1).close()
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the MLflow server at {base} outlived `medseg ui`")
 
 
 def _always(path: Path, foreground: bool) -> None:
