@@ -98,6 +98,8 @@ def predict_scored(
         (num_classes, *spatial) probabilities, and the disagreement of every member run
         (:func:`medseg.infer.uncertainty.disagreement` on the model grid; NaN for one member).
     """
+    import math
+
     import torch.nn.functional as F
 
     from medseg.infer.uncertainty import disagreement
@@ -111,7 +113,8 @@ def predict_scored(
     averaged = flip_sets(len(spatial), cfg.infer.tta_flips)
     scored = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
     amp = cfg.train.amp and device.type == "cuda"
-    probs, every, labels = None, None, []
+    probs, extra, labels = None, None, []
+    scoring = len(models) * len(scored) > 1  # one member: no disagreement to measure
     total = window_count(size, cfg.roi_size, cfg.infer.overlap) * len(models) * len(scored)
     done = [0]
 
@@ -132,12 +135,17 @@ def predict_scored(
                 xi = x.flip(dims) if dims else x
                 p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
                 p = p.flip(dims) if dims else p
-                labels.append(p[0].argmax(0).to(torch.uint8))
-                every = p if every is None else every + p
+                if scoring:
+                    labels.append(class_argmax(p[0]).to(torch.uint8))
                 if dims in averaged:
                     probs = p if probs is None else probs + p
-    assert probs is not None and every is not None
-    score = disagreement(labels, every[0].argmax(0).to(torch.uint8), probs.shape[1])
+                else:  # scored only: flips run for the uncertainty score
+                    extra = p if extra is None else extra + p
+    assert probs is not None
+    score = math.nan
+    if scoring:
+        every = probs if extra is None else probs + extra
+        score = disagreement(labels, class_argmax(every[0]).to(torch.uint8), probs.shape[1])
     probs = probs / (len(models) * len(averaged))
     if spatial != size:
         probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
