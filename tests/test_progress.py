@@ -37,3 +37,18 @@ def test_log_lines_never_share_a_line_with_a_bar() -> None:
 def test_a_plain_handler_would_mix_them() -> None:
     mixed = [s for s in _screen_lines(logging.StreamHandler) if "INFO" in s]
     assert any("|" in s for s in mixed)  # the bar's text and a log line on one line
+
+
+def test_the_study_bar_counts_every_fold_and_the_epochs_early_stopping_leaves(monkeypatch) -> None:
+    from medseg import progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
+    study = progress.StudyBar([1, 3], epochs=4)
+    study.skip(1)  # finished earlier: its 4 epochs count as done
+    study.epoch(3, 1, 0.5)
+    assert study.bar.desc.startswith("fold 3 (2/2) epoch 1/4") and study.bar.n == 5
+    study.note(3, "held-out case 2/7")
+    assert study.bar.desc == "fold 3 (2/2) held-out case 2/7"
+    study.skip(3)  # stopped early after 1 epoch: the other 3 count as done
+    assert study.bar.n == study.bar.total == 8
+    study.close()
