@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 
@@ -49,6 +50,7 @@ class StudyBar:
         self.folds, self.epochs = folds, epochs
         self.bar = bar(len(folds) * epochs, "study", "epoch")
         self.done: dict[int, int] = {}
+        self.trained, self.started = 0, time.monotonic()
 
     def fold(self, fold: int) -> str:
         return (
@@ -62,6 +64,7 @@ class StudyBar:
         self.bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
         self.bar.update()
         self.done[fold] = self.done.get(fold, 0) + 1
+        self.trained += 1
 
     def note(self, fold: int, text: str) -> None:
         self.bar.set_description_str(f"{self.fold(fold)} {text}", refresh=True)
@@ -70,6 +73,14 @@ class StudyBar:
         """A fold finished earlier, or stopped early: the rest of its epochs count as done."""
         self.bar.update(max(0, self.epochs - self.done.get(fold, 0)))
         self.done[fold] = self.epochs
+
+    def eta(self) -> str:
+        """The study's time left at the pace of the epochs trained so far (early stopping makes it
+        an upper bound), for the log, which has no bar."""
+        if not self.trained:
+            return "time left unknown until an epoch has run"
+        left = (self.bar.total - sum(self.done.values())) * (time.monotonic() - self.started) / self.trained
+        return f"about {left / 60:.0f} min left in the study" if left >= 60 else "under a minute left"
 
     def close(self) -> None:
         self.bar.close()

@@ -44,11 +44,13 @@ def test_the_study_bar_counts_every_fold_and_the_epochs_early_stopping_leaves(mo
 
     monkeypatch.setattr(progress, "on_terminal", lambda: True)
     study = progress.StudyBar([1, 3], epochs=4)
+    assert study.eta() == "time left unknown until an epoch has run"
     study.skip(1)  # finished earlier: its 4 epochs count as done
     study.epoch(3, 1, 0.5)
     assert study.bar.desc.startswith("fold 3 (2/2) epoch 1/4") and study.bar.n == 5
     study.note(3, "held-out case 2/7")
     assert study.bar.desc == "fold 3 (2/2) held-out case 2/7"
+    assert study.eta().endswith("left in the study") or study.eta() == "under a minute left"
     study.skip(3)  # stopped early after 1 epoch: the other 3 count as done
     assert study.bar.n == study.bar.total == 8
     study.close()

@@ -217,7 +217,7 @@ def _run_folds(
                 progress.skip(fold)
                 barrier(dist)
                 continue
-            log.info("%s: training", progress.fold(fold))
+            log.info("%s: training; %s", progress.fold(fold), progress.eta())
             tf = time.perf_counter()
             run_fold(cfg, run_dir, fold, splits[fold], cases, tracker, state, dist, progress)
             barrier(dist)
