@@ -72,8 +72,6 @@ def _setup() -> None:
             handler.addFilter(_MaskCredentials())
     for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # the pickled MLflow models: the README says to load them from trusted stores only
-    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
     # MONAI logs this on every LoadImage once pydicom is imported; the pydicom decoders still work.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*NvImgCodecPydicomReader.*")

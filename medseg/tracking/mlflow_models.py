@@ -20,7 +20,7 @@ from medseg import __version__
 from medseg.config.models import PipelineConfig
 from medseg.io.checkpoint import load_weights
 from medseg.registry import build_network
-from medseg.tracking.tracker import Tracker
+from medseg.tracking.tracker import Tracker, route_mlflow_logging
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def log_model(
     import mlflow
     import mlflow.pytorch
 
+    route_mlflow_logging()
     mlflow.set_tracking_uri(tracker.uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(

@@ -13,7 +13,7 @@ from pathlib import Path
 from medseg.errors import MedsegError
 from medseg.infer.bundle import ModelBundle, bundle_from_run_dir
 from medseg.run_dir import RunDir
-from medseg.tracking.tracker import check_server
+from medseg.tracking.tracker import check_server, route_mlflow_logging
 
 MLFLOW_PREFIXES = ("runs:/", "models:/")
 
@@ -82,6 +82,7 @@ def download_run(uri: str, tracking_uri: str | None, dest: Path) -> Path:
     """
     from mlflow.tracking import MlflowClient
 
+    route_mlflow_logging()
     if tracking_uri:
         check_server(tracking_uri)
     client = MlflowClient(tracking_uri)

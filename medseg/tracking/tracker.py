@@ -43,6 +43,17 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def route_mlflow_logging() -> None:
+    """After MLflow is imported: its loggers write through medseg's log handler (no line of theirs
+    cuts into a progress bar), warnings and errors only."""
+    for name in ("mlflow", "alembic", "huey"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+        logger.setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle caution: see the README
+
+
 def check_server(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, with a clear message, when an http(s) tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
@@ -81,6 +92,7 @@ class Tracker:
             return
         from mlflow.tracking import MlflowClient
 
+        route_mlflow_logging()
         self.uri = cfg.tracking.uri or default_uri(run_dir)
         check_server(self.uri)
         if cfg.tracking.uri is None:
