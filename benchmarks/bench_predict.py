@@ -54,22 +54,6 @@ def _run_dir(out: Path, device: str) -> Path:
     return out
 
 
-def _copy_series(dest: Path, index: int) -> None:
-    import pydicom
-    from pydicom.uid import generate_uid
-
-    dest.mkdir(parents=True)
-    study, series = generate_uid(entropy_srcs=["bench", str(index)]), generate_uid(entropy_srcs=[str(index)])
-    for f in sorted(SERIES.iterdir()):
-        ds = pydicom.dcmread(f)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(
-            entropy_srcs=[series, f.name]
-        )
-        ds.save_as(dest / f.name)
-
-
 def _peaks(device: object) -> dict[str, float]:
     import torch
 
@@ -152,12 +136,14 @@ def main() -> None:
     if not SERIES.is_dir():
         print(f"skipped: the real CT series is not present at {SERIES}")
         return
+    from medseg.data.dicom_copy import copy_with_new_uids
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         _run_dir(work / "run", args.device)
         for i in range(args.series):
-            _copy_series(work / "series" / f"s{i}", i)
-        _copy_series(work / "warmup" / "w", 999)
+            copy_with_new_uids(SERIES, work / "series" / f"s{i}", f"bench-{i}")
+        copy_with_new_uids(SERIES, work / "warmup" / "w", "bench-warmup")
         results = {}
         for name in ("monai", "medseg"):
             cmd = [sys.executable, __file__, "--worker", name, "--work", str(work)]

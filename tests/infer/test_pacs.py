@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from medseg.data.dicom_copy import copy_with_new_uids
 from medseg.errors import MedsegError
 from medseg.infer.pacs import Query, predict_pacs
 from medseg.io.dicomweb import Pacs
@@ -115,23 +116,7 @@ def ct_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _series_copy(dest: Path, index: int) -> str:
     """The real CT series under new UIDs (a SEG must reference them); its SeriesInstanceUID."""
-    import pydicom
-    from pydicom.uid import generate_uid
-
-    dest.mkdir(parents=True)
-    study, series = (
-        generate_uid(entropy_srcs=["pacs", str(index)]),
-        generate_uid(entropy_srcs=[str(index), "s"]),
-    )
-    for f in sorted(SERIES.iterdir()):
-        ds = pydicom.dcmread(f)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(
-            entropy_srcs=[series, f.name]
-        )
-        ds.save_as(dest / f.name)
-    return series
+    return copy_with_new_uids(SERIES, dest, f"pacs-{index}")
 
 
 def test_a_series_from_orthanc_comes_back_as_a_seg_orthanc_can_resolve(orthanc, ct_model, tmp_path):

@@ -214,7 +214,7 @@ def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
     its TotalSegmentator label. The anonymised files carry no Study/Series/SOP Instance UIDs, so
     no SEG can reference them and the manifest says so; with UIDs given (as a PACS would), the SEG
     is written and reads back equal to the NIfTI."""
-    from pydicom.uid import generate_uid
+    from medseg.data.dicom_copy import copy_with_new_uids
 
     series = SHARED_DATA / "ct" / "totalsegmentator-example" / "dicom"
     if not series.is_dir():
@@ -241,14 +241,7 @@ def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
     np.testing.assert_allclose(affine, label_affine, atol=1e-3)
 
     with_uids = tmp_path / "with_uids"
-    with_uids.mkdir()
-    study, uid = generate_uid(), generate_uid()
-    for f in sorted(series.iterdir()):
-        ds = pydicom.dcmread(f)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, uid
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-        ds.save_as(with_uids / f.name)
+    uid = copy_with_new_uids(series, with_uids, "with-uids")
     predict_folder(bundle, with_uids, tmp_path / "out2", CPU)
     (row,) = manifest(tmp_path / "out2")
     assert row["status"] == "done" and row["series_uid"] == uid and row["seg"]
