@@ -13,11 +13,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from medseg.errors import MedsegError
 from medseg.evaluate.casewise import CLASS_MEAN, Row, class_summaries, read_metrics_csv
-from medseg.evaluate.metrics import DEFINITIONS, METRIC_NAMES
+from medseg.evaluate.metrics import DEFINITIONS, METRIC_NAMES, summarize
 from medseg.evaluate.uncertainty import ranking
 from medseg.io.readers import RASTER, reader_by_name
 from medseg.run_dir import RunDir
@@ -105,15 +103,7 @@ def fold_value(stats: dict[str, Any]) -> float:
     return float(stats["mean"])
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and std over the finite values (NaN when there are none), how many values there were
-    (NaN left out) and how many were infinite."""
-    arr = np.asarray(values, float)
-    arr = arr[~np.isnan(arr)]
-    finite = arr[np.isfinite(arr)]
-    return {
-        "mean": float(finite.mean()) if finite.size else math.nan,
-        "std": float(finite.std()) if finite.size else math.nan,
-        "n": int(arr.size),
-        "n_infinite": int(np.isinf(arr).sum()),
-    }
+def mean_std(values: list[float]) -> dict[str, float | int]:
+    """:func:`medseg.evaluate.metrics.summarize` of the values that are not NaN (a fold without
+    cases): mean and std over the finite ones, how many there were, how many were infinite."""
+    return summarize([v for v in values if not math.isnan(v)])
