@@ -248,7 +248,7 @@ def _segment_all(
             run.out_dir,
             workers,
             done,
-            inside if bar.disable is False else None,
+            None if bar.disable else inside,
         )
     finally:
         bar.close()

@@ -49,8 +49,3 @@ def findings(
         out[f"volume_{name}"] = round(float(mask.sum()) * voxel * factor, 4)
         out[f"components_{name}"] = int(ndimage.label(mask)[1]) if mask.any() else 0
     return out
-
-
-def finding_fields(names: dict[int, str]) -> list[str]:
-    """The manifest columns :func:`findings` fills."""
-    return ["volume_unit", *(f"{kind}_{n}" for n in names.values() for kind in ("volume", "components"))]

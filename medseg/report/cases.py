@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -93,55 +92,53 @@ def case_rows(rows_by_fold: dict[int, list[Row]]) -> list[tuple[int, Row]]:
     return out
 
 
+def _row(run: RunDir, fold: int, r: Row, factor: float, spatial_dims: int, mlflow_run: str) -> str:
+    """One case and class as a table row, its sort values and filter keys as data attributes."""
+    fd = run.fold(fold)
+    name = class_name(r) if r.get("label") else CLASS_MEAN
+    cells = [
+        f'<td data-v="{fold}">{fold}</td>',
+        f"<td>{html.escape(r['case'])}</td>",
+        f"<td>{html.escape(name)}</td>",
+    ]
+    attrs = {}
+    for m in COLUMNS:
+        text, v = _num(r.get(m))
+        attrs[m] = v
+        cells.append(f'<td data-v="{v}">{text}</td>')
+    for key in ("ref_volume", "pred_volume"):
+        text, v = _num(float(r[key]) * factor if key in r else None, 4)
+        if text not in ("", "inf") and abs(float(v)) >= 1000:
+            text = f"{float(v):,.0f}"
+        cells.append(f'<td data-v="{v}">{text}</td>')
+    text, v = _num(r.get("uncertainty"))
+    attrs["uncertainty"] = v
+    cells.append(f'<td data-v="{v}">{text}</td>')
+    overlay = fd.overlays / f"{r['case']}.png"
+    src = html.escape(overlay.relative_to(run.root).as_posix())
+    thumb = f'<a href="{src}"><img class="thumb" loading="lazy" alt="overlay" src="{src}"></a>'
+    cells.append(f"<td>{thumb if overlay.is_file() else ''}</td>")
+    pred = fd.prediction(r["case"], spatial_dims)
+    kind = "".join(pred.suffixes).lstrip(".")
+    cells.append(f"<td>{_link(pred.relative_to(run.root).as_posix(), kind) if pred.is_file() else ''}</td>")
+    cells.append(f"<td>{mlflow_run}</td>")
+    data = " ".join(f'data-{k}="{v}"' for k, v in attrs.items())
+    return f'<tr data-fold="{fold}" data-class="{html.escape(name)}" {data}>{"".join(cells)}</tr>'
+
+
 def browser(run_dir: Path, rows_by_fold: dict[int, list[Row]], unit: str, spatial_dims: int) -> str:
     """The case browser's HTML (filters, table, script)."""
     run = RunDir(run_dir)
     state = run.read_state()
-    vunit, factor = volume_unit(unit, spatial_dims)
-    body = []
-    for fold, r in case_rows(rows_by_fold):
-        fd = run.fold(fold)
-        name = class_name(r) if r.get("label") else CLASS_MEAN
-        cells = [
-            f'<td data-v="{fold}">{fold}</td>',
-            f"<td>{html.escape(r['case'])}</td>",
-            f"<td>{html.escape(name)}</td>",
-        ]
-        attrs = {}
-        for m in COLUMNS:
-            text, v = _num(r.get(m))
-            attrs[m] = v
-            cells.append(f'<td data-v="{v}">{text}</td>')
-        for key in ("ref_volume", "pred_volume"):
-            text, v = _num(float(r[key]) * factor if key in r else None, 4)
-            if text not in ("", "inf") and abs(float(v)) >= 1000:
-                text = f"{float(v):,.0f}"
-            cells.append(f'<td data-v="{v}">{text}</td>')
-        text, v = _num(r.get("uncertainty"))
-        attrs["uncertainty"] = v
-        cells.append(f'<td data-v="{v}">{text}</td>')
-        overlay = fd.overlays / f"{r['case']}.png"
-        rel = lambda p: Path(os.path.relpath(p, run.root)).as_posix()  # noqa: E731
-        thumb = (
-            f'<a href="{html.escape(rel(overlay))}"><img class="thumb" loading="lazy" alt="overlay" '
-            f'src="{html.escape(rel(overlay))}"></a>'
-            if overlay.is_file()
-            else ""
-        )
-        cells.append(f"<td>{thumb}</td>")
-        pred = (
-            next(iter(sorted(fd.predictions.glob(f"{r['case']}.*"))), None)
-            if fd.predictions.is_dir()
-            else None
-        )
-        kind = "".join(pred.suffixes).lstrip(".") if pred else ""
-        cells.append(f"<td>{_link(rel(pred), kind or 'file') if pred else ''}</td>")
+    exp = state.get("experiment_id")
+    links = {}
+    for fold in rows_by_fold:
         run_id = (state.get("folds", {}).get(str(fold)) or {}).get("run_id")
-        exp = state.get("experiment_id")
-        mlflow = _link(f"{UI_URL}/#/experiments/{exp}/runs/{run_id}", run_id[:8]) if run_id and exp else ""
-        cells.append(f"<td>{mlflow}</td>")
-        data = " ".join(f'data-{k}="{v}"' for k, v in attrs.items())
-        body.append(f'<tr data-fold="{fold}" data-class="{html.escape(name)}" {data}>{"".join(cells)}</tr>')
+        links[fold] = (
+            _link(f"{UI_URL}/#/experiments/{exp}/runs/{run_id}", run_id[:8]) if run_id and exp else ""
+        )
+    vunit, factor = volume_unit(unit, spatial_dims)
+    body = [_row(run, fold, r, factor, spatial_dims, links[fold]) for fold, r in case_rows(rows_by_fold)]
     head = [
         "fold",
         "case",

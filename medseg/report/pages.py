@@ -112,7 +112,7 @@ def write_report(run_dir: Path, title: str | None = None) -> dict[str, Any]:
         raise MedsegError(f"{run_dir}: folder not found; give a run folder written by `medseg run`")
     run = RunDir(run_dir)
     summary = build_summary(run.root)
-    summary["provenance"] = read_provenance(run)
+    summary["provenance"] = read_provenance(run, summary.get("timing", {}))
     title = title or run.root.name
     write_json(run.summary, summary)
     write_text(run.report_md, markdown_page(summary, title))
@@ -120,12 +120,12 @@ def write_report(run_dir: Path, title: str | None = None) -> dict[str, Any]:
     return summary
 
 
-def read_provenance(run: RunDir) -> dict[str, Any]:
-    """``provenance.json`` of the run, the report's date and the wall time added."""
+def read_provenance(run: RunDir, timing: dict[str, Any]) -> dict[str, Any]:
+    """``provenance.json`` of the run, the report's date and the wall time (from ``timing.json``)
+    added."""
     path = run.provenance
     out = json.loads(path.read_text()) if path.is_file() else {}
     out["report_written"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    timing = json.loads(run.timing.read_text()) if run.timing.is_file() else {}
     if "total_seconds" in timing:
         out["wall_seconds"] = timing["total_seconds"]
     return out
@@ -278,9 +278,7 @@ def html_page(summary: dict[str, Any], title: str, run_dir: Path) -> str:
     rows_by_fold = fold_rows(run.root)
     all_rows = [r for rows in rows_by_fold.values() for r in rows]
     unit = summary.get("distance_unit", "mm")
-    dims = (
-        3 if any(p.suffix == ".gz" for f in run.scored_folds() for p in f.predictions.glob("*.nii.gz")) else 2
-    )
+    dims = 3 if any(any(f.predictions.glob("*.nii.gz")) for f in run.scored_folds()) else 2
     tables = "".join(
         f"<h3>{html.escape(_title(n))}</h3>{_html_table(metric_table(summary, n))}"
         for n in table_names(summary)
