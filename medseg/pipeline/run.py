@@ -83,14 +83,15 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
         splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
         cfg = resolve_statistics(cfg, cases, run_dir)
         write_text(run_dir.config, dump_config(cfg))
-        write_json(run_dir.provenance, provenance(run_dir.config, cfg.train.device))
+        prov = provenance(run_dir.config, cfg.train.device)
+        write_json(run_dir.provenance, prov)
         if cfg.fingerprint is not None and Path(cfg.fingerprint).is_file():
             write_text(run_dir.fingerprint, Path(cfg.fingerprint).read_text())
         barrier(dist)
         tracker = Tracker(cfg, run_dir.root)
         state = _parent_state(cfg, tracker, run_dir)
     with tracker.ending(tracker.parent_id):
-        _log_inputs(cfg, tracker, run_dir, cases, splits)
+        _log_inputs(cfg, tracker, run_dir, cases, splits, prov)
         timing = _run_folds(cfg, run_dir, splits, cases, tracker, state, dist)
         timing["total_seconds"] = round(time.perf_counter() - t0, 1)
         with run_dir.shared_files():  # fold jobs finishing together: one report at a time
@@ -162,22 +163,27 @@ def _parent_state(cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir) -> dic
 
 
 def _log_inputs(
-    cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir, cases: list[Case], splits: list[dict[str, Any]]
+    cfg: PipelineConfig,
+    tracker: Tracker,
+    run_dir: RunDir,
+    cases: list[Case],
+    splits: list[dict[str, Any]],
+    prov: dict[str, Any],
 ) -> None:
-    """The plan, datalist, splits and statistics, the augmentation preview, the data set's digest
-    and the provenance tags, on the parent run."""
-    prov = json.loads(run_dir.provenance.read_text()) if run_dir.provenance.is_file() else {}
-    digest, profile = cases_digest(cases)
-    tracker.log_dataset(tracker.parent_id, cfg.name, digest, "datalist.json", profile)
+    """The plan, datalist, splits and statistics, the augmentation preview and the provenance tags
+    on the parent run, and the data set's digest the first time (it reads every image and label)."""
     tags = {
         "mlflow.source.name": "medseg run",
         "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": prov.get("git_commit"),
         "medseg.version": prov.get("medseg_version"),
         "medseg.config_digest": prov.get("config_digest"),
-        "medseg.data_digest": digest,
         "medseg.device": prov.get("device"),
     }
+    if tracker.enabled and not tracker.has_dataset(tracker.parent_id):
+        digest, profile = cases_digest(cases)
+        tracker.log_dataset(tracker.parent_id, cfg.name, digest, "datalist.json", profile)
+        tags["medseg.data_digest"] = digest
     tracker.set_tags(tracker.parent_id, tags)
     for path in (
         run_dir.config,

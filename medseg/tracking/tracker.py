@@ -215,6 +215,13 @@ class Tracker:
         items = [RunTag(k, mask_credentials(str(v))) for k, v in tags.items() if v is not None]
         self.client.log_batch(run_id, tags=items)
 
+    def has_dataset(self, run_id: str | None) -> bool:
+        """Whether ``run_id`` has a dataset input already (a resumed run, another fold job)."""
+        if not (self.enabled and run_id):
+            return False
+        inputs = self.client.get_run(run_id).inputs
+        return bool(inputs and inputs.dataset_inputs)
+
     def log_dataset(self, run_id: str | None, name: str, digest: str, source: str, profile: str) -> None:
         """The study's cases as an MLflow dataset input of ``run_id`` (shown in the UI's Datasets)."""
         if not (self.enabled and run_id):
