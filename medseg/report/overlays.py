@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,11 @@ def overlay_figure(
 
 
 def write_overlays(
-    cfg: PipelineConfig, cases: list[Case], rows: list[Row], fold_overlays: Path, predictions: Any
+    cfg: PipelineConfig,
+    cases: list[Case],
+    rows: list[Row],
+    fold_overlays: Path,
+    predictions: Callable[[str], Path],
 ) -> list[Path]:
     """Overlays of a fold's held-out cases (``evaluate.overlays``), replacing earlier ones.
 
