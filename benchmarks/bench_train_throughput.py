@@ -9,8 +9,9 @@ run twice in one process:
 - medseg: the fold's real loader (`medseg.train.loaders.make_loaders`: cache, random patches and
   augmentation, `train.loader` and `train.num_workers` as resolved), epochs after a warm-up epoch.
 
-Prints samples per second of each and the ratio medseg / bare (target: at least 0.9 on a CPU, 0.8 on
-a GPU).
+The two alternate for ``--rounds`` rounds, so that a slow spell of a shared machine falls on both.
+Prints the median samples per second of each and the median ratio medseg / bare, with every
+round's ratio (target: at least 0.9 on a CPU, 0.8 on a GPU).
 
     python benchmarks/bench_train_throughput.py [--device auto|cpu|cuda] [--steps 24]
 """
@@ -18,6 +19,7 @@ a GPU).
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +47,7 @@ def _setup(pipeline: str, root: Path, device: str, tmp: Path) -> tuple[Any, list
     return resolve_statistics(cfg, cases, RunDir(tmp)), cases
 
 
-def measure(cfg: Any, cases: list[dict[str, Any]], steps: int) -> dict[str, float]:
+def measure(cfg: Any, cases: list[dict[str, Any]], steps: int, rounds: int = 5) -> dict[str, Any]:
     import torch
 
     from medseg.registry import build_inferer
@@ -72,20 +74,35 @@ def measure(cfg: Any, cases: list[dict[str, Any]], steps: int) -> dict[str, floa
     fixed = [{k: batch[k].to(device) for k in ("image", "label")}] * steps
     n = fixed[0]["image"].shape[0]
     train_epoch(ctx, state, fixed[:2], "warm-up", 1)
-    sync()
-    t0 = time.perf_counter()
-    train_epoch(ctx, state, fixed, "bare", 1)
-    sync()
-    bare = n * steps / (time.perf_counter() - t0)
-    seen, t0 = 0, time.perf_counter()
-    while seen < n * steps:
-        train_epoch(ctx, state, loader, "loader", 1)
-        seen += len(loader.dataset) * (cfg.transforms.patches_per_image if cfg.transforms.patch_size else 1)
-    sync()
-    ours = seen / (time.perf_counter() - t0)
+    per_epoch = len(loader.dataset) * (cfg.transforms.patches_per_image if cfg.transforms.patch_size else 1)
+
+    def timed(run: Any) -> float:
+        sync()
+        t0 = time.perf_counter()
+        count = run()
+        sync()
+        return count / (time.perf_counter() - t0)
+
+    def bare_steps() -> int:
+        train_epoch(ctx, state, fixed, "bare", 1)
+        return n * steps
+
+    def loader_epochs() -> int:
+        seen = 0
+        while seen < n * steps:
+            train_epoch(ctx, state, loader, "loader", 1)
+            seen += per_epoch
+        return seen
+
+    # alternated, so that a slower spell of a shared machine falls on both sides
+    pairs = [(timed(bare_steps), timed(loader_epochs)) for _ in range(rounds)]
+    ratios = sorted(ours / bare for bare, ours in pairs)
+    bare = statistics.median(b for b, _ in pairs)
+    ours = statistics.median(o for _, o in pairs)
     return {
         "bare": bare,
         "medseg": ours,
+        "ratios": ratios,
         "batch": n,
         "workers": worker_count(cfg, len(cases), device),
         "loader": loader_kind(cfg, device, len(cases)),
@@ -98,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=5)
     args, _ = parser.parse_known_args()
     print(f"torch threads {torch.get_num_threads()}, device {args.device}")
     for name, (pipeline, root) in STUDIES.items():
@@ -106,11 +124,13 @@ def main() -> None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             cfg, cases = _setup(pipeline, root, args.device, Path(tmp) / "run")
-            r = measure(cfg, cases, args.steps)
+            r = measure(cfg, cases, args.steps, args.rounds)
+        rounds = ", ".join(f"x{x:.2f}" for x in r["ratios"])
         print(
             f"{name} ({pipeline}, {len(cases)} cases, batch {r['batch']}, loader {r['loader']}, "
             f"{r['workers']} worker(s)): bare model step {r['bare']:.2f} samples/s, "
-            f"medseg loader {r['medseg']:.2f} samples/s, ratio x{r['medseg'] / r['bare']:.2f}"
+            f"medseg loader {r['medseg']:.2f} samples/s (medians of {len(r['ratios'])} alternated rounds), "
+            f"ratio x{statistics.median(r['ratios']):.2f} (rounds: {rounds})"
         )
 
 

@@ -27,6 +27,7 @@ from medseg.config.models import PipelineConfig
 from medseg.registry import build_chain
 from medseg.transforms.keys import IMAGE_KEY, KEYS
 from medseg.transforms.steps import finish_transforms, grid_transforms, load_transforms, patch_transforms
+from medseg.transforms.untracked import untracked_from_first_random
 
 
 def read_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
@@ -58,18 +59,14 @@ def train_transforms(cfg: PipelineConfig, device: torch.device | None = None) ->
             recipe: the cache then lives on that device, and augmentation runs there).
 
     Returns:
-        A ``monai.transforms.Compose`` whose random draws are shared by ``image`` and ``label``.
+        A ``monai.transforms.Compose`` whose random draws are shared by ``image`` and ``label``;
+        from the first random step on, on plain tensors (:class:`~medseg.transforms.untracked.Untracked`).
     """
     from monai.transforms import Compose
 
-    return Compose(
-        read_transforms(cfg)
-        + grid_transforms(cfg, KEYS)
-        + _to_device(device)
-        + patch_transforms(cfg)
-        + build_chain(cfg.transforms.train, "train")
-        + finish_transforms()
-    )
+    random_part = patch_transforms(cfg) + build_chain(cfg.transforms.train, "train") + finish_transforms()
+    fixed = read_transforms(cfg) + grid_transforms(cfg, KEYS) + _to_device(device)
+    return Compose(fixed + untracked_from_first_random(random_part))
 
 
 def eval_transforms(cfg: PipelineConfig, device: torch.device | None = None) -> Any:

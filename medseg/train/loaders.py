@@ -96,7 +96,10 @@ def make_loaders(
     cache = cfg.train.cache_rate
     chain = train_transforms(cfg, on_device)
     chain.set_random_state(seed=seed)
-    train_ds = CacheDataset(items(fit), chain, cache_rate=cache, num_workers=workers or None, progress=False)
+    # the chain's random part starts from a copy of its own (Untracked): no deep copy of the cache
+    train_ds = CacheDataset(
+        items(fit), chain, cache_rate=cache, num_workers=workers or None, progress=False, copy_cache=False
+    )
     generator = torch.Generator().manual_seed(seed)
     pin = kind == "standard" and device.type == "cuda"
     loader: Any = ThreadDataLoader if kind == "device" else DataLoader
