@@ -8,27 +8,34 @@ preprocessed and resampled in memory, `sliding_window_inference` per fold model,
 argmax, on the model grid; nothing is read, checked, resampled back or written. `medseg predict`
 does the whole job per series: scan and check the DICOM headers, decode, HU, canonical
 orientation, clip-and-z-score, resampling, the same inference, resampling back, NIfTI on the
-source grid, DICOM SEG, manifest; reading in `--workers` processes and writing in a thread,
-beside inference (the default worker count); the seconds of each stage are printed too.
-Weights are seeded random: speed does not depend on them.
+source grid, per-class volumes and components, DICOM SEG, manifest, with the default `--workers`:
+on a GPU reading processes and a writer thread beside the device, on the CPU one single-threaded
+process per core taking whole series; the seconds of each stage are printed too. Weights are
+seeded random: the network's speed does not depend on them (the components count does a little:
+random weights scatter every class over the whole volume).
 
-    python benchmarks/bench_predict.py [--series 4] [--device auto|cpu|cuda]
+    python benchmarks/bench_predict.py [--series 4] [--rounds 3] [--device auto|cpu|cuda]
 
-Each side runs in its own process after one warm-up series, so the peak memory (resident set,
-and CUDA allocations on a GPU) is its own. Prints series per minute, peak memory and the ratios.
+Each side runs in its own process after one warm-up series, the two sides alternating for
+``--rounds`` rounds (the median is printed, with each round's ratio). The peak memory is each
+side's own, measured in one more run per side: the
+proportional set size of the process and its worker processes together (pages they share after a
+fork counted once), and CUDA allocations on a GPU. Prints series per minute, peak memory and the
+ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SERIES = ROOT.parent / "shared" / "data" / "ct" / "totalsegmentator-example" / "dicom"
@@ -54,16 +61,61 @@ def _run_dir(out: Path, device: str) -> Path:
     return out
 
 
-def _peaks(device: object) -> dict[str, float]:
+class TreeMemory:
+    """Peak memory of this process and its worker processes together, sampled every 50 ms: the sum
+    of their proportional set sizes (PSS: pages shared after a fork counted once, not per process).
+    Reading a process's PSS walks its page tables (about 20 ms for 1 GB), so the timed runs do
+    without it: it runs in a pass of its own."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+        import threading
+
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        if on:
+            self._thread.start()
+
+    @staticmethod
+    def _pss_kb(pid: str) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+        except OSError:  # a worker that has just ended
+            pass
+        return 0
+
+    def _watch(self) -> None:
+        import os
+
+        me = str(os.getpid())
+        while not self._stop.wait(0.05):
+            kids = []
+            for task in Path(f"/proc/{me}/task").iterdir():
+                kids += (task / "children").read_text().split()
+            self.peak_kb = max(self.peak_kb, sum(self._pss_kb(p) for p in [me, *kids]))
+
+    def stop(self) -> float:
+        """The peak in MB."""
+        self._stop.set()
+        if self.on:
+            self._thread.join()
+        return self.peak_kb / 1024
+
+
+def _peaks(device: object, memory: TreeMemory) -> dict[str, float]:
     import torch
 
-    peaks = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    peaks = {"peak_mem_mb": memory.stop()}
     if str(device) == "cuda":
         peaks["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return peaks
 
 
-def worker_medseg(work: Path, n: int) -> dict[str, float]:
+def worker_medseg(work: Path, n: int, memory_pass: bool) -> dict[str, float]:
+    memory = TreeMemory(memory_pass)
     from medseg.infer.batch import predict_folder
     from medseg.runtime import pick_device
     from medseg.tracking.models import load_bundle
@@ -76,10 +128,11 @@ def worker_medseg(work: Path, n: int) -> dict[str, float]:
     seconds = time.perf_counter() - start
     assert summary["done"] == n and summary["failed"] == 0, summary
     stages = {f"stage_{k}": v / n for k, v in summary["stage_seconds"].items()}
-    return {"seconds": seconds, "workers": summary["workers"], **stages, **_peaks(device)}
+    return {"seconds": seconds, "workers": summary["workers"], **stages, **_peaks(device, memory)}
 
 
-def worker_monai(work: Path, n: int) -> dict[str, float]:
+def worker_monai(work: Path, n: int, memory_pass: bool) -> dict[str, float]:
+    memory = TreeMemory(memory_pass)
     import torch
     from monai.inferers import sliding_window_inference
     from monai.transforms import Compose
@@ -119,19 +172,26 @@ def worker_monai(work: Path, n: int) -> dict[str, float]:
         once()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return {"seconds": time.perf_counter() - start, **_peaks(device)}
+    return {"seconds": time.perf_counter() - start, **_peaks(device, memory)}
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median time among ``runs``."""
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=4)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", choices=["medseg", "monai"])
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--memory", action="store_true")
     args = parser.parse_args()
     if args.worker:
         worker = worker_medseg if args.worker == "medseg" else worker_monai
-        print(json.dumps(worker(args.work, args.series)))
+        print(json.dumps(worker(args.work, args.series, args.memory)))
         return
     if not SERIES.is_dir():
         print(f"skipped: the real CT series is not present at {SERIES}")
@@ -144,16 +204,25 @@ def main() -> None:
         for i in range(args.series):
             copy_with_new_uids(SERIES, work / "series" / f"s{i}", f"bench-{i}")
         copy_with_new_uids(SERIES, work / "warmup" / "w", "bench-warmup")
-        results = {}
-        for name in ("monai", "medseg"):
+
+        def run(name: str, memory: bool = False) -> dict[str, Any]:
             cmd = [sys.executable, __file__, "--worker", name, "--work", str(work)]
-            cmd += ["--series", str(args.series)]
+            cmd += ["--series", str(args.series)] + (["--memory"] if memory else [])
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(proc.stderr[-3000:])
                 raise SystemExit(f"{name} worker failed")
-            results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-            shutil.rmtree(work / "out", ignore_errors=True)
+            for done in ("out", "out_warmup"):  # the next run starts afresh, its warm-up included
+                shutil.rmtree(work / done, ignore_errors=True)
+            return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+        # alternated rounds, so that a slow spell of a shared machine falls on both sides
+        rounds = [(run("monai"), run("medseg")) for _ in range(args.rounds)]
+        ratios = [ours["seconds"] / base["seconds"] for base, ours in rounds]
+        times = [f"{base['seconds']:.1f} / {ours['seconds']:.1f} s" for base, ours in rounds]
+        results = {name: _median_run([r[i] for r in rounds]) for i, name in enumerate(("monai", "medseg"))}
+        for name in results:  # peak memory in a pass of its own
+            results[name] |= {k: v for k, v in run(name, memory=True).items() if k.startswith("peak")}
     n = args.series
     base, ours = results["monai"], results["medseg"]
     print(f"{n} series of 20 slices (512 x 512, JPEG 2000), 2 fold models, device {args.device}")
@@ -161,12 +230,13 @@ def main() -> None:
         extra = f", peak CUDA {r['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in r else ""
         print(
             f"  {name}: {60 * n / r['seconds']:.1f} series/min ({r['seconds'] / n:.2f} s per series), "
-            f"peak RSS {r['peak_rss_mb']:.0f} MB{extra}"
+            f"peak memory {r['peak_mem_mb']:.0f} MB{extra}"
         )
     stages = ", ".join(f"{k[6:]} {v:.2f} s" for k, v in ours.items() if k.startswith("stage_"))
-    print(f"  medseg per series, stage by stage ({ours['workers']} reading process(es)): {stages}")
-    print(f"  time ratio medseg / MONAI loop: x{ours['seconds'] / base['seconds']:.2f}")
-    print(f"  peak RSS ratio medseg / MONAI loop: x{ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}")
+    print(f"  medseg per series, stage by stage ({ours['workers']} worker process(es)): {stages}")
+    each = ", ".join(f"x{r:.2f} ({t})" for r, t in zip(ratios, times, strict=True))
+    print(f"  time ratio medseg / MONAI loop: x{statistics.median(ratios):.2f} (median; rounds: {each})")
+    print(f"  peak memory ratio medseg / MONAI loop: x{ours['peak_mem_mb'] / base['peak_mem_mb']:.2f}")
     if "peak_cuda_mb" in ours:
         print(f"  peak CUDA ratio medseg / MONAI loop: x{ours['peak_cuda_mb'] / base['peak_cuda_mb']:.2f}")
 

@@ -362,7 +362,11 @@ def predict(
     ] = False,
     workers: Annotated[
         int | None,
-        typer.Option(min=0, help="reading processes (default: spare cores, at most 4)"),
+        typer.Option(
+            min=0,
+            help="GPU: reading processes (default: spare cores, at most 4); CPU: processes segmenting "
+            "whole inputs, one thread each (default: one per core, at most 8); 0: all in one process",
+        ),
     ] = None,
     part: Annotated[
         str | None, typer.Option(help="I/N: this job's share of the inputs, into the same --output")

@@ -78,8 +78,8 @@ def predict_folder(
         device: where inference runs.
         log_paths: show DICOM paths inside ``input_dir`` in the manifest and the log; otherwise
             each input's ``ref`` stands for them (see :mod:`medseg.infer.discover`).
-        workers: reading processes (default: :func:`~medseg.infer.segmenter.default_workers`; 0
-            reads in this process).
+        workers: on a GPU reading processes, on the CPU processes that segment whole inputs
+            (default: :func:`~medseg.infer.segmenter.default_workers`; 0: all in this process).
         part: (I, N): this job's share of the inputs (:mod:`medseg.infer.parts`).
 
     Returns:
@@ -93,7 +93,7 @@ def predict_folder(
     check_statistics(bundle.cfg, bundle.source)
     set_pixel_limit(bundle.cfg.data.max_image_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(device) if workers is None else workers
     with parts.holding(out_dir, part):
         manifest = Manifest(out_dir, parts.manifest_name(part), (NAME,))
         segments = segments_of(bundle.cfg, **algorithm_parameters(bundle))  # label_codes checked here
@@ -102,7 +102,7 @@ def predict_folder(
         todo = _select(items, run.manifest, run.counts, run.show)
         log.info(
             "predict%s: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s, "
-            "%d reading process(es)",
+            "%d worker process(es)",
             f" part {part[0]}/{part[1]}" if part != parts.WHOLE else "",
             len(todo), run.counts["done_earlier"], run.counts["skipped"], len(bundle.checkpoints), device,
             workers,

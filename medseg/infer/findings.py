@@ -44,8 +44,11 @@ def findings(
         n = label.ndim
         voxel = float(abs(np.linalg.det(np.asarray(affine, float)[:n, :n])))
     out: dict[str, object] = {"volume_unit": unit}
+    label = np.asarray(label)
+    counts = np.bincount(label.ravel(), minlength=max(names, default=0) + 1)
+    boxes = ndimage.find_objects(label)  # one pass: each class's bounding box
     for value, name in names.items():
-        mask = label == value
-        out[f"volume_{name}"] = round(float(mask.sum()) * voxel * factor, 4)
-        out[f"components_{name}"] = int(ndimage.label(mask)[1]) if mask.any() else 0
+        out[f"volume_{name}"] = round(float(counts[value]) * voxel * factor, 4)
+        box = boxes[value - 1] if counts[value] else None
+        out[f"components_{name}"] = int(ndimage.label(label[box] == value)[1]) if box else 0
     return out

@@ -169,9 +169,12 @@ def affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
     return np.diag([col, row, 1.0, 1.0])
 
 
-def default_workers() -> int:
-    """Reading processes for ``predict``: one per spare core, at most four (0 on one core). Beside
-    inference on a CPU device they run at a lower priority (:mod:`medseg.infer.flow`)."""
+def default_workers(device: torch.device) -> int:
+    """``--workers`` by default. On a GPU, reading processes: one per spare core, at most four (0
+    on one core). On the CPU, processes segmenting whole inputs with one thread each: one per core,
+    at most eight (each holds an input's arrays)."""
+    if device.type == "cpu":
+        return min(8, cpu_cores())
     return max(0, min(4, cpu_cores() - 1))
 
 

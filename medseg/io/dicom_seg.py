@@ -107,15 +107,15 @@ def write_seg(
     Raises:
         DataError: the label is not on the series' grid.
     """
-    import pydicom
-
     if isinstance(series, list):
-        geom = series_geometry([(Path(f), read_header(f)) for f in series], str(Path(series[0]).parent))
+        headers = {Path(f): read_header(f) for f in series}
+        geom = series_geometry(list(headers.items()), str(Path(series[0]).parent))
+        sources = [headers[Path(f)] for f in geom.files]  # headers only: a SEG needs no source pixels
     else:
         geom = folder_geometry(series)
+        sources = [read_header(f) for f in geom.files]
     native = on_series_grid(label, affine, geom, Path(path))
     frames = np.ascontiguousarray(native.transpose(2, 1, 0))
-    sources = [pydicom.dcmread(f) for f in geom.files]
     return _save_seg(frames, sources, Path(path), segments, series_description)
 
 

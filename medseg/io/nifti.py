@@ -55,6 +55,6 @@ def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> None
     img.set_sform(affine, code=1)
     data = img.to_bytes()
     if path.name.endswith(".gz"):
-        data = gzip.compress(data, compresslevel=4, mtime=0)
+        data = gzip.compress(data, compresslevel=1, mtime=0)  # nibabel's own level
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -1,9 +1,11 @@
-"""`medseg predict` with reading processes, per-stage seconds, and a batch split into parts."""
+"""`medseg predict` with worker processes, per-stage seconds, a process that dies, and a batch split
+into parts."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -11,7 +13,9 @@ import numpy as np
 import pytest
 
 from medseg.errors import MedsegError
+from medseg.infer import processes
 from medseg.infer.batch import predict_folder
+from medseg.infer.discover import discover
 from medseg.infer.parts import merge
 from medseg.io.lock import Busy, hold
 from medseg.io.raster import read_raster
@@ -41,7 +45,7 @@ def _rows(path):
         return {r["key"]: r for r in csv.DictReader(fh)}
 
 
-def test_reading_processes_change_nothing_but_the_time(model_and_inputs, tmp_path):
+def test_worker_processes_change_nothing_but_the_time(model_and_inputs, tmp_path):
     run_dir, inputs = model_and_inputs
     bundle = load_bundle(str(run_dir))
     inline = predict_folder(bundle, inputs, tmp_path / "inline", CPU, workers=0)
@@ -63,6 +67,69 @@ def test_reading_processes_change_nothing_but_the_time(model_and_inputs, tmp_pat
             )
         else:
             assert key == "broken" and "broken.png" in row["reason"] and row["infer_s"] == ""
+
+
+VICTIM: dict[str, str] = {}  # the input whose worker process dies (read after the fork)
+_real_one = processes._one
+
+
+def _dies_on_the_victim(item, out_dir):  # module level: the pool pickles it by name
+    if item.key == VICTIM.get("key"):
+        os._exit(3)  # as the kernel's out-of-memory killer would end it
+    return _real_one(item, out_dir)
+
+
+def test_a_process_that_dies_fails_only_the_inputs_under_way(model_and_inputs, tmp_path, monkeypatch):
+    run_dir, inputs = model_and_inputs
+    bundle = load_bundle(str(run_dir))
+    keys = [item.key for item in discover(inputs, bundle.cfg)]
+    VICTIM["key"] = keys[-2]  # late in the batch: inputs before it are done by then
+    monkeypatch.setattr(processes, "_one", _dies_on_the_victim)
+    out = tmp_path / "out"
+    summary = predict_folder(bundle, inputs, out, CPU, workers=2)
+    rows = _rows(out / "manifest.csv")
+    assert set(rows) == set(keys)  # every input has its row
+    died = {k for k, r in rows.items() if "worker process stopped" in r["reason"]}
+    assert VICTIM["key"] in died and len(died) <= 2 * processes.AHEAD  # only those under way
+    done = {k for k, r in rows.items() if r["status"] == "done"}
+    assert done == set(keys) - died - {"broken"} and len(done) >= 3
+    assert all((out / rows[k]["mask"]).is_file() for k in done)
+    assert not any((out / f"{k}.png").exists() for k in died - done)  # none half-written
+    failed = died | {"broken"}  # the broken file may have been under way too
+    assert (summary["done"], summary["failed"]) == (len(done), len(failed))
+    monkeypatch.setattr(processes, "_one", _real_one)
+    again = predict_folder(bundle, inputs, out, CPU, workers=2)  # the rerun segments what failed
+    assert (again["done"], again["done_earlier"], again["failed"]) == (len(failed) - 1, len(done), 1)
+
+
+def _slow_one(item, out_dir):  # module level: the pool pickles it by name
+    import time
+
+    time.sleep(3.0)
+    return _real_one(item, out_dir)
+
+
+def test_ctrl_c_stops_the_worker_processes_at_once(model_and_inputs, tmp_path, monkeypatch):
+    import _thread
+    import multiprocessing
+    import threading
+    import time
+
+    run_dir, inputs = model_and_inputs
+    bundle = load_bundle(str(run_dir))
+    monkeypatch.setattr(processes, "_one", _slow_one)
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        predict_folder(bundle, inputs, tmp_path / "out", CPU, workers=2)
+    assert time.perf_counter() - t0 < 4.5  # not the 6 s the four inputs under way would take
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not multiprocessing.active_children()
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # no half-written file
+    rows = _rows(tmp_path / "out" / "manifest.csv") if (tmp_path / "out" / "manifest.csv").exists() else {}
+    assert all((tmp_path / "out" / r["mask"]).is_file() for r in rows.values() if r["status"] == "done")
 
 
 def test_parts_share_the_inputs_and_the_last_one_merges(model_and_inputs, tmp_path):
