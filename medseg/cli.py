@@ -365,7 +365,8 @@ def predict(
         typer.Option(
             min=0,
             help="GPU: reading processes (default: spare cores, at most 4); CPU: processes segmenting "
-            "whole inputs, one thread each (default: one per core, at most 8); 0: all in one process",
+            "whole inputs, one thread each (default: one per core, at most 8); 0, or fewer inputs: all "
+            "in one process",
         ),
     ] = None,
     part: Annotated[

@@ -75,7 +75,7 @@ def segment_all(
         out_dir: the output folder.
         workers: on a GPU, reading processes (0: read in this process, between inferences); on the
             CPU, processes that each read, segment and write whole inputs
-            (:mod:`medseg.infer.processes`; 0, or a single input: all in this process).
+            (:mod:`medseg.infer.processes`; 0, or fewer inputs than that: all in this process).
         on_done: receives the input (its ``seconds`` per stage and ``error``), the files written
             and a note on what was not written.
         on_progress: receives the input being segmented and the fraction of its sliding windows done.
@@ -83,14 +83,13 @@ def segment_all(
     if not items:
         return
     if device.type == "cpu":
-        if workers and len(items) > 1:  # whole inputs in processes that share the cores
+        if workers and len(items) >= max(2, workers):  # whole inputs in processes, one per core
             from medseg.infer.processes import segmented_in_processes
 
-            n = min(workers, len(items))
-            for done in segmented_in_processes(bundle, segments, items, out_dir, n):
+            for done in segmented_in_processes(bundle, segments, items, out_dir, workers):
                 on_done(*done)
             return
-        workers = 0  # one input: read, segment and write it here, with every core
+        workers = 0  # fewer inputs than processes would leave cores idle: here, with every core
     inputs = prepared(items, Preparer(bundle.cfg), workers)  # workers start before CUDA is used
     segmenter = Segmenter(bundle, device, segments)
     pending: deque[Future[Done]] = deque()

@@ -132,6 +132,21 @@ def test_ctrl_c_stops_the_worker_processes_at_once(model_and_inputs, tmp_path, m
     assert all((tmp_path / "out" / r["mask"]).is_file() for r in rows.values() if r["status"] == "done")
 
 
+def test_fewer_inputs_than_workers_run_in_this_process(model_and_inputs, tmp_path, monkeypatch):
+    run_dir, inputs = model_and_inputs
+    few = tmp_path / "few"
+    few.mkdir()
+    for f in sorted(inputs.glob("SYN*"))[:3]:
+        (few / f.name).write_bytes(f.read_bytes())
+
+    def no_processes(*args, **kwargs):
+        raise AssertionError("3 inputs for 4 workers should not start worker processes")
+
+    monkeypatch.setattr(processes, "segmented_in_processes", no_processes)
+    summary = predict_folder(load_bundle(str(run_dir)), few, tmp_path / "out", CPU, workers=4)
+    assert (summary["done"], summary["failed"]) == (3, 0)
+
+
 def test_parts_share_the_inputs_and_the_last_one_merges(model_and_inputs, tmp_path):
     run_dir, inputs = model_and_inputs
     out = tmp_path / "out"
