@@ -59,6 +59,7 @@ def main_options(
 
 
 def _setup() -> None:
+    from medseg.io.privacy import log_filter
     from medseg.progress import TqdmHandler
 
     logging.basicConfig(
@@ -67,8 +68,11 @@ def _setup() -> None:
         datefmt="%H:%M:%S",
         handlers=[TqdmHandler()],
     )
+    logging.captureWarnings(True)  # library warnings (pydicom's name files) through the same filters
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")  # it logs them too
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _MaskCredentials) for f in handler.filters):
+            handler.addFilter(log_filter())  # names that may not be shown, control characters
             handler.addFilter(_MaskCredentials())
     for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -12,7 +12,6 @@ rerun skips what is done.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,42 +21,17 @@ import torch
 
 from medseg.infer import parts
 from medseg.infer.bundle import ModelBundle
-from medseg.infer.discover import InputItem, discover, ref
+from medseg.infer.discover import InputItem, discover
 from medseg.infer.flow import segment_all
 from medseg.infer.manifest import NAME, Manifest
 from medseg.infer.outputs import segments_of
 from medseg.infer.segmenter import Prepared, algorithm_parameters, check_statistics, default_workers
 from medseg.io.atomic import write_json
 from medseg.io.dicom_seg import Segments
+from medseg.io.privacy import Redactor, hidden
 from medseg.io.raster import set_pixel_limit
 
 log = logging.getLogger(__name__)
-
-
-def redact(text: str, item: InputItem, root: Path) -> str:
-    """``text`` with every path, folder and file name of ``item`` under ``root`` replaced by
-    ``<p...>``, a hash of that file's or folder's path inside ``root`` (a file's is its ``ref``);
-    the text itself for inputs named by their own path.
-
-    Example:
-        >>> rel = "Doe^John/CT/IM1.dcm"
-        >>> item = InputItem("1.2.3", "dicom_series", [Path("/in") / rel], rel)
-        >>> text = redact("Doe^John/CT: gap after IM1.dcm", item, Path("/in"))
-        >>> text == f"<{ref('Doe^John/CT')}>: gap after <{item.ref}>"
-        True
-    """
-    if item.named_by_path or not item.files:
-        return text
-    tokens: dict[str, str] = {}
-    for path in item.files:
-        rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
-        for part in (rel, *rel.parents[:-1]):
-            token = f"<{ref(part.as_posix())}>"
-            for name in (str(root / part), part.as_posix(), part.name):
-                tokens.setdefault(name, token)
-    for name in sorted(tokens, key=len, reverse=True):
-        text = re.sub(rf"(?<![\w^.\-]){re.escape(name)}(?![\w^.\-])", tokens[name], text)
-    return text
 
 
 def predict_folder(
@@ -94,10 +68,10 @@ def predict_folder(
     set_pixel_limit(bundle.cfg.data.max_image_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = default_workers(device) if workers is None else workers
-    with parts.holding(out_dir, part):
+    with parts.holding(out_dir, part), hidden(hiding(input_dir, log_paths)) as redact:
         manifest = Manifest(out_dir, parts.manifest_name(part), (NAME,))
         segments = segments_of(bundle.cfg, **algorithm_parameters(bundle))  # label_codes checked here
-        run = _Batch(out_dir, manifest, _Show(input_dir, log_paths), segments)
+        run = _Batch(out_dir, manifest, _Show(input_dir, log_paths, redact), segments)
         items = parts.share(discover(input_dir, bundle.cfg), part)
         todo = _select(items, run.manifest, run.counts, run.show)
         log.info(
@@ -109,24 +83,47 @@ def predict_folder(
         )  # fmt: skip
         t0 = time.perf_counter()
         _segment_all(bundle, todo, device, run, workers)
-        wall = time.perf_counter() - t0
-        summary: dict[str, Any] = {
-            **run.counts,
-            "inputs_per_minute": round(60.0 * run.counts["done"] / wall, 2) if todo else None,
-            "seconds": round(wall, 2),
-            "stage_seconds": {k: round(v, 2) for k, v in run.stage_seconds.items()},
-            "workers": workers,
-            "part": f"{part[0]}/{part[1]}",
-            "algorithm": segments.identity,
-            "model": bundle.source,
-            "folds": sorted(bundle.checkpoints),
-            "device": str(device),
-        }
+        summary = _summary(run, time.perf_counter() - t0, bool(todo), workers, part, bundle, device)
         write_json(out_dir / parts.summary_name(part), summary)
     if part != parts.WHOLE and (merged := parts.merge(out_dir, part[1])) is not None:
         log.info("predict: every part has finished; manifest.csv and summary.json merged")
         summary["merged"] = merged
     return summary
+
+
+def hiding(root: Path, log_paths: bool) -> Redactor:
+    """What hides the names of the files under ``root`` that are not named by a format's suffix
+    (DICOM files and folders, whose names real exports make of the patient's), from the first
+    header read on, library warnings included; nothing with ``--log-paths``."""
+    from medseg.io.dicom import walk_files
+    from medseg.io.readers import reader_by_name
+
+    if log_paths or not root.is_dir():
+        return Redactor(root)
+    return Redactor(root, (p for p in walk_files(root) if reader_by_name(p) is None))
+
+
+def _summary(
+    run: _Batch,
+    wall: float,
+    any_todo: bool,
+    workers: int,
+    part: parts.Part,
+    bundle: ModelBundle,
+    device: torch.device,
+) -> dict[str, Any]:
+    return {
+        **run.counts,
+        "inputs_per_minute": round(60.0 * run.counts["done"] / wall, 2) if any_todo else None,
+        "seconds": round(wall, 2),
+        "stage_seconds": {k: round(v, 2) for k, v in run.stage_seconds.items()},
+        "workers": workers,
+        "part": f"{part[0]}/{part[1]}",
+        "algorithm": run.segments.identity,
+        "model": bundle.source,
+        "folds": sorted(bundle.checkpoints),
+        "device": str(device),
+    }
 
 
 @dataclass
@@ -144,8 +141,9 @@ class _Batch:
 class _Show:
     """How paths appear: inside the input folder only, and DICOM paths only with ``--log-paths``."""
 
-    def __init__(self, root: Path, log_paths: bool) -> None:
+    def __init__(self, root: Path, log_paths: bool, redact: Redactor | None = None) -> None:
         self.root, self.log_paths = root, log_paths
+        self.redact = redact or Redactor(root)
 
     def name(self, item: InputItem) -> str:
         """How the log and the progress bar name an input: its path when that may be shown, else
@@ -157,8 +155,9 @@ class _Show:
         return f"{item.modality or 'DICOM'} {kind} …{uid[-10:]} ({len(item.files)} file(s))"
 
     def reason(self, item: InputItem, text: str) -> str:
-        text = " ".join(text.replace(f"{self.root}/", "").replace(str(self.root), ".").split())[:500]
-        return text if self.log_paths else redact(text, item, self.root)
+        if not self.log_paths:
+            text = self.redact(text)
+        return " ".join(text.replace(f"{self.root}/", "").replace(str(self.root), ".").split())[:500]
 
     def row(self, item: InputItem, status: str, reason: str = "", **extra: Any) -> dict[str, Any]:
         """The manifest row of ``item``, ``reason`` as :meth:`reason` shows it; the input's path

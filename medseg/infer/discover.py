@@ -26,7 +26,8 @@ import numpy as np
 from medseg.config.models import PipelineConfig
 from medseg.errors import DataError
 from medseg.io.dicom import is_image, read_header, walk_files
-from medseg.io.names import digest, safe_name
+from medseg.io.names import safe_name
+from medseg.io.privacy import pseudonym
 from medseg.io.readers import case_stem, reader_by_name
 
 AXIAL_COS = 0.95  # |slice normal . head-foot axis| at least this: within about 18 degrees
@@ -77,8 +78,9 @@ NAMED_BY_PATH = ("nifti", "raster")
 
 
 def ref(relative: str) -> str:
-    """What stands for a path inside the input folder where paths are not shown: ``p`` and a hash."""
-    return "p" + digest(relative)
+    """What stands for a path inside the input folder where paths are not shown: ``p`` and a keyed
+    hash (:func:`medseg.io.privacy.pseudonym`)."""
+    return pseudonym(relative)
 
 
 def path_key(relative: str) -> str:
@@ -94,8 +96,8 @@ def path_key(relative: str) -> str:
 
 
 def hashed_key(relative: str) -> str:
-    """Output key of a file with neither a UID nor a format suffix: a hash of its path."""
-    return "f" + digest(relative, 16)
+    """Output key of a file with neither a UID nor a format suffix: a keyed hash of its path."""
+    return "f" + pseudonym(relative, 16)[1:]
 
 
 def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
@@ -132,7 +134,7 @@ def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
         # anonymised files sometimes lack the UID: group those by folder and SeriesNumber
         group = item.series_uid or f"{path.parent}#{ds.get('SeriesNumber', '')}"
         if group not in series:
-            key = safe_name(item.series_uid) if item.series_uid else "s" + digest(group, 16)
+            key = safe_name(item.series_uid) if item.series_uid else "s" + pseudonym(group, 16)[1:]
             series[group] = InputItem(
                 key, "dicom_series", [], rel, study_uid=item.study_uid, series_uid=item.series_uid,
                 modality=item.modality,

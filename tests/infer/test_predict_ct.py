@@ -26,6 +26,7 @@ from .conftest import CPU, manifest, untrained_run_dir
 
 PRIVATE = {"PatientName": "Doe^Jane", "PatientID": "PID-4711", "PatientBirthDate": "19610203"}
 PATIENT_FOLDER = "Doe^Jane_PID-4711"  # real exports name folders after the patient
+NAMED_SERIES = "ÉLODIE_DURAND"  # ... and files: ÉLODIE_DURAND/ÉLODIE_DURAND_0004.dcm
 
 
 def case_inputs(ct_run: Path) -> dict[str, str]:
@@ -67,8 +68,11 @@ def test_predict_with_a_fold_model_equals_its_held_out_prediction(ct_run, tmp_pa
                 np.testing.assert_allclose(written.affine, nib.load(images[case_id]).affine, atol=1e-4)
 
 
-def _private_series(src: Path, dest: Path, series_uid: str, modality: str = "CT", keep: int | None = None):
-    """Copy a series with new UIDs and planted patient identifiers."""
+def _private_series(
+    src: Path, dest: Path, series_uid: str, modality: str = "CT", keep: int | None = None, named: bool = False
+):
+    """Copy a series with new UIDs and planted patient identifiers (``named``: RLE-compressed,
+    files named after their folder, as some exports name them after the patient)."""
     from pydicom.uid import generate_uid
 
     dest.mkdir(parents=True)
@@ -80,7 +84,9 @@ def _private_series(src: Path, dest: Path, series_uid: str, modality: str = "CT"
         ds.SeriesInstanceUID, ds.Modality = series_uid, modality
         uid = generate_uid(entropy_srcs=[series_uid, str(i)])
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
-        ds.save_as(dest / f.name)
+        if named:
+            ds.compress(pydicom.uid.RLELossless)  # encapsulated: a cut file lacks its delimiter
+        ds.save_as(dest / (f"{dest.name}_{i:04d}.dcm" if named else f.name))
     return files
 
 
@@ -96,9 +102,9 @@ def fault_tree(ct_run, tmp_path_factory) -> Path:
     _private_series(series, tree / PATIENT_FOLDER / "second", "1.2.826.0.1.3680043.8.498.102")
     _private_series(series, tree / PATIENT_FOLDER / "mr", "1.2.826.0.1.3680043.8.498.103", modality="MR")
     _private_series(series, tree / PATIENT_FOLDER / "short", "1.2.826.0.1.3680043.8.498.104", keep=3)
-    # a truncated series: its header reads, its pixel data does not
-    _private_series(series, tree / PATIENT_FOLDER / "truncated", "1.2.826.0.1.3680043.8.498.105")
-    victim = sorted((tree / PATIENT_FOLDER / "truncated").iterdir())[4]
+    # a truncated series: its header reads, its pixel data does not (pydicom warns, naming the file)
+    _private_series(series, tree / PATIENT_FOLDER / NAMED_SERIES, "1.2.826.0.1.3680043.8.498.105", named=True)
+    victim = sorted((tree / PATIENT_FOLDER / NAMED_SERIES).iterdir())[4]
     victim.write_bytes(victim.read_bytes()[:-300])
     # a truncated file on its own (not even the header reads)
     (tree / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI")
@@ -136,7 +142,7 @@ def test_planted_faults_never_stop_the_batch_and_nothing_private_leaks(ct_run, f
     assert "min_slices" in rows["1.2.826.0.1.3680043.8.498.104"]["reason"]
     truncated = rows["1.2.826.0.1.3680043.8.498.105"]
     # the failing file is named by the hash of its path (`medseg predict --log-paths` shows it)
-    victim = f"{PATIENT_FOLDER}/truncated/{victim_name(fault_tree)}"
+    victim = f"{PATIENT_FOLDER}/{NAMED_SERIES}/{victim_name(fault_tree)}"
     assert truncated["status"] == "failed" and f"<{ref(victim)}>" in truncated["reason"]
     assert victim_name(fault_tree) not in truncated["reason"] and truncated["source"] == ""
     assert rows[ref("broken.dcm")]["status"] == rows[ref("notes.txt")]["status"] == "skipped"
@@ -153,7 +159,8 @@ def test_planted_faults_never_stop_the_batch_and_nothing_private_leaks(ct_run, f
     # privacy: no patient name, ID or birth date in logs, manifest, summary or file names
     texts = [proc.stdout, proc.stderr, (out / "manifest.csv").read_text(), (out / "summary.json").read_text()]
     texts += names
-    for value in ("Doe", "Jane", "PID-4711", "19610203", victim_name(fault_tree), "broken.dcm"):
+    assert "End of file reached before delimiter" in proc.stderr  # pydicom's warning, redacted
+    for value in ("Doe", "Jane", "PID-4711", "19610203", "ÉLODIE", "DURAND", "broken.dcm"):
         assert not any(value in t for t in texts), value
     # the SEG references the source series and holds the same labels as the NIfTI
     from medseg.io.dicom_seg import read_seg
@@ -254,7 +261,7 @@ def test_real_ct_series_predicted_on_its_own_grid_with_a_seg(tmp_path):
 
 
 def victim_name(tree: Path) -> str:
-    return sorted((tree / PATIENT_FOLDER / "truncated").iterdir())[4].name
+    return sorted((tree / PATIENT_FOLDER / NAMED_SERIES).iterdir())[4].name
 
 
 def test_log_paths_shows_the_paths_inside_the_input_folder(ct_run, fault_tree, tmp_path):
@@ -267,7 +274,7 @@ def test_log_paths_shows_the_paths_inside_the_input_folder(ct_run, fault_tree, t
     rows = {r["series_uid"] or r["source"]: r for r in manifest(out)}
     truncated = rows["1.2.826.0.1.3680043.8.498.105"]
     assert victim_name(fault_tree) in truncated["reason"] and str(fault_tree) not in truncated["reason"]
-    assert truncated["source"].startswith(f"{PATIENT_FOLDER}/truncated/")
+    assert truncated["source"].startswith(f"{PATIENT_FOLDER}/{NAMED_SERIES}/")
     assert rows["broken.dcm"]["status"] == "skipped" and "not a DICOM file" in rows["notes.txt"]["reason"]
 
 
