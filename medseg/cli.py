@@ -152,8 +152,13 @@ def run(
 
 @command()
 def plan(
-    data: Annotated[Path, typer.Argument(help="the data folder (ISIC layout, or cases.csv for tables)")],
-    workflow: Annotated[str, typer.Option(help="isic, ct, mammo or table")] = "isic",
+    data: Annotated[
+        Path,
+        typer.Argument(help="the data folder: ISIC layout, cases.csv table, nnU-Net or Decathlon data set"),
+    ],
+    workflow: Annotated[
+        str, typer.Option(help="auto (from the folder), isic, ct, mammo, table, nnunet or decathlon")
+    ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: where the study will run")] = "auto",
     gpu_memory: Annotated[str, typer.Option(help="memory the plan fills, e.g. 24GB")] = "8GB",
     budget: Annotated[

@@ -17,7 +17,7 @@ from typing import Any
 
 from medseg.config.models import ComponentConfig, PipelineConfig, TransformList
 from medseg.errors import ConfigError
-from medseg.transforms.intensity import ClipZScored, CTWindowd
+from medseg.transforms.intensity import ClipZScored, CTWindowd, ZScored
 from medseg.transforms.keys import IMAGE_KEY, LABEL_KEY, ROLE_MODE, role_modes
 
 # Arguments a network needs that have no default in MONAI, chosen for 2D images of a few hundred pixels.
@@ -84,7 +84,11 @@ INTENSITY_TRANSFORMS = [
 
 
 # medseg's own dictionary transforms, all intensity stages
-MEDSEG_TRANSFORMS: dict[str, Callable[..., Any]] = {"CTWindowd": CTWindowd, "ClipZScored": ClipZScored}
+MEDSEG_TRANSFORMS: dict[str, Callable[..., Any]] = {
+    "CTWindowd": CTWindowd,
+    "ClipZScored": ClipZScored,
+    "ZScored": ZScored,
+}
 
 
 def network_class(name: str) -> Callable[..., Any]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from medseg.io.atomic import write_json
+from medseg.io.case import Case
 from medseg.io.lock import hold
 from medseg.io.names import inside
 
@@ -198,6 +199,17 @@ class RunDir:
     def has_models(self) -> bool:
         """Whether any fold has trained weights here."""
         return any(f.last.is_file() or f.best.is_file() for f in self.folds())
+
+    # ------------------------------------------------------------------ datalist.json
+    def write_datalist(self, root: Path, cases: list[Case], bad: list[dict[str, str]]) -> None:
+        """The verified cases (their files, shape and spacing) and the skipped ones with why."""
+        write_json(
+            self.datalist, {"root": str(root), "cases": [c.to_json() for c in cases], "bad_cases": bad}
+        )
+
+    def read_cases(self) -> list[Case]:
+        """The verified cases of ``datalist.json`` (older run folders' entries included)."""
+        return [Case.from_json(c) for c in json.loads(self.datalist.read_text())["cases"]]
 
     # ------------------------------------------------------------------ run_state.json
     def read_state(self) -> dict[str, Any]:

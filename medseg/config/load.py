@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from medseg.config import strict_yaml
+from medseg.config.datasets import with_dataset_json
 from medseg.config.models import PipelineConfig
 from medseg.errors import CREDENTIALS_IN_URI, ConfigError, mask_credentials
 from medseg.registry import (
@@ -65,7 +66,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         if key in PATH_KEYS and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
         _set_dotted(raw, key, value)
-    return bind_components(validate_dict(raw, source=str(path)))
+    return bind_components(validate_dict(with_dataset_json(raw, str(path)), source=str(path)))
 
 
 def validate_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:

@@ -91,15 +91,31 @@ class DataConfig(Strict):
     """Where the cases are and how to check them.
 
     ``isic2018``: the ISIC 2018 Task 1 folders. ``table``: a CSV (``data.table``, relative to
-    ``data.root``) or an inline list (``data.cases``) with columns ``id``, ``image``, ``label`` and
-    optional ``patient_id``/``diagnosis``; images and labels may be PNG/JPEG, DICOM files, DICOM
-    series folders or NIfTI, their paths relative to ``data.root``.
+    ``data.root``) or an inline list (``data.cases``) with columns ``id``, ``image`` (or
+    ``image_0000``, ``image_0001``, ... one file per channel), ``label`` and optional
+    ``patient_id``/``diagnosis``; images and labels may be PNG/JPEG, DICOM files, DICOM series
+    folders or NIfTI, their paths relative to ``data.root``. ``nnunet``: an nnU-Net v2 data set
+    folder (``dataset.json``, ``imagesTr``, ``labelsTr``); ``decathlon``: a Medical Segmentation
+    Decathlon task. Their ``dataset.json`` gives the channel and class names, unless set here.
     """
 
     root: Path
-    layout: Literal["isic2018", "table"] = "isic2018"
+    layout: Literal["isic2018", "table", "nnunet", "decathlon"] = "isic2018"
     table: str = "cases.csv"
-    cases: list[dict[str, str]] | None = Field(None, description="inline table rows (layout: table)")
+    cases: list[dict[str, str | list[str]]] | None = Field(
+        None, description="inline table rows (layout: table); image may be a list of channel files"
+    )
+    channel_names: list[str] | None = Field(
+        None,
+        description="the name of each input channel, in order (nnU-Net's channel_names, such as [T1, "
+        "T2, FLAIR]); recorded with the models, so predict refuses data whose channels differ",
+    )
+    channel_files: int | None = Field(
+        None,
+        ge=1,
+        description="image files per case, found at ingest and recorded in the run's config.yaml; with "
+        "more than one (or an nnU-Net data set), predict reads inputs named CASE_0000, CASE_0001, ...",
+    )
     image_dir: str = "ISIC2018_Task1-2_Training_Input"
     mask_dir: str = "ISIC2018_Task1_Training_GroundTruth"
     mask_suffix: str = "_segmentation"
@@ -434,6 +450,12 @@ class PipelineConfig(Strict):
             raise ValueError(f"evaluate.nsd_tolerance: {len(tol)} values for {n_fg} foreground classes")
         if any(t <= 0 for t in (tol if isinstance(tol, list) else [tol])):
             raise ValueError("evaluate.nsd_tolerance: tolerances must be positive")
+        names = self.data.channel_names
+        if names is not None and len(names) != self.image_channels:
+            raise ValueError(
+                f"data.channel_names names {len(names)} channel(s) but the images have {self.image_channels} "
+                "(data.in_channels); give one name per channel"
+            )
         ignore = self.data.ignore_value
         if ignore is not None and 0 <= ignore < self.data.num_classes:
             raise ValueError(f"data.ignore_value {ignore} is a class index; use a value >= num_classes")
@@ -456,6 +478,12 @@ class PipelineConfig(Strict):
         if self.data.class_names:
             return {i + 1: name for i, name in enumerate(self.data.class_names)}
         return {k: f"class_{k}" for k in range(1, self.data.num_classes)}
+
+    @property
+    def reads_channel_files(self) -> bool:
+        """Whether ``predict`` takes ``{CASE}_{XXXX}{ending}`` files as the channels of ``CASE``:
+        a study of an nnU-Net data set, or of cases of several image files."""
+        return self.data.layout == "nnunet" or (self.data.channel_files or 1) > 1
 
     @property
     def image_channels(self) -> int:

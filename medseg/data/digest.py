@@ -13,16 +13,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medseg.data.datalist import Case
+from medseg.io.case import Case
+from medseg.io.dicom import walk_files
 
 CHUNK = 1 << 20
 
 
-def _files(case: Case) -> list[str]:
-    out: list[str] = []
-    for key in ("image", "label"):
-        value = case.get(key)
-        out += [str(v) for v in value] if isinstance(value, list) else [str(value)] if value else []
+def _files(case: Case) -> list[Path]:
+    """The case's files, those of a series folder included, in a stable order."""
+    out: list[Path] = []
+    for name in case.files:
+        path = Path(name)
+        out += sorted(walk_files(path)) if path.is_dir() else [path]
     return out
 
 
@@ -30,10 +32,9 @@ def cases_digest(cases: list[Case]) -> tuple[str, str]:
     """(sha256 of ids and file contents, first 16 hex digits; a JSON profile: cases, files, bytes)."""
     h = hashlib.sha256()
     n_files = n_bytes = 0
-    for case in sorted(cases, key=lambda c: str(c["id"])):
-        h.update(str(case["id"]).encode() + b"\0")
-        for name in _files(case):
-            path = Path(name)
+    for case in sorted(cases, key=lambda c: c.id):
+        h.update(case.id.encode() + b"\0")
+        for path in _files(case):
             if not path.is_file():
                 continue
             n_files += 1

@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 
 from medseg.config.models import SplitConfig
-from medseg.data.datalist import Case
 from medseg.errors import DataError
 from medseg.io.atomic import write_json
+from medseg.io.case import Case
 
 Split = dict[str, list[str]]
 
 
 def _groups_and_strata(cases: list[Case], cfg: SplitConfig) -> tuple[list[str], list[str]]:
-    groups = [str(c.get(cfg.group_by) or c["id"]) if cfg.group_by else c["id"] for c in cases]
-    strata = [str(c.get(cfg.stratify_by) or "") if cfg.stratify_by else "" for c in cases]
+    groups = [str(c.attribute(cfg.group_by) or c.id) if cfg.group_by else c.id for c in cases]
+    strata = [str(c.attribute(cfg.stratify_by) or "") if cfg.stratify_by else "" for c in cases]
     return groups, strata
 
 
@@ -48,7 +48,7 @@ def make_splits(cases: list[Case], cfg: SplitConfig) -> list[Split]:
             f"split.n_folds: {cfg.n_folds} folds need at least {cfg.n_folds} patients/groups, "
             f"found {len(set(groups))}; lower split.n_folds"
         )
-    ids = np.array([c["id"] for c in cases])
+    ids = np.array([c.id for c in cases])
     kfold = StratifiedGroupKFold(n_splits=cfg.n_folds, shuffle=True, random_state=cfg.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members"
@@ -73,7 +73,7 @@ def check_splits(splits: Any, cases: list[Case], source: str, n_folds: int | Non
             f"{source}: has {len(splits)} folds but split.n_folds is {n_folds}; "
             "delete the file to make new splits, or set split.n_folds"
         )
-    known = {c["id"] for c in cases}
+    known = {c.id for c in cases}
     held_out: list[str] = []
     for k, fold in enumerate(splits):
         unknown = sorted((set(fold["train"]) | set(fold["val"])) - known)
@@ -129,8 +129,8 @@ def inner_validation(
 
     if fraction == 0:
         return sorted(train_ids), []
-    by_id = {c["id"]: c for c in cases}
-    groups = [str(by_id[i].get("patient_id") or i) for i in train_ids]
+    by_id = {c.id: c for c in cases}
+    groups = [by_id[i].patient for i in train_ids]
     if len(set(groups)) < 2:
         raise DataError(
             "train.val_fraction: a fold needs at least two patients to hold some back for validation; "

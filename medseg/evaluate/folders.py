@@ -61,6 +61,10 @@ def case_id(path: Path, suffix: str) -> str | None:
     return stem
 
 
+# what `medseg predict` writes beside each label map: not predictions of their own
+PREDICT_SIDE_FILES = ("_overlay.png", "_seg.dcm", "_rtstruct.dcm", "_probabilities.nii.gz")
+
+
 def list_masks(folder: Path, suffix: str, role: str) -> dict[str, Path]:
     """The masks of a folder by case id.
 
@@ -80,7 +84,7 @@ def list_masks(folder: Path, suffix: str, role: str) -> dict[str, Path]:
         raise DataError(f"--{role}: folder '{folder}' not found")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or (role == "pred" and path.name.endswith(PREDICT_SIDE_FILES)):
             continue
         cid = case_id(path, suffix)
         if cid is None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from medseg.errors import DataError
 from medseg.infer import parts
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem, discover
@@ -27,6 +28,7 @@ from medseg.infer.manifest import NAME, Manifest
 from medseg.infer.outputs import segments_of
 from medseg.infer.segmenter import Prepared, algorithm_parameters, check_statistics, default_workers
 from medseg.io.atomic import write_json
+from medseg.io.dataset_json import channels_differ
 from medseg.io.dicom_seg import Segments
 from medseg.io.privacy import Redactor, hidden
 from medseg.io.raster import set_pixel_limit
@@ -65,6 +67,8 @@ def predict_folder(
     """
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir)
     check_statistics(bundle.cfg, bundle.source)
+    if (differ := channels_differ(input_dir, bundle.cfg.data.channel_names)) is not None:
+        raise DataError(differ)
     set_pixel_limit(bundle.cfg.data.max_image_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = default_workers(device) if workers is None else workers
@@ -72,7 +76,9 @@ def predict_folder(
         manifest = Manifest(out_dir, parts.manifest_name(part), (NAME,))
         segments = segments_of(bundle.cfg, **algorithm_parameters(bundle))  # label_codes checked here
         run = _Batch(out_dir, manifest, _Show(input_dir, log_paths, redact), segments)
-        items = parts.share(discover(input_dir, bundle.cfg), part)
+        cfg = bundle.cfg
+        found = discover(input_dir, cfg.transforms.spatial_dims, cfg.predict, cfg.reads_channel_files)
+        items = parts.share(found, part)
         todo = _select(items, run.manifest, run.counts, run.show)
         log.info(
             "predict%s: %d input(s) to segment, %d done earlier, %d skipped, with %d fold model(s) on %s, "

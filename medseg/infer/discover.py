@@ -3,12 +3,16 @@
 Every file under the input folder is looked at once. NIfTI files and PNG/JPEG pictures are inputs
 by their suffix; every other file is read as a DICOM header (no pixel data). DICOM images are
 grouped by SeriesInstanceUID for 3D models (one input per series, its files in any folders) and
-taken one file at a time for 2D models (one input per SOPInstanceUID). The pipeline's ``predict``
-settings then select: DICOM Modality, axial slices, a least number of slices.
+taken one file at a time for 2D models (one input per SOPInstanceUID). For a study trained on an
+nnU-Net data set, or on cases of several channel files, files named ``{CASE}_{XXXX}{ending}`` are
+the channels of ``CASE`` (numbered 0000, 0001, ... without a gap), as nnU-Net names them. The
+pipeline's ``predict`` settings then select: DICOM Modality, axial slices, a least number of
+slices. Each input carries its sources, the reader of each chosen here (:mod:`medseg.io.source`).
 
 Names and privacy: a NIfTI or picture input is named by its own path inside the input folder
-(``sub/case1.nii.gz`` -> ``sub__case1``), so ``medseg evaluate`` pairs its outputs with references
-by name; a DICOM input by its UID (SOPInstanceUID for 2D models, SeriesInstanceUID for 3D), never by
+(``sub/case1.nii.gz`` -> ``sub__case1``; the channels ``imagesTs/la_001_0000.nii.gz`` ... ->
+``la_001``, nnU-Net's name), so ``medseg evaluate`` pairs its outputs with references by name; a
+DICOM input by its UID (SOPInstanceUID for 2D models, SeriesInstanceUID for 3D), never by
 a header value such as PatientName. Every name is made safe (:func:`medseg.io.names.safe_name`).
 DICOM file and folder names, which in real exports often hold the patient's name, are never
 written: an input's ``ref`` (a hash of its path inside the input folder) stands for them, unless
@@ -17,18 +21,21 @@ written: an input's ``ref`` (a hash of its path inside the input folder) stands 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medseg.config.models import PipelineConfig
+from medseg.config.models import PredictConfig
+from medseg.data.layouts.nnunet import gapped
 from medseg.errors import DataError
 from medseg.io.dicom import is_image, read_header, walk_files
 from medseg.io.names import safe_name
 from medseg.io.privacy import pseudonym
-from medseg.io.readers import case_stem, reader_by_name
+from medseg.io.readers import case_stem, known_suffixes, reader_by_name
+from medseg.io.source import DICOM_IMAGE, DICOM_SERIES, NAMED_BY_PATH, Source
 
 AXIAL_COS = 0.95  # |slice normal . head-foot axis| at least this: within about 18 degrees
 
@@ -39,7 +46,8 @@ class InputItem:
 
     Attributes:
         key: the input's identity in the manifest and in output names.
-        kind: ``dicom_series``, ``dicom_image``, ``nifti``, ``raster`` or ``file``.
+        kind: a reader's kind (``dicom_series``, ``dicom_image``, ``nifti``, ``raster``), or what
+            could not be read (``dicom_object``, ``file``).
         files: the files read.
         source: the path inside the input folder (of the first file of a series).
         study_uid: StudyInstanceUID (DICOM).
@@ -47,10 +55,11 @@ class InputItem:
         sop_uid: SOPInstanceUID (single DICOM images).
         modality: the DICOM Modality.
         skip: why the input is not segmented, or None.
+        channels: the channel sources, when the input is several files (nnU-Net naming).
     """
 
     key: str
-    kind: str  # dicom_series | dicom_image | nifti | raster | file
+    kind: str
     files: list[Path] = field(default_factory=list)
     source: str = ""  # path inside the input folder (of the first file of a series)
     study_uid: str = ""
@@ -58,10 +67,16 @@ class InputItem:
     sop_uid: str = ""
     modality: str = ""
     skip: str | None = None
+    channels: list[Source] = field(default_factory=list)
 
     @property
     def is_dicom(self) -> bool:
         return self.kind.startswith("dicom")
+
+    @property
+    def sources(self) -> list[Source]:
+        """What the reader reads: each channel file, or the one source of the input."""
+        return self.channels or [Source(tuple(self.files), self.kind)]
 
     @property
     def named_by_path(self) -> bool:
@@ -72,9 +87,6 @@ class InputItem:
     def ref(self) -> str:
         """A stable stand-in for the input's path: :func:`ref` of its (first file's) path."""
         return ref(self.source) if self.source else ""
-
-
-NAMED_BY_PATH = ("nifti", "raster")
 
 
 def ref(relative: str) -> str:
@@ -100,12 +112,16 @@ def hashed_key(relative: str) -> str:
     return "f" + pseudonym(relative, 16)[1:]
 
 
-def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
+def discover(
+    root: Path, spatial_dims: int, rules: PredictConfig, channel_files: bool = False
+) -> list[InputItem]:
     """What ``medseg predict`` segments under ``root``, and what it skips and why.
 
     Args:
         root: the input folder tree.
-        cfg: the study's configuration (2D or 3D, the ``predict`` selection rules).
+        spatial_dims: 2 or 3, the model's.
+        rules: the study's ``predict`` selection rules (modalities, orientation, slices).
+        channel_files: inputs are ``{CASE}_{XXXX}{ending}`` channel files (nnU-Net naming).
 
     Returns:
         Inputs and skipped files in a stable order (sorted paths, then UIDs).
@@ -116,7 +132,7 @@ def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: input folder not found")
-    dims = cfg.transforms.spatial_dims
+    dims = spatial_dims
     items: list[InputItem] = []
     series: dict[str, InputItem] = {}
     first_header: dict[str, Any] = {}
@@ -136,19 +152,68 @@ def discover(root: Path, cfg: PipelineConfig) -> list[InputItem]:
         if group not in series:
             key = safe_name(item.series_uid) if item.series_uid else "s" + pseudonym(group, 16)[1:]
             series[group] = InputItem(
-                key, "dicom_series", [], rel, study_uid=item.study_uid, series_uid=item.series_uid,
+                key, DICOM_SERIES, [], rel, study_uid=item.study_uid, series_uid=item.series_uid,
                 modality=item.modality,
             )  # fmt: skip
             first_header[group] = ds
         series[group].files.append(path)
     for group, entry in series.items():
-        entry.skip = _series_rule(entry, first_header[group], cfg)
+        entry.skip = _series_rule(entry, first_header[group], rules)
         items.append(entry)
     for item in items:
-        if item.skip is None and item.kind == "dicom_image":
-            item.skip = _modality_rule(item.modality, cfg)
+        if item.skip is None and item.kind == DICOM_IMAGE:
+            item.skip = _modality_rule(item.modality, rules)
+    if channel_files:
+        items = group_channels(items)
     _unique_keys(items)
     return items
+
+
+CHANNEL_FILE = re.compile(r"(.+)_(\d{4})")
+
+
+def _channel_of(item: InputItem) -> tuple[str, int, str] | None:
+    """(case path without channel, channel number, ending) of a ``{CASE}_{XXXX}{ending}`` file."""
+    if item.kind not in NAMED_BY_PATH:
+        return None
+    ending = next((e for e in known_suffixes() if item.source.lower().endswith(e)), "")
+    match = CHANNEL_FILE.fullmatch(item.source[: len(item.source) - len(ending)])
+    return (
+        (match.group(1), int(match.group(2)), item.source[len(item.source) - len(ending) :])
+        if match
+        else None
+    )
+
+
+def group_channels(items: list[InputItem]) -> list[InputItem]:
+    """NIfTI and picture files named ``{CASE}_{XXXX}{ending}`` joined into one input per case,
+    named ``CASE`` (channels numbered from 0000 without a gap, else the case is skipped with why).
+
+    Example:
+        >>> files = ["a_0001.nii.gz", "a_0000.nii.gz", "b_0000.png"]
+        >>> items = [InputItem(path_key(f), "nifti", [Path(f)], f) for f in files]
+        >>> [(i.key, len(i.channels)) for i in group_channels(items)]
+        [('a', 2), ('b', 1)]
+    """
+    groups: dict[tuple[str, str], list[tuple[int, InputItem]]] = {}
+    out: list[InputItem] = []
+    for item in items:
+        parsed = _channel_of(item) if item.skip is None else None
+        if parsed is None:
+            out.append(item)
+            continue
+        groups.setdefault((parsed[0], parsed[2]), []).append((parsed[1], item))
+    for (case, ending), members in groups.items():
+        members.sort(key=lambda m: m[0])
+        first = members[0][1]
+        files = [f for _, m in members for f in m.files]
+        joined = InputItem(path_key(case + ending), first.kind, files, first.source)
+        joined.channels = [Source(tuple(m.files), m.kind) for _, m in members]
+        numbers = [n for n, _ in members]
+        if numbers != list(range(len(members))):
+            joined.skip = gapped(numbers)
+        out.append(joined)
+    return out
 
 
 def _dicom_item(path: Path, rel: str) -> tuple[InputItem, Any]:
@@ -156,7 +221,7 @@ def _dicom_item(path: Path, rel: str) -> tuple[InputItem, Any]:
         ds = read_header(path)
     except DataError as err:
         return InputItem(hashed_key(rel), "file", [path], rel, skip=str(err).removeprefix(f"{path}: ")), None
-    uids = {
+    uids: dict[str, Any] = {
         "study_uid": str(ds.get("StudyInstanceUID", "")),
         "series_uid": str(ds.get("SeriesInstanceUID", "")),
         "sop_uid": str(ds.get("SOPInstanceUID", "")),
@@ -168,21 +233,20 @@ def _dicom_item(path: Path, rel: str) -> tuple[InputItem, Any]:
         return InputItem(key, "dicom_object", [path], rel, **uids, skip=reason), ds
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         reason = "multi-frame DICOM; convert it to NIfTI"
-    return InputItem(key, "dicom_image", [path], rel, **uids, skip=reason), ds
+    return InputItem(key, DICOM_IMAGE, [path], rel, **uids, skip=reason), ds
 
 
-def _modality_rule(modality: str, cfg: PipelineConfig) -> str | None:
-    wanted = cfg.predict.modalities
+def _modality_rule(modality: str, rules: PredictConfig) -> str | None:
+    wanted = rules.modalities
     if wanted is not None and modality not in {m.upper() for m in wanted}:
         return f"Modality {modality or 'missing'}; this model takes {', '.join(wanted)} (predict.modalities)"
     return None
 
 
-def _series_rule(item: InputItem, first: Any, cfg: PipelineConfig) -> str | None:
-    reason = _modality_rule(item.modality, cfg)
+def _series_rule(item: InputItem, first: Any, rules: PredictConfig) -> str | None:
+    reason = _modality_rule(item.modality, rules)
     if reason:
         return reason
-    rules = cfg.predict
     if len(item.files) < rules.min_slices:
         return f"{len(item.files)} slice(s); predict.min_slices is {rules.min_slices}"
     if rules.orientation == "axial":

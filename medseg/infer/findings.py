@@ -10,18 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from medseg.io.readers import RASTER
-
-
-def volume_unit(kind: str, ndim: int) -> tuple[str, float]:
-    """The unit of an input's volumes and the factor from the voxel size (mm³, mm², px)."""
-    if kind == RASTER.kind:
-        return "px", 1.0
-    return ("mL", 1e-3) if ndim == 3 else ("mm2", 1.0)
-
 
 def findings(
-    label: np.ndarray, affine: np.ndarray | None, names: dict[int, str], kind: str
+    label: np.ndarray, affine: np.ndarray | None, names: dict[int, str], unit: tuple[str, float]
 ) -> dict[str, object]:
     """``volume_<class>``, ``components_<class>`` and ``volume_unit`` of one label map.
 
@@ -29,21 +20,22 @@ def findings(
         label: integer label map on the input's grid.
         affine: its voxel-to-mm affine (None or ignored for pictures).
         names: foreground class names by value.
-        kind: the input's kind (pictures are measured in pixels).
+        unit: the volume unit and its factor from the voxel size
+            (:meth:`medseg.io.source.Properties.volume_unit`: pictures in pixels).
 
     Example:
         >>> lab = np.zeros((4, 6), np.uint8); lab[0, :2] = 1; lab[3, 4:] = 1
-        >>> findings(lab, None, {1: "lesion"}, "raster")
+        >>> findings(lab, None, {1: "lesion"}, ("px", 1.0))
         {'volume_unit': 'px', 'volume_lesion': 4.0, 'components_lesion': 2}
     """
     from scipy import ndimage
 
-    unit, factor = volume_unit(kind, label.ndim)
+    name, factor = unit
     voxel = 1.0
-    if unit != "px" and affine is not None:
+    if name != "px" and affine is not None:
         n = label.ndim
         voxel = float(abs(np.linalg.det(np.asarray(affine, float)[:n, :n])))
-    out: dict[str, object] = {"volume_unit": unit}
+    out: dict[str, object] = {"volume_unit": name}
     label = np.asarray(label)
     counts = np.bincount(label.ravel(), minlength=max(names, default=0) + 1)
     boxes = ndimage.find_objects(label)  # one pass: each class's bounding box

@@ -19,8 +19,8 @@ from torch import nn
 
 from medseg.chains import original_size_transforms
 from medseg.config.models import PipelineConfig
-from medseg.data.datalist import Case
 from medseg.infer.sliding import image_spacing, predict_label_scored
+from medseg.io.case import Case
 from medseg.io.readers import NIFTI, RASTER
 from medseg.registry import build_inferer
 from medseg.run_dir import FoldDir
@@ -64,7 +64,7 @@ def predict_heldout(
     """
     from monai.data import Dataset
 
-    dataset = Dataset(cases, transform=original_size_transforms(cfg))
+    dataset = Dataset([c.item() for c in cases], transform=original_size_transforms(cfg))
     inferer = build_inferer(cfg)
     for i, case in enumerate(cases):
         item = dataset[i]
@@ -73,10 +73,10 @@ def predict_heldout(
         )
         pred = label.numpy().astype(np.uint8)
         path = write_prediction(
-            cfg, fold.prediction(case["id"], cfg.transforms.spatial_dims), pred, item["image"]
+            cfg, fold.prediction(case.id, cfg.transforms.spatial_dims), pred, item["image"]
         )
         ref = np.asarray(item["label"])[0]
-        yield HeldOutCase(case["id"], pred, ref, image_spacing(item["image"]), path, score)
+        yield HeldOutCase(case.id, pred, ref, image_spacing(item["image"]), path, score)
 
 
 def write_prediction(cfg: PipelineConfig, path: Path, pred: np.ndarray, image: Any) -> Path:

@@ -23,27 +23,35 @@ from typing import Any
 import numpy as np
 
 from medseg import __version__
-from medseg.config.models import LabelCode, PipelineConfig
+from medseg.config.models import LabelCode, PipelineConfig, PredictConfig
 from medseg.errors import MedsegError
 from medseg.infer.discover import InputItem
-from medseg.io.dicom import read_header
+from medseg.io import dicom_seg
 from medseg.io.dicom_seg import Segments
 from medseg.io.names import inside
+from medseg.io.nifti import write_nifti
 from medseg.io.overlay import draw_overlay
-from medseg.io.readers import DICOM_SEG, NIFTI, RASTER
+from medseg.io.raster import write_png
+from medseg.io.readers import reader_of
 from medseg.io.rtstruct import write_rtstruct
 from medseg.io.segment_codes import LEFT, PALETTE, RIGHT, SegmentCode, segment_code
+from medseg.io.source import DICOM_SERIES, Properties
 
 OVERLAY_MAX_SIZE = 1024  # longer side of overlay pictures, in pixels
+
+
+Job = tuple[str, str, Callable[[Path], object]]  # (kind, file name, writer)
 
 
 def write_outputs(
     item: InputItem,
     label: np.ndarray,
     source: dict[str, Any],
-    cfg: PipelineConfig,
+    props: Properties,
+    rules: PredictConfig,
+    binary: bool,
     out_dir: Path,
-    segments: Segments | None = None,
+    segments: Segments,
 ) -> tuple[dict[str, str], str]:
     """Write the outputs of one input from its label map on the source grid.
 
@@ -54,71 +62,87 @@ def write_outputs(
     Args:
         item: the input (its kind, paths and UIDs).
         label: integer label map on the source grid.
-        source: ``affine`` (the source grid's RAS affine, 3D and NIfTI), ``picture`` (2D overlays)
-            and, for the DICOM SEG of a series, ``canonical_label`` and ``canonical_affine``.
-        cfg: the configuration the model was trained with (class names, output kinds).
+        source: ``picture`` (2D overlays), ``probabilities`` and, for the DICOM SEG of a series,
+            ``canonical_label`` and ``canonical_affine``.
+        props: what the input's reader learned (its grid, format and DICOM headers).
+        rules: the study's ``predict`` settings (which outputs).
+        binary: one foreground class (pictures are written 0/255).
         out_dir: the output folder.
-        segments: what the DICOM SEG says of its segments and algorithm (default: from ``cfg``).
+        segments: what the DICOM SEG says of its segments and algorithm.
 
     Returns:
         (file names relative to ``out_dir`` by kind, a note on what was not written and why).
     """
-    note = ""
     label = np.asarray(label, dtype=np.uint8)
-    jobs: list[tuple[str, str, Callable[[Path], object]]] = []  # (kind, file name, writer)
-    if item.kind == RASTER.kind:
-        scale = np.uint8(255 if cfg.data.num_classes == 2 else 1)
-        jobs.append(("mask", f"{item.key}.png", lambda p: RASTER.write(p, label * scale)))
-    else:  # NIfTI; a 2D label (rows, columns) is stored as (x = column, y = row)
-        stored = label.T.copy() if label.ndim == 2 else label
-        jobs.append(("mask", f"{item.key}.nii.gz", lambda p: NIFTI.write(p, stored, source["affine"])))
-    missing = missing_uids(item) if cfg.predict.write_seg and item.is_dicom else None
-    if missing:
-        note = f"no DICOM SEG: the source has no {missing} to reference"
-    elif cfg.predict.write_seg and item.is_dicom:
-        about = segments or segments_of(cfg)
-
-        def seg(path: Path) -> object:
-            if item.kind == "dicom_series":
-                canonical, affine = source["canonical_label"], source["canonical_affine"]
-                return DICOM_SEG.write_series(canonical, affine, list(item.files), path, about)
-            return DICOM_SEG.write_image(label, item.files[0], path, about)
-
-        jobs.append(("seg", f"{item.key}_seg.dcm", seg))
-        if cfg.predict.write_rtstruct and item.kind == "dicom_series":
-
-            def rtstruct(path: Path) -> object:
-                canonical, affine = source["canonical_label"], source["canonical_affine"]
-                return write_rtstruct(canonical, affine, list(item.files), path, about)
-
-            jobs.append(("rtstruct", f"{item.key}_rtstruct.dcm", rtstruct))
+    writer = reader_of(props.kind)
+    mask = ("mask", writer.label_name(item.key), lambda p: writer.write_label(p, label, props, binary))
+    jobs: list[Job] = [mask]
+    dicom, note = _dicom_jobs(item, source, props, rules, label, segments)
+    jobs += dicom
     if "probabilities" in source:
-        probs = np.moveaxis(np.asarray(source["probabilities"], np.float32), 0, -1)
-        if label.ndim == 2:  # (rows, columns, C) stored as (x = column, y = row, C)
-            probs, prob_affine = probs.transpose(1, 0, 2).copy(), source["affine"]
-        else:
-            prob_affine = source["canonical_affine"]
         name = f"{item.key}_probabilities.nii.gz"
-        jobs.append(("probabilities", name, lambda p: NIFTI.write(p, probs, prob_affine)))
-    if cfg.predict.overlays and label.ndim == 2:
-        jobs.append(
-            ("overlay", f"{item.key}_overlay.png", lambda p: write_overlay(p, source["picture"], label))
-        )
+        jobs.append(("probabilities", name, lambda p: write_probabilities(p, source, props, label.ndim)))
+    if rules.overlays and label.ndim == 2:
+        overlay = f"{item.key}_overlay.png"
+        jobs.append(("overlay", overlay, lambda p: write_overlay(p, source["picture"], label)))
+    written, failed = _run(jobs, out_dir)
+    return written, failed or note
+
+
+def _dicom_jobs(
+    item: InputItem,
+    source: dict[str, Any],
+    props: Properties,
+    rules: PredictConfig,
+    label: np.ndarray,
+    about: Segments,
+) -> tuple[list[Job], str]:
+    """The SEG (and RTSTRUCT) of a DICOM input, from the headers its reader kept; or why not."""
+    if not (rules.write_seg and item.is_dicom):
+        return [], ""
+    missing = missing_uids(props)
+    if missing:
+        return [], f"no DICOM SEG: the source has no {missing} to reference"
+    headers = props.headers
+    seg_name = f"{item.key}_seg.dcm"
+    if item.kind != DICOM_SERIES:
+        first = headers[0] if headers else None
+        return [
+            (
+                "seg",
+                seg_name,
+                lambda p: dicom_seg.write_seg_image(label, item.files[0], p, about, header=first),
+            )
+        ], ""
+    canonical, affine = source["canonical_label"], source["canonical_affine"]
+    files = list(item.files)
+    jobs: list[Job] = [
+        ("seg", seg_name, lambda p: dicom_seg.write_seg(canonical, affine, files, p, about, headers=headers))
+    ]
+    if rules.write_rtstruct:
+        rt = f"{item.key}_rtstruct.dcm"
+        jobs.append(("rtstruct", rt, lambda p: write_rtstruct(canonical, affine, files, p, about, headers)))
+    return jobs, ""
+
+
+def _run(jobs: list[Job], out_dir: Path) -> tuple[dict[str, str], str]:
+    """Write each job's file; a SEG or RTSTRUCT that cannot be built is a note, anything else
+    removes the files this call created and goes on."""
     created: list[Path] = []
-    written = {}
+    written: dict[str, str] = {}
+    note = ""
     try:
         for kind, name, write in jobs:
             path = inside(out_dir, name)
             if not path.exists():
                 created.append(path)
-            if kind in ("seg", "rtstruct"):
-                try:
-                    write(path)
-                except (MedsegError, ValueError, KeyError, AttributeError, TypeError) as err:
-                    note = f"no {'DICOM SEG' if kind == 'seg' else 'RTSTRUCT'}: {_plain(err)}"
-                    continue
-            else:
+            try:
                 write(path)
+            except (MedsegError, ValueError, KeyError, AttributeError, TypeError) as err:
+                if kind not in ("seg", "rtstruct"):
+                    raise
+                note = f"no {'DICOM SEG' if kind == 'seg' else 'RTSTRUCT'}: {_plain(err)}"
+                continue
             written[kind] = name
     except BaseException:
         for path in created:
@@ -127,15 +151,27 @@ def write_outputs(
     return written, note
 
 
+def write_probabilities(path: Path, source: dict[str, Any], props: Properties, ndim: int) -> None:
+    """The mean class probabilities, classes on the last axis: 2D on the input's grid (stored as
+    NIfTI's (x = column, y = row), like the label), 3D on the canonical RAS grid."""
+    probs = np.moveaxis(np.asarray(source["probabilities"], np.float32), 0, -1)
+    if ndim == 2:  # (rows, columns, C) stored as (x = column, y = row, C)
+        write_nifti(path, probs.transpose(1, 0, 2).copy(), props.label_affine())
+    else:
+        write_nifti(path, probs, source["canonical_affine"])
+
+
 def _plain(err: BaseException) -> str:
     """An error as one line, its type named when its text is empty or a bare key."""
     text = str(err).strip("'\"")
     return f"{type(err).__name__}: {text}" if isinstance(err, KeyError) or not text else text
 
 
-def missing_uids(item: InputItem) -> str | None:
+def missing_uids(props: Properties) -> str | None:
     """The UIDs a DICOM SEG must reference that the source lacks (anonymised files), or None."""
-    ds = read_header(item.files[0])
+    if not props.headers:
+        return "header"
+    ds = props.headers[0]
     needed = ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
     absent = [t for t in needed if not ds.get(t)]
     return ", ".join(absent) or None
@@ -145,7 +181,7 @@ def write_overlay(path: Path, picture: np.ndarray, label: np.ndarray) -> None:
     """The picture as stored with the outline of the prediction, the longer side at most 1024."""
     step = max(1, int(np.ceil(max(label.shape) / OVERLAY_MAX_SIZE)))
     small_picture = np.asarray(picture)[::step, ::step]
-    RASTER.write(path, draw_overlay(small_picture, None, label[::step, ::step]))
+    write_png(path, draw_overlay(small_picture, None, label[::step, ::step]))
 
 
 def segments_of(cfg: PipelineConfig, algorithm: str | None = None, **parameters: str) -> Segments:

@@ -13,20 +13,25 @@ from typing import Any
 
 import torch
 
-from medseg.config.models import PipelineConfig
+from medseg.config.models import InferConfig
 
 
-def postprocess(label: torch.Tensor, cfg: PipelineConfig) -> torch.Tensor:
+def postprocess(label: torch.Tensor, infer: InferConfig, num_classes: int) -> torch.Tensor:
     """A label map after the configured post-processing steps.
 
     Args:
         label: spatial integer class map.
-        cfg: the configuration naming the steps (``infer.postprocess``).
+        infer: the ``infer`` settings naming the steps (``largest_component``, ``fill_holes``).
+        num_classes: classes with background.
 
     Returns:
         The processed map, same shape and dtype.
+
+    Example:
+        >>> lab = torch.tensor([[1, 1, 0, 1]])
+        >>> postprocess(lab, InferConfig(largest_component=True), 2).tolist()
+        [[1, 1, 0, 0]]
     """
-    infer = cfg.infer
     keep = infer.largest_component
     if keep == "auto":  # not chosen yet: held-out predictions are scored without and with it
         keep = False
@@ -34,7 +39,7 @@ def postprocess(label: torch.Tensor, cfg: PipelineConfig) -> torch.Tensor:
         return label
     from monai.transforms import FillHoles
 
-    classes = list(range(1, cfg.data.num_classes))
+    classes = list(range(1, num_classes))
     out: Any = torch.as_tensor(label)[None]
     if keep:
         out = keep_largest(out, keep if isinstance(keep, list) else classes, joint=keep == "foreground")

@@ -31,8 +31,10 @@ from medseg.infer.sliding import class_argmax, predict_scored
 from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
 from medseg.io.dicom_seg import Segments
 from medseg.io.raster import set_pixel_limit
+from medseg.io.source import Properties
 from medseg.registry import build_chain, build_inferer
 from medseg.runtime import cpu_cores
+from medseg.transforms.loader import read_channels, to_meta_tensor
 from medseg.transforms.steps import load_transforms
 
 STAGES = ("read", "preprocess", "infer", "write")
@@ -45,6 +47,7 @@ class Prepared:
 
     item: InputItem
     image: Any = None
+    props: Properties | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     picture: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -79,28 +82,37 @@ class Preparer:
 
     def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
-        self._chain: tuple[Any, Any] | None = None
+        self._chain: Any = None
 
-    def _transforms(self) -> tuple[Any, Any]:
+    def _transforms(self) -> Any:
         if self._chain is None:
             from monai.transforms import Compose
 
             set_pixel_limit(self.cfg.data.max_image_pixels)
             loaders = load_transforms(self.cfg, with_label=False)
             preprocess = build_chain(self.cfg.transforms.preprocess, "preprocess")
-            self._chain = loaders[0], Compose(loaders[1:] + preprocess)
+            self._chain = Compose(loaders[1:] + preprocess)
         return self._chain
 
     def __getstate__(self) -> dict[str, Any]:
         return {"cfg": self.cfg, "_chain": None}
 
+    def read(self, item: InputItem) -> tuple[Any, Properties]:
+        """The input as a MetaTensor on its reference grid before any intensity change, and what
+        its reader learned (the writers need it)."""
+        mammo = self.cfg.data.mammography
+        voi = bool(mammo and mammo.voi_lut)
+        array, props = read_channels(
+            item.sources, self.cfg.transforms.spatial_dims, self.cfg.image_channels, voi
+        )
+        return to_meta_tensor(array, props, str(item.files[0]) if item.files else item.key), props
+
     def __call__(self, item: InputItem) -> Prepared:
         out = Prepared(item)
-        load, prepare = self._transforms()
-        path: Any = [str(f) for f in item.files] if item.kind == "dicom_series" else str(item.files[0])
+        prepare = self._transforms()
         try:
             t0 = time.perf_counter()
-            loaded = load({"image": path})["image"]
+            loaded, out.props = self.read(item)
             t1 = time.perf_counter()
             out.meta = dict(loaded.meta)
             if self.cfg.transforms.spatial_dims == 2:
@@ -140,33 +152,25 @@ class Segmenter:
 
     def restore(self, prep: Prepared, result: Any) -> tuple[np.ndarray, dict[str, Any]]:
         """(label map on the source grid, what the writers need about the source)."""
-        meta = prep.meta
+        assert prep.props is not None
         keep = self.cfg.predict.write_probabilities
+        post = self.cfg.infer
+        classes = self.cfg.data.num_classes
         if self.cfg.transforms.spatial_dims == 2:
             probs = probabilities_to_source_2d(result, dict(prep.image.meta))
-            label = postprocess(class_argmax(probs), self.cfg).numpy()
-            found = {"picture": prep.picture, "affine": affine_2d(prep.item, meta)}
+            label = postprocess(class_argmax(probs), post, classes).numpy()
+            found = {"picture": prep.picture, "affine": prep.props.label_affine()}
             return label, found | ({"probabilities": probs.numpy()} if keep else {})
         canonical_affine = np.asarray(prep.image.affine, dtype=float)
         argmax = class_argmax(result) if keep else result
-        canonical = postprocess(argmax, self.cfg).numpy().astype(np.uint8)
+        canonical = postprocess(argmax, post, classes).numpy().astype(np.uint8)
         source = {
             **({"probabilities": result.numpy()} if keep else {}),
-            "affine": np.asarray(meta["source_affine"], dtype=float),
+            "affine": prep.props.label_affine(),
             "canonical_label": canonical,
             "canonical_affine": canonical_affine,
         }
         return label_to_source_3d(canonical, canonical_affine, source["affine"]), source
-
-
-def affine_2d(item: InputItem, meta: dict[str, Any]) -> np.ndarray:
-    """NIfTI affine of a 2D label written as (columns, rows): the file's own for NIfTI inputs."""
-    if item.kind == "nifti":
-        import nibabel as nib
-
-        return np.asarray(nib.load(str(item.files[0])).affine, dtype=float)  # type: ignore[attr-defined]
-    row, col = (float(s) for s in np.asarray(meta.get("spacing", (1.0, 1.0))).flatten()[:2])
-    return np.diag([col, row, 1.0, 1.0])
 
 
 def default_workers(device: torch.device) -> int:

@@ -176,4 +176,4 @@ def predict_label_scored(
     """Integer label map on the image's reference grid, post-processed as configured, and the
     members' disagreement (:func:`predict_scored`); the label map on the CPU."""
     probs, score = predict_scored(models, image, cfg, inferer, device, True, score_flips)
-    return postprocess(class_argmax(probs).cpu(), cfg), score
+    return postprocess(class_argmax(probs).cpu(), cfg.infer, cfg.data.num_classes), score

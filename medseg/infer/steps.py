@@ -38,11 +38,15 @@ def finish(segmenter: Segmenter, prep: Prepared, result: Any, out_dir: Path) -> 
         t0 = time.perf_counter()
         try:
             label, source = segmenter.restore(prep, result)
-            cfg, segments = segmenter.cfg, segmenter.segments
-            written, note = write_outputs(prep.item, label, source, cfg, out_dir, segments)
-            prep.findings = findings(label, source.get("affine"), cfg.class_names, prep.item.kind)
+            cfg, props = segmenter.cfg, prep.props
+            assert props is not None
+            binary = cfg.data.num_classes == 2
+            written, note = write_outputs(
+                prep.item, label, source, props, cfg.predict, binary, out_dir, segmenter.segments
+            )
+            prep.findings = findings(label, props.label_affine(), cfg.class_names, props.volume_unit())
         except Exception as err:  # one bad input never stops the batch
             prep.error = plain(err)
         prep.seconds["write"] = time.perf_counter() - t0
-    prep.image = prep.picture = None  # free the input's arrays once written
+    prep.image = prep.picture = prep.props = None  # free the input's arrays and headers once written
     return prep, written, note

@@ -32,6 +32,7 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ORIENTATION_TOL = 1e-4  # direction cosines
 POSITION_TOL = 1e-3  # mm
 SPACING_REL_TOL = 0.01  # slice steps may differ by 1% of the median step
+PIXEL_DATA = 0x7FE00010
 TILT_COS_TOL = 0.9999  # about 0.8 degrees between the stacking direction and the slice normal
 
 
@@ -256,7 +257,8 @@ def read_series(files: list[str | Path], name: str | None = None) -> tuple[np.nd
         name: how errors name the series (its folder when None).
 
     Returns:
-        (volume float32 (columns, rows, slices), RAS affine, tags).
+        (volume float32 (columns, rows, slices), RAS affine, tags: modality, series UID, the
+        headers (pixel data dropped) and files in slice order).
 
     Raises:
         DataError: files that disagree in geometry, missing slices or unreadable pixel data.
@@ -275,10 +277,15 @@ def read_series(files: list[str | Path], name: str | None = None) -> tuple[np.nd
     slices = [decode(by_path[p], p) for p in geom.files]
     volume = np.stack(slices, axis=-1).transpose(1, 0, 2)  # (rows, cols, n) -> (cols, rows, n)
     first = by_path[geom.files[0]]
+    headers = tuple(by_path[p] for p in geom.files)
+    for ds in headers:  # kept for the SEG and RTSTRUCT of this series, without their pixels
+        ds.pop(PIXEL_DATA, None)
     tags = {
         "modality": str(first.get("Modality", "")),
         "series_uid": str(first.get("SeriesInstanceUID", "")),
         "n_slices": len(geom.files),
+        "headers": headers,
+        "files": tuple(geom.files),
     }
     return np.ascontiguousarray(volume), geom.affine, tags
 

@@ -105,5 +105,7 @@ def read_dicom_image(path: str | Path, voi_lut: bool = False) -> tuple[np.ndarra
         "voi_applied": windowed,
         "modality": str(ds.get("Modality", "")),
         "bits_stored": int(ds.get("BitsStored", 16)),
+        "headers": (ds,),
     }
+    ds.pop(0x7FE00010, None)  # the header stays for the SEG of this image, the pixels go
     return np.ascontiguousarray(arr, dtype=np.float32), tags

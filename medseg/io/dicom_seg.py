@@ -90,6 +90,7 @@ def write_seg(
     path: str | Path,
     segments: Segments,
     series_description: str = "medseg segmentation",
+    headers: tuple[Any, ...] = (),
 ) -> Path:
     """Write a binary DICOM SEG, one segment per label, that references a DICOM series.
 
@@ -100,6 +101,7 @@ def write_seg(
         path: the SEG file to write (atomically).
         segments: names, codes and algorithm of the segments, by class value.
         series_description: the SEG's SeriesDescription.
+        headers: the series' headers as reading it kept them (no pixel data); read again otherwise.
 
     Returns:
         ``path``.
@@ -107,16 +109,28 @@ def write_seg(
     Raises:
         DataError: the label is not on the series' grid.
     """
-    if isinstance(series, list):
-        headers = {Path(f): read_header(f) for f in series}
-        geom = series_geometry(list(headers.items()), str(Path(series[0]).parent))
-        sources = [headers[Path(f)] for f in geom.files]  # headers only: a SEG needs no source pixels
-    else:
-        geom = folder_geometry(series)
-        sources = [read_header(f) for f in geom.files]
+    geom, sources = series_headers(series, headers)
     native = on_series_grid(label, affine, geom, Path(path))
     frames = np.ascontiguousarray(native.transpose(2, 1, 0))
     return _save_seg(frames, sources, Path(path), segments, series_description)
+
+
+def series_headers(
+    series: str | Path | list[Path], headers: tuple[Any, ...] = ()
+) -> tuple[SliceGeometry, list[Any]]:
+    """The checked geometry of a series and its headers in slice order: from ``headers`` kept by
+    the reader (each knows its file), else read from the files (no pixel data)."""
+    if headers:
+        pairs = [(Path(h.filename), h) for h in headers]
+        geom = series_geometry(pairs, str(pairs[0][0].parent))
+        by_path = dict(pairs)
+        return geom, [by_path[f] for f in geom.files]
+    if isinstance(series, list):
+        read = {Path(f): read_header(f) for f in series}
+        geom = series_geometry(list(read.items()), str(Path(series[0]).parent))
+        return geom, [read[Path(f)] for f in geom.files]  # headers only: a SEG needs no source pixels
+    geom = folder_geometry(series)
+    return geom, [read_header(f) for f in geom.files]
 
 
 def on_series_grid(label: np.ndarray, affine: np.ndarray, geom: SliceGeometry, path: Path) -> np.ndarray:
@@ -140,11 +154,11 @@ def write_seg_image(
     path: str | Path,
     segments: Segments,
     series_description: str = "medseg segmentation",
+    header: Any = None,
 ) -> Path:
-    """A DICOM SEG of ``label`` (rows, columns) on the single-frame DICOM image ``source``."""
-    import pydicom
-
-    ds = pydicom.dcmread(source)
+    """A DICOM SEG of ``label`` (rows, columns) on the single-frame DICOM image ``source`` (its
+    ``header`` as reading it kept it, or read again)."""
+    ds = header if header is not None else read_header(source)
     if tuple(label.shape) != (int(ds.Rows), int(ds.Columns)):
         raise DataError(f"{path}: label shape {label.shape} does not match the image {ds.Rows}x{ds.Columns}")
     return _save_seg(np.asarray(label)[None], [ds], Path(path), segments, series_description)

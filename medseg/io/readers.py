@@ -17,6 +17,8 @@ Adding a format is adding one class to :data:`READERS`.
 Example:
     >>> reader_for("scans/case_01.nii.gz").kind
     'nifti'
+    >>> source_of("scans/case_01.nii.gz")
+    Source(files=(PosixPath('scans/case_01.nii.gz'),), kind='nifti')
     >>> reader_for("pictures/IMD002.JPG").kind, case_stem("IMD002_seg.png")
     ('raster', 'IMD002_seg')
 """
@@ -30,8 +32,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from medseg.errors import DataError
-from medseg.io import dicom, dicom_image, dicom_seg, nifti, raster
+from medseg.io import dicom, dicom_image, dicom_seg, nifti, raster, source
 from medseg.io.geometry import canonical_geometry, canonical_volume
+from medseg.io.source import Properties, Source
 
 Image2D = tuple[np.ndarray, dict[str, Any]]
 Volume = tuple[np.ndarray, np.ndarray, dict[str, Any]]
@@ -92,6 +95,20 @@ class Reader:
     def is_3d(self, path: Path) -> bool:
         return False
 
+    def read_source_3d(self, src: Source) -> Volume:
+        """(array, affine, tags) of a source on the grid as stored."""
+        return self.read_3d(src.path)
+
+    def label_name(self, key: str) -> str:
+        """The file name of a label map written for an input named ``key``: NIfTI (pictures: PNG)."""
+        return f"{key}.nii.gz"
+
+    def write_label(self, path: Path, label: np.ndarray, props: Properties, binary: bool) -> None:
+        """Write ``label`` (on the stored grid: (rows, columns) in 2D) as NIfTI on the input's own
+        grid, the stored affine (2D: stored as NIfTI's (x = column, y = row)). Pictures: PNG."""
+        stored = label.T.copy() if label.ndim == 2 else label
+        nifti.write_nifti(path, stored.astype(np.uint8), props.label_affine())
+
     def read_mask(self, path: Path) -> Mask:
         if self.is_3d(path):
             array, affine, tags = read_volume(path)
@@ -108,7 +125,7 @@ class Reader:
 class RasterReader(Reader):
     """PNG, JPEG, TIFF and BMP pictures with Pillow; written as PNG."""
 
-    kind = "raster"
+    kind = source.RASTER
     suffixes = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
     by_suffix = True
     pictures = True
@@ -124,11 +141,18 @@ class RasterReader(Reader):
     def write(path: Path, array: np.ndarray) -> None:
         raster.write_png(path, array)
 
+    def label_name(self, key: str) -> str:
+        return f"{key}.png"
+
+    def write_label(self, path: Path, label: np.ndarray, props: Properties, binary: bool) -> None:
+        """A PNG: 0/255 for one class (``binary``), class values otherwise."""
+        raster.write_png(path, label.astype(np.uint8) * np.uint8(255 if binary else 1))
+
 
 class NiftiReader(Reader):
     """NIfTI-1/2 with nibabel, gzipped or not; 2D files are (x = column, y = row)."""
 
-    kind = "nifti"
+    kind = source.NIFTI
     suffixes = (".nii.gz", ".nii")
     by_suffix = True
 
@@ -142,7 +166,8 @@ class NiftiReader(Reader):
         if array.ndim != 2:
             raise DataError(f"{path}: shape {array.shape}; a 2D workflow needs a 2D image")
         spacing = np.linalg.norm(affine[:3, :2], axis=0)
-        return array.T.copy(), {"spacing": (float(spacing[1]), float(spacing[0])), "laterality": None}
+        tags = {"spacing": (float(spacing[1]), float(spacing[0])), "laterality": None, "file_affine": affine}
+        return array.T.copy(), tags
 
     def read_3d(self, path: Path) -> Volume:
         array, affine = nifti.nifti_array(path)
@@ -163,7 +188,7 @@ class NiftiReader(Reader):
 class DicomSeriesReader(Reader):
     """A folder holding one DICOM image series (or the file list of one series)."""
 
-    kind = "dicom_dir"
+    kind = source.DICOM_SERIES
 
     def matches(self, path: Path) -> bool:
         return path.is_dir()
@@ -174,6 +199,11 @@ class DicomSeriesReader(Reader):
     def read_3d(self, path: Path) -> Volume:
         return dicom.read_series_folder(path)
 
+    def read_source_3d(self, src: Source) -> Volume:
+        if len(src.files) == 1 and src.path.is_dir():
+            return dicom.read_series_folder(src.path)
+        return dicom.read_series(list(src.files))
+
     def geometry(self, path: Path) -> Geometry:
         geom = dicom.folder_geometry(path)
         return geom.shape, geom.affine
@@ -182,7 +212,7 @@ class DicomSeriesReader(Reader):
 class DicomSegReader(Reader):
     """DICOM Segmentation objects with highdicom: read onto the canonical grid, written from a label."""
 
-    kind = "dicom_seg"
+    kind = source.DICOM_SEG
     suffixes = (".dcm",)
 
     def matches(self, path: Path) -> bool:
@@ -208,7 +238,7 @@ class DicomSegReader(Reader):
 class DicomImageReader(Reader):
     """Any other file, read as DICOM (by its DICM preamble): a 2D image, or a one-slice volume."""
 
-    kind = "dicom"
+    kind = source.DICOM_IMAGE
     suffixes = (".dcm",)
 
     def matches(self, path: Path) -> bool:
@@ -331,3 +361,21 @@ def read_mask(path: str | Path) -> Mask:
         DataError: the path cannot be read, or a picture has several channels.
     """
     return reader_for(path).read_mask(Path(path))
+
+
+def reader_of(kind: str) -> Reader:
+    """The reader of a kind (:data:`medseg.io.source.KINDS`).
+
+    Raises:
+        DataError: no reader has this kind.
+    """
+    for reader in READERS:
+        if reader.kind == kind:
+            return reader
+    raise DataError(f"no reader of kind '{kind}'; known: {', '.join(r.kind for r in READERS)}")
+
+
+def source_of(path: str | Path) -> Source:
+    """A file or folder as a :class:`Source`, its reader chosen now (by suffix, or by the DICOM
+    header for other files)."""
+    return Source.one(path, reader_for(path).kind)

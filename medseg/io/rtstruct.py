@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medseg import __version__
 from medseg.io.atomic import atomic_path
-from medseg.io.dicom import read_header, series_geometry
-from medseg.io.dicom_seg import Segments, on_series_grid
+from medseg.io.dicom_seg import Segments, on_series_grid, series_headers
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 COPIED = (
@@ -43,9 +43,15 @@ def contours(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def write_rtstruct(
-    label: np.ndarray, affine: np.ndarray, files: list[Path], path: str | Path, segments: Segments
+    label: np.ndarray,
+    affine: np.ndarray,
+    files: list[Path],
+    path: str | Path,
+    segments: Segments,
+    headers: tuple[Any, ...] = (),
 ) -> Path:
-    """An RTSTRUCT of ``label`` (canonical grid, RAS ``affine``) on the DICOM series ``files``.
+    """An RTSTRUCT of ``label`` (canonical grid, RAS ``affine``) on the DICOM series ``files``
+    (``headers``: the series' headers as reading it kept them; read again otherwise).
 
     Raises:
         DataError: the label is not on the series' grid.
@@ -54,11 +60,9 @@ def write_rtstruct(
     from pydicom.sequence import Sequence
     from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-    read = {Path(f): read_header(f) for f in files}
-    geom = series_geometry(list(read.items()), str(Path(files[0]).parent))
+    geom, ordered = series_headers(list(files), headers)
     native = on_series_grid(label, affine, geom, Path(path))
-    headers = [read[f] for f in geom.files]
-    first = headers[0]
+    first = ordered[0]
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = UID(RT_STRUCTURE_SET_STORAGE)
@@ -77,7 +81,7 @@ def write_rtstruct(
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceCreationDate, ds.InstanceCreationTime = ds.StructureSetDate, ds.StructureSetTime
     images = Sequence()
-    for h in headers:
+    for h in ordered:
         item = Dataset()
         item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = h.SOPClassUID, h.SOPInstanceUID
         images.append(item)
@@ -97,7 +101,7 @@ def write_rtstruct(
         roi.ROINumber, roi.ReferencedFrameOfReferenceUID = number, first.FrameOfReferenceUID
         roi.ROIName, roi.ROIGenerationAlgorithm = name[:64], "AUTOMATIC"
         ds.StructureSetROISequence.append(roi)
-        outlines = _roi_contours(native == value, geom.affine_lps, headers, number, segments.code(value).rgb)
+        outlines = _roi_contours(native == value, geom.affine_lps, ordered, number, segments.code(value).rgb)
         ds.ROIContourSequence.append(outlines)
         seen = Dataset()
         seen.ObservationNumber, seen.ReferencedROINumber = number, number

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 
 from medseg.config.models import PipelineConfig
-from medseg.data.datalist import Case
 from medseg.data.splits import inner_validation
 from medseg.evaluate.casewise import Row, class_summaries, score_case, write_metrics_csv
 from medseg.evaluate.postprocessing import variant_rows, write_variants
 from medseg.infer.heldout import predict_heldout
 from medseg.io.atomic import write_json
+from medseg.io.case import Case
 from medseg.io.checkpoint import load_weights
 from medseg.progress import StudyBar
 from medseg.registry import build_network
@@ -63,7 +63,7 @@ def fit_fold(
     """
     seed = cfg.seed + fold.index
     seed_everything(seed)
-    by_id = {c["id"]: c for c in cases}
+    by_id = {c.id: c for c in cases}
     fit_ids, val_ids = inner_validation(split["train"], cases, cfg.train.val_fraction, seed)
     if dist is None or dist.is_main:
         write_json(fold.inner_split, {"fit": fit_ids, "early_stopping": val_ids, "test": split["val"]})
@@ -173,7 +173,7 @@ def run_fold(
         if progress is not None:
             progress.skip(index)  # epochs left by early stopping
         tracker.log_missing_history(run_id, result.history)
-        by_id = {c["id"]: c for c in cases}
+        by_id = {c.id: c for c in cases}
         rows = evaluate_fold(cfg, fold, [by_id[i] for i in split["val"]], result, progress)
         metrics = {
             **best_metrics(result.best_epoch, result.best_val_dice),

@@ -86,6 +86,8 @@ def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         if key.startswith("transforms.preprocess.") and after is None and isinstance(before, int | float):
             continue
+        if key == "data.channel_files" and after is None:
+            continue  # found at ingest, written into config.yaml
         if key.startswith("infer.largest_component") and b.get("infer.largest_component") == "auto":
             continue  # the run's own choice, written into config.yaml
         changed.append(key)

@@ -15,16 +15,16 @@ from typing import Any
 
 from medseg.config.load import dump_config
 from medseg.config.models import PipelineConfig
-from medseg.data.datalist import Case
 from medseg.data.digest import cases_digest
 from medseg.data.splits import load_or_make_splits
 from medseg.errors import ConfigError
 from medseg.evaluate.casewise import CLASS_MEAN
 from medseg.evaluate.postprocessing import choose
 from medseg.io.atomic import write_json, write_text
+from medseg.io.case import Case
 from medseg.pipeline.fold import fit_fold, run_fold
 from medseg.pipeline.rerun import refuse_changed_rerun
-from medseg.pipeline.stages import ingest, resolve_statistics
+from medseg.pipeline.stages import ingest, resolve_channel_files, resolve_statistics
 from medseg.progress import StudyBar
 from medseg.provenance import provenance
 from medseg.report.pages import write_report
@@ -81,7 +81,7 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
         seed_everything(cfg.seed)
         cases, _ = ingest(cfg, run_dir.root)
         splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
-        cfg = resolve_statistics(cfg, cases, run_dir)
+        cfg = resolve_statistics(resolve_channel_files(cfg, cases), cases, run_dir)
         write_text(run_dir.config, dump_config(cfg))
         prov = provenance(run_dir.config, cfg.train.device)
         write_json(run_dir.provenance, prov)
@@ -195,7 +195,7 @@ def _log_inputs(
         if path.is_file():
             tracker.log_artifact(tracker.parent_id, path)
     first_fold_train = set(splits[0]["train"])
-    fit_cases = [c for c in cases if c["id"] in first_fold_train]
+    fit_cases = [c for c in cases if c.id in first_fold_train]
     tracker.log_artifact(tracker.parent_id, preview_grid(cfg, fit_cases or cases, run_dir.preview))
 
 
@@ -245,9 +245,9 @@ def train_worker(cfg: PipelineConfig, dist: DistInfo) -> Path:
     """
     run_dir = RunDir(cfg.output_dir)
     barrier(dist)  # rank 0 has ingested, split and gathered statistics
-    cases = json.loads(run_dir.datalist.read_text())["cases"]
+    cases = run_dir.read_cases()
     splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
-    cfg = resolve_statistics(cfg, cases, run_dir)
+    cfg = resolve_statistics(resolve_channel_files(cfg, cases), cases, run_dir)
     state = run_dir.read_state()
     for fold in _folds(cfg, splits):
         if not run_dir.fold_is_done(state, fold, cfg.train.epochs):

@@ -14,17 +14,19 @@ from pathlib import Path
 
 from medseg.config.load import missing_statistics, with_statistics
 from medseg.config.models import PipelineConfig
-from medseg.data.datalist import Case, build_datalist
+from medseg.data.datalist import BadCase, build_datalist
 from medseg.data.synthetic import generate_dataset
 from medseg.data.synthetic_ct import generate_ct_dataset
+from medseg.errors import DataError
 from medseg.io.atomic import write_json
+from medseg.io.case import Case
 from medseg.run_dir import RunDir
 from medseg.transforms.statistics import gather_foreground_stats
 
 log = logging.getLogger(__name__)
 
 
-def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
+def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[BadCase]]:
     """Generate the synthetic set if configured and missing, verify pairs, write ``datalist.json``.
 
     Args:
@@ -40,9 +42,28 @@ def ingest(cfg: PipelineConfig, run_dir: Path) -> tuple[list[Case], list[Case]]:
     if cfg.data.synthetic is not None and not Path(cfg.data.root).exists():
         generate_synthetic(cfg)
     cases, bad = build_datalist(cfg.data, cfg.transforms.spatial_dims, cfg.image_channels)
-    write_json(RunDir(run_dir).datalist, {"root": str(cfg.data.root), "cases": cases, "bad_cases": bad})
+    RunDir(run_dir).write_datalist(Path(cfg.data.root), cases, bad)
     log.info("ingest: %d cases, %d skipped", len(cases), len(bad))
     return cases, bad
+
+
+def resolve_channel_files(cfg: PipelineConfig, cases: list[Case]) -> PipelineConfig:
+    """The configuration with ``data.channel_files`` (image files per case) as ingest found it.
+
+    Raises:
+        DataError: cases with different numbers of image files (the channels would not match).
+    """
+    counts = sorted({len(c.images) for c in cases})
+    if len(counts) > 1:
+        by = {n: [c.id for c in cases if len(c.images) == n][:3] for n in counts}
+        raise DataError(
+            f"{cfg.data.root}: cases have {counts} image files each (for example {by}); every case needs "
+            "the same channels"
+        )
+    if cfg.data.channel_files == counts[0]:
+        return cfg
+    data = cfg.data.model_copy(update={"channel_files": counts[0]})
+    return cfg.model_copy(update={"data": data})
 
 
 def resolve_statistics(cfg: PipelineConfig, cases: list[Case], run: RunDir) -> PipelineConfig:
@@ -68,7 +89,8 @@ def resolve_statistics(cfg: PipelineConfig, cases: list[Case], run: RunDir) -> P
     stats = json.loads(run.intensity_stats.read_text()) if run.intensity_stats.is_file() else None
     if stats is None or tuple(stats.get("percentiles", ())) != percentiles:
         log.info("gathering foreground intensity statistics over %d training cases", len(cases))
-        stats = gather_foreground_stats(cfg, cases, percentiles)
+        steps = [item["ClipZScored"] for item in cfg.transforms.preprocess if "ClipZScored" in item]
+        stats = gather_foreground_stats(cfg, cases, percentiles, channels=steps[0].get("channels"))
         write_json(run.intensity_stats, stats)
     return with_statistics(cfg, stats)
 

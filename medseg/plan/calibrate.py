@@ -14,12 +14,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError
+from medseg.io.case import Case
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _status(key: str) -> int:
     return 0
 
 
-def measure(cfg: PipelineConfig, cases: list[dict[str, Any]], steps: int = 3) -> Measured:
+def measure(cfg: PipelineConfig, cases: list[Case], steps: int = 3) -> Measured:
     """Run ``steps`` training steps (after one warm-up epoch) and two validation cases.
 
     Args:

@@ -185,32 +185,74 @@ def patch_and_batch(
     }
 
 
-def normalisation(modality: str, intensity: Sequence[dict[str, float]]) -> tuple[list[dict[str, Any]], str]:
-    """The ``transforms.preprocess`` of a modality, and why.
+def _clip_zscore(stats: dict[str, float]) -> dict[str, float]:
+    step = {
+        k: stats[f]
+        for k, f in (
+            ("lower", "percentile_00_5"),
+            ("upper", "percentile_99_5"),
+            ("mean", "mean"),
+            ("std", "std"),
+        )
+    }
+    return {k: round(float(v), 4) for k, v in step.items()}
 
-    CT: clip to the foreground 0.5/99.5 percentiles and z-score with the global foreground mean
-    and std (nnU-Net's CTNormalization); everything else: z-score per image, per channel for RGB.
+
+CT_REASON = (
+    "clip to the foreground 0.5/99.5 percentiles, z-score with the global foreground mean and std "
+    "(nnU-Net's CTNormalization)"
+)
+SCHEME = {"ct": "CT", "nonorm": "none"}
+
+
+def normalisation(
+    modality: str, intensity: Sequence[dict[str, float]], channel_names: Sequence[str] | None = None
+) -> tuple[list[dict[str, Any]], str]:
+    """The ``transforms.preprocess`` of a data set, and why.
+
+    With channel names (nnU-Net's ``channel_names``), each channel by its own: ``CT`` (any letter
+    case) is clipped to its foreground 0.5/99.5 percentiles and z-scored with its global foreground
+    mean and std (nnU-Net's CTNormalization), ``noNorm`` is left as it is, any other is z-scored per
+    image. Without, by the modality: CT as above, everything else z-score per image (per channel
+    for RGB).
 
     Example:
         >>> stats = {"percentile_00_5": -100.0, "percentile_99_5": 300.0, "mean": 80.0, "std": 60.0}
         >>> normalisation("CT", [stats])[0]
         [{'ClipZScored': {'lower': -100.0, 'upper': 300.0, 'mean': 80.0, 'std': 60.0}}]
+        >>> steps, why = normalisation("unknown", [stats, stats], ["CT", "T2"])
+        >>> [list(s) for s in steps], steps[0]["ClipZScored"]["channels"], steps[1]
+        ([['ClipZScored'], ['ZScored']], [0], {'ZScored': {'channels': [1]}})
+        >>> why
+        "by channel name (nnU-Net's rule): CT: CT, T2: z-score"
     """
+    if channel_names:
+        return _by_channel(intensity, list(channel_names))
     if modality == "CT":
-        s = intensity[0]
-        step = {
-            "lower": s["percentile_00_5"],
-            "upper": s["percentile_99_5"],
-            "mean": s["mean"],
-            "std": s["std"],
-        }
-        return [{"ClipZScored": {k: round(float(v), 4) for k, v in step.items()}}], (
-            "CT: clip to the foreground 0.5/99.5 percentiles, z-score with the global foreground "
-            "mean and std (nnU-Net's CTNormalization)"
-        )
+        return [{"ClipZScored": _clip_zscore(intensity[0])}], f"CT: {CT_REASON}"
     if len(intensity) > 1:
         return [{"NormalizeIntensityd": {"channel_wise": True}}], f"{modality}: z-score per image and channel"
     return [{"NormalizeIntensityd": {}}], f"{modality}: z-score per image (nnU-Net's ZScoreNormalization)"
+
+
+def _by_channel(intensity: Sequence[dict[str, float]], names: list[str]) -> tuple[list[dict[str, Any]], str]:
+    ct = [c for c, n in enumerate(names) if n.casefold() == "ct"]
+    plain = [c for c, n in enumerate(names) if n.casefold() not in ("ct", "nonorm")]
+    if len(ct) == len(names) == 1:
+        return [{"ClipZScored": _clip_zscore(intensity[0])}], f"channel CT: {CT_REASON}"
+    if not ct and plain == list(range(len(names))):
+        args = {"channel_wise": True} if len(names) > 1 else {}
+        return [
+            {"NormalizeIntensityd": args}
+        ], f"channels {names}: z-score per image and channel (nnU-Net's ZScoreNormalization)"
+    steps: list[dict[str, Any]] = [
+        {"ClipZScored": {**_clip_zscore(intensity[c]), "channels": [c]}} for c in ct
+    ]
+    if plain:
+        steps.append({"ZScored": {"channels": plain}})
+    schemes = ", ".join(f"{n}: {SCHEME.get(n.casefold(), 'z-score')}" for n in names)
+    why = f"by channel name (nnU-Net's rule): {schemes}"
+    return steps, why
 
 
 def sliding_window(patch: Sequence[int]) -> dict[str, Any]:

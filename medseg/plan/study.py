@@ -1,79 +1,36 @@
-"""``medseg plan``: fingerprint, rules, calibration and budget, written as a pipeline file."""
+"""``medseg plan``: fingerprint, rules, calibration and budget, written as a pipeline file.
+
+Candidates run from the finest resolution and largest network down (:mod:`medseg.plan.budget`);
+each network is measured once on the device and the others predicted from it, the chosen one
+measured again to confirm. A budget no candidate fits is answered with the smallest budget that
+would, and the plan it would give. The plan is a :class:`~medseg.config.models.PipelineConfig`
+built section by section (:mod:`medseg.plan.sections`), written with a reason beside each value,
+its fingerprint beside it as ``<name>.fingerprint.json`` (so two plans in one folder keep theirs).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError
 from medseg.io.atomic import write_text
 from medseg.plan import budget as B
 from medseg.plan import rules
-from medseg.plan.fingerprint import data_config, fingerprint
+from medseg.plan.fingerprint import detect_workflow, fingerprint
+from medseg.plan.sections import Candidate, folds, n_classes, planned_config, val_fraction
 from medseg.plan.write import to_yaml
 
 log = logging.getLogger(__name__)
 MIN_STAGES = 3  # DynUNet's least: two poolings
 REF_VOXELS = {2: 65_536, 3: 1_000_000}  # a network is measured at the first scale with a patch this small
-
-AUGMENT = {
-    "RGB": [
-        {"RandFlipd": {"prob": 0.5, "spatial_axis": 0}},
-        {"RandFlipd": {"prob": 0.5, "spatial_axis": 1}},
-        {"RandAffined": {"prob": 0.5, "rotate_range": 0.5, "scale_range": 0.15, "padding_mode": "zeros"}},
-        {"RandScaleIntensityd": {"prob": 0.5, "factors": 0.15}},
-        {"RandShiftIntensityd": {"prob": 0.5, "offsets": 0.15}},
-        {"RandAdjustContrastd": {"prob": 0.3, "gamma": [0.8, 1.25]}},
-    ],
-    "2D": [
-        {"RandFlipd": {"prob": 0.5, "spatial_axis": 0}},
-        {"RandAffined": {"prob": 0.5, "rotate_range": 0.2, "scale_range": 0.15, "padding_mode": "zeros"}},
-        {"RandScaleIntensityd": {"prob": 0.3, "factors": 0.1}},
-        {"RandShiftIntensityd": {"prob": 0.3, "offsets": 0.1}},
-    ],
-    "3D": [
-        {"RandFlipd": {"prob": 0.5, "spatial_axis": 0}},
-        {"RandFlipd": {"prob": 0.5, "spatial_axis": 1}},
-        {
-            "RandAffined": {
-                "prob": 0.3,
-                "rotate_range": [0.0, 0.0, 0.2],
-                "scale_range": 0.1,
-                "padding_mode": "zeros",
-            }
-        },
-        {"RandScaleIntensityd": {"prob": 0.3, "factors": 0.1}},
-        {"RandShiftIntensityd": {"prob": 0.3, "offsets": 0.1}},
-    ],
-}
-
-
-@dataclass
-class Candidate:
-    """One way to run the study: a resolution scale and a network width, planned by the rules."""
-
-    scale: float
-    network: str
-    base: int
-    spacing: list[float]
-    shape: list[float]
-    planned: dict[str, Any]
-    epochs: int = 0
-    seconds: float = 0.0
-    measured: Any = None
-    reasons: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def work(self) -> float:
-        """Feature-map voxels per step: what seconds per step are predicted in proportion to."""
-        return float(self.planned["feature_map_voxels"] * self.planned["batch_size"])
+DAY = 86_400.0
 
 
 def _geometry(fp: dict[str, Any]) -> tuple[list[float], list[float], str]:
@@ -89,228 +46,152 @@ def _geometry(fp: dict[str, Any]) -> tuple[list[float], list[float], str]:
     return target, list(np.median(np.asarray(resampled), 0)), reason
 
 
-def _candidate(
-    fp: dict[str, Any], scale: float, network: str, base: int, memory_gb: float, n_classes: int
-) -> Candidate:
+def _candidate(fp: dict[str, Any], scale: float, network: str, base: int, memory_gb: float) -> Candidate:
     spacing, shape, _ = _geometry(fp)
     if fp["spatial_dims"] == 3:
         spacing = [s / scale for s in spacing]
     shape = [max(8.0, s * scale) for s in shape]
     voxels = float(np.prod(shape)) * fp["n_cases"]
-    planned = rules.patch_and_batch(
-        [1.0] * len(shape) if fp["spatial_dims"] == 2 else spacing,
-        shape,
-        fp["channels"],
-        n_classes,
-        memory_gb,
-        voxels,
-        base,
-    )
+    grid = [1.0] * len(shape) if fp["spatial_dims"] == 2 else spacing
+    planned = rules.patch_and_batch(grid, shape, fp["channels"], n_classes(fp), memory_gb, voxels, base)
     return Candidate(scale, network, base, spacing, shape, planned)
 
 
-def _folds(fp: dict[str, Any]) -> int:
-    """Five folds, or one per patient when there are fewer (a patient never on both sides)."""
-    return min(B.FOLDS, fp.get("n_patients", fp["n_cases"]))
+def candidates(fp: dict[str, Any], memory_gb: float, budget: float | None) -> list[Candidate]:
+    """Every candidate from the finest and largest down (only the first without a budget).
+
+    Raises:
+        MedsegError: the data is too small for a U-Net of three levels.
+    """
+    nets = B.NETWORKS if budget else B.NETWORKS[:1]
+    scales = B.SCALES if budget else (1.0,)
+    cands = [_candidate(fp, s, n, b, memory_gb) for s in scales for n, b in nets]
+    cands = [c for c in cands if c.planned["topology"].n_stages >= MIN_STAGES]
+    if not cands:
+        raise MedsegError(
+            f"{fp['root']}: median shape {[round(s) for s in fp['median_shape']]} is too small for a U-Net "
+            "of "
+            f"{MIN_STAGES} levels (at least {4 * rules.MIN_EDGE} voxels per axis); write the pipeline by hand"
+        )
+    return cands
 
 
-def _val_fraction(fp: dict[str, Any]) -> float:
-    """0.1 of each fold's training patients watch for the best epoch; 0 with too few to spare."""
-    n = fp.get("n_patients", fp["n_cases"])
-    return 0.1 if n - math.ceil(n / _folds(fp)) >= 3 else 0.0
-
-
-def _n_classes(fp: dict[str, Any]) -> int:
-    """Classes with background: 2 for pictures and masks of one value (1 or 255), else the
-    largest label value plus one."""
-    values = sorted(int(k) for k in fp["classes"] if int(k) != 0)
-    if fp["workflow"] == "isic" or values in ([], [1], [255]):
-        return 2
-    return values[-1] + 1
-
-
-def raw_config(
-    fp: dict[str, Any], cand: Candidate, name: str, out: Path, device: str
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The pipeline (as YAML data) of a candidate, and the reason of each planned value."""
-    dims, topo = fp["spatial_dims"], cand.planned["topology"]
-    here = out.parent.resolve()
-    data: dict[str, Any] = {"root": os.path.relpath(Path(fp["root"]).resolve(), here)}
-    reasons: dict[str, str] = {}
-    cfg_data = data_config(Path(fp["root"]), fp["workflow"])
-    if cfg_data.layout == "table":
-        data.update(layout="table", in_channels=fp["channels"], num_classes=_n_classes(fp))
-        values = sorted(int(k) for k in fp["classes"])
-        reasons["data.num_classes"] = f"label values {values}" + (
-            ": a binary mask" if _n_classes(fp) == 2 else ", background included"
-        )
-        if cfg_data.mammography is not None:
-            data["mammography"] = {}
-    if fp["workflow"] == "isic":
-        data["class_names"] = ["skin_lesion"]
-    if fp["bad_cases"]:
-        data["on_bad_case"] = "skip"
-    preprocess, norm_reason = rules.normalisation(fp["modality"], fp["intensity"])
-    transforms: dict[str, Any] = {}
-    reasons["transforms.preprocess"] = norm_reason
-    patch = [int(p) for p in topo.patch]
-    if dims == 2:
-        size = rules.pad_to([round(s) for s in cand.shape], topo.divisible_by)
-        transforms["spatial_size"] = size
-        reasons["transforms.spatial_size"] = (
-            "the median picture size"
-            + (f" scaled by {cand.scale:g} to fit the budget" if cand.scale < 1 else "")
-            + f", padded to a multiple of {topo.divisible_by}"
-        )
-        if patch != size:
-            transforms["patch_size"] = patch
-            reasons["transforms.patch_size"] = (
-                "the largest patch whose feature maps fit the memory at batch 2"
-            )
-    else:
-        transforms.update(
-            spacing=[round(s, 4) for s in cand.spacing],
-            patch_size=patch,
-            patch_pos=1,
-            patch_neg=2,
-            patches_per_image=2,
-        )
-        reasons["transforms.spacing"] = cand.reasons.get("spacing", "target spacing") + (
-            f", coarsened by 1/{cand.scale:g} to fit the budget" if cand.scale < 1 else ""
-        )
-        reasons["transforms.patch_size"] = (
-            "initial 256^3-voxel patch in the spacing's aspect, clipped to the median shape, "
-            "shrunk to fit the memory"
-        )
-        reasons["transforms.patch_neg"] = "one patch in three centred on foreground, as nnU-Net oversamples"
-    transforms["preprocess"] = preprocess
-    kind = "3D" if dims == 3 else "RGB" if fp["channels"] == 3 else "2D"
-    transforms["train"] = AUGMENT[kind]
-    pooling = "pool an axis while its spacing is under twice the finest and the bottleneck keeps 4 voxels"
-    if cand.network == "DynUNet":
-        model = {
-            "name": "DynUNet",
-            "args": {
-                "kernel_size": topo.kernels,
-                "strides": topo.strides,
-                "upsample_kernel_size": topo.strides[1:],
-                "filters": cand.planned["features"],
-                "deep_supervision": topo.n_stages >= 3,
-                "deep_supr_num": max(1, topo.n_stages - 2),
-            },
-        }
-        reasons["model.args.deep_supervision"] = (
-            "the loss also sees every decoder level above the bottleneck, weights halving (nnU-Net)"
-        )
-        reasons["model.args.kernel_size"] = "3 on axes within twice the finest spacing, else 1"
-        reasons["model.args.filters"] = f"{cand.base} * 2^stage, capped at {rules.MAX_FEATURES[dims]}" + (
-            " (halved to fit the budget)" if cand.base < rules.BASE_FEATURES else ""
-        )
-    else:
-        channels = [min(cand.base * 2**i, 16 * cand.base) for i in range(topo.n_stages)]
-        model = {
-            "name": "UNet",
-            "args": {"channels": channels, "strides": topo.strides[1:], "num_res_units": 2},
-        }
-        reasons["model.name"] = (
-            "MONAI's UNet (strided convolutions, residual units): a smaller network for the budget"
-        )
-    reasons["model.args.strides"] = pooling
-    train = {
-        "epochs": cand.epochs,
-        "batch_size": cand.planned["batch_size"],
-        "patience": None,
-        "device": device,
-        "optimizer": {"lr": 0.002},
-    }
-    reasons["train.batch_size"] = (
-        "fills the memory (nnU-Net's reference), at most 5% of the data set's voxels, at least 2"
-    )
-    reasons["train.epochs"] = cand.reasons.get("epochs", "")
-    if _val_fraction(fp) == 0:
-        train["val_fraction"] = 0
-        reasons["train.val_fraction"] = "too few patients in a fold to hold some back: the last epoch is kept"
-    reasons["train.patience"] = (
-        "no early stop: the best validation epoch is kept, the schedule runs to its end"
-    )
-    infer = rules.sliding_window(
-        patch if dims == 3 or "patch_size" in transforms else transforms["spatial_size"]
-    )
-    reasons["infer.overlap"] = "half a window, Gaussian-weighted, as nnU-Net predicts"
-    infer["largest_component"] = "auto"
-    reasons["infer.largest_component"] = (
-        "chosen from the cross-validated Dice at the end of the run (nnU-Net's rule)"
-    )
-    if _folds(fp) < B.FOLDS:
-        reasons["split.n_folds"] = f"only {fp['n_patients']} patients: folds never split a patient's images"
-    raw = {
-        "name": name,
-        "output_dir": os.path.relpath(Path("runs").resolve() / name, here),
-        "fingerprint": "fingerprint.json",
-        "data": data,
-        "split": {"n_folds": _folds(fp)},
-        "transforms": transforms,
-        "model": model,
-        "train": train,
-        "infer": infer,
-    }
-    if fp["modality"] not in ("RGB", "grey", "unknown"):
-        raw["predict"] = {"modalities": [fp["modality"]]}
-        reasons["predict.modalities"] = "the modality of the planned data; predict skips other series"
-    return raw, {k: v for k, v in reasons.items() if v}
-
-
-def _bind(raw: dict[str, Any], out: Path) -> Any:
-    """The candidate as a bound PipelineConfig (paths resolved against the plan's folder)."""
+def bound(cfg: PipelineConfig, out: Path, calibration: bool = False) -> PipelineConfig:
+    """A planned config as ``medseg run`` would load it: paths resolved against the plan's folder,
+    components bound (for calibration: no tracking, no fingerprint)."""
     from medseg.config.load import bind_components, validate_dict
 
-    resolved = json.loads(json.dumps(raw))
-    resolved["data"]["root"] = str((out.parent / raw["data"]["root"]).resolve())
-    resolved["output_dir"] = str((out.parent / raw["output_dir"]).resolve())
-    resolved.pop("fingerprint")
-    resolved["train"]["epochs"] = max(1, resolved["train"]["epochs"])
-    return bind_components(validate_dict(resolved, str(out)))
+    raw = cfg.model_dump(mode="json", exclude_unset=True)
+    raw["data"]["root"] = str((out.parent / raw["data"]["root"]).resolve())
+    raw["output_dir"] = str((out.parent / raw["output_dir"]).resolve())
+    raw.pop("fingerprint", None)
+    if calibration:
+        raw["tracking"] = {"enabled": False}
+    return bind_components(validate_dict(raw, str(out)))
 
 
-def _measure(fp: dict[str, Any], cand: Candidate, out: Path, device: str, cases: list[dict[str, Any]]) -> Any:
+def _measure(fp: dict[str, Any], cand: Candidate, out: Path, device: str, cases: list[Any]) -> Any:
     from medseg.plan.calibrate import measure
 
-    raw, _ = raw_config(fp, cand, "calibration", out, device)
-    raw["tracking"] = {"enabled": False}
-    cfg = _bind(raw, out)
+    cfg = bound(planned_config(fp, cand, "calibration", out, device)[0], out, calibration=True)
+    patch = list(cand.planned["topology"].patch)
     log.info(
         "calibrating %s (%d base features) at scale %g, patch %s, batch %d",
-        cand.network, cand.base, cand.scale, list(cand.planned["topology"].patch), cand.planned["batch_size"],
+        cand.network, cand.base, cand.scale, patch, cand.planned["batch_size"],
     )  # fmt: skip
     return measure(cfg, cases)
+
+
+def _workload(cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, Any]) -> B.Workload:
+    """The study's workload from a measurement of ``cand`` itself or (``ref`` given) of another
+    candidate scaled by feature-map voxels."""
+    ratio = 1.0 if ref is None else cand.work / ref.work
+    per_case = 1.0 if ref is None else cand.planned["feature_map_voxels"] / ref.planned["feature_map_voxels"]
+    return B.Workload(
+        fp["n_cases"],
+        folds(fp),
+        cand.planned["batch_size"],
+        2 if fp["spatial_dims"] == 3 else 1,
+        measured.seconds_per_step * ratio,
+        measured.seconds_per_val_case * per_case,
+        measured.seconds_per_load,
+        val_fraction(fp),
+        members=1 + fp["spatial_dims"],  # evaluate.uncertainty: the held-out flips
+    )
 
 
 def _fit(
     cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, Any], budget: float | None
 ) -> None:
-    """Epochs within the budget (nnU-Net's 1000 without one) and the study's predicted seconds,
-    from a measurement of ``cand`` itself or (``ref`` given) of another candidate scaled by
-    feature-map voxels."""
-    ratio = 1.0 if ref is None else cand.work / ref.work
-    per_case = 1.0 if ref is None else cand.planned["feature_map_voxels"] / ref.planned["feature_map_voxels"]
-    step, val, load = (
-        measured.seconds_per_step * ratio,
-        measured.seconds_per_val_case * per_case,
-        measured.seconds_per_load,
-    )
-    work = B.Workload(
-        fp["n_cases"],
-        _folds(fp),
-        cand.planned["batch_size"],
-        2 if fp["spatial_dims"] == 3 else 1,
-        step,
-        val,
-        load,
-        _val_fraction(fp),
-        members=1 + fp["spatial_dims"],  # evaluate.uncertainty: the held-out flips
-    )
+    """Epochs within the budget (nnU-Net's 1000 without one) and the study's predicted seconds."""
+    work = _workload(cand, measured, ref, fp)
     cand.epochs = B.MAX_EPOCHS if budget is None else work.epochs_within(budget)
     cand.seconds = work.study_seconds(cand.epochs)
+
+
+def choose(
+    fp: dict[str, Any], cands: list[Candidate], budget: float | None, measure: Any, fits: Any
+) -> Candidate:
+    """The first candidate that trains ``MIN_EPOCHS`` within the budget and fits the memory.
+
+    Args:
+        fp: the fingerprint.
+        cands: candidates from the finest and largest down.
+        budget: seconds, or None (the first candidate, nnU-Net's 1000 epochs).
+        measure: candidate -> its measurement on the device.
+        fits: measurement -> whether its peak memory fits.
+
+    Raises:
+        MedsegError: none fits; the message gives the smallest budget that would, and its plan.
+    """
+    refs: dict[tuple[str, int], tuple[Candidate, Any]] = {}
+    for cand in cands:
+        key = (cand.network, cand.base)
+        if key not in refs:
+            family = [c for c in cands if (c.network, c.base) == key]
+            small = (
+                c for c in family if np.prod(c.planned["topology"].patch) <= REF_VOXELS[fp["spatial_dims"]]
+            )
+            ref = next(small, family[-1])
+            refs[key] = (ref, measure(ref))
+        ref, measured = refs[key]
+        _fit(cand, measured, None if cand is ref else ref, fp, budget)
+        if budget is None:
+            cand.measured = measured
+            return cand
+        if cand.epochs < B.MIN_EPOCHS:
+            continue
+        cand.measured = measured if cand is ref else measure(cand)
+        _fit(cand, cand.measured, None, fp, budget)  # confirmed on the device
+        if cand.epochs >= B.MIN_EPOCHS and fits(cand.measured):
+            return cand
+    raise MedsegError(_infeasible(fp, cands[-1], refs[(cands[-1].network, cands[-1].base)], budget or 0.0))
+
+
+def _infeasible(fp: dict[str, Any], last: Candidate, ref: tuple[Candidate, Any], budget: float) -> str:
+    """What to do when no candidate fits: the smallest budget for the smallest plan."""
+    work = _workload(last, ref[1], None if last is ref[0] else ref[0], fp)
+    needed = work.study_seconds(B.MIN_EPOCHS) / B.MARGIN
+    minutes = max(1, math.ceil(needed / 60))
+    return (
+        f"--budget {_shown(budget)}: even the smallest plan ({last.network}, scale {last.scale:g}) trains "
+        f"fewer than {B.MIN_EPOCHS} epochs per fold in it; --budget {minutes}m would give it: {last.network} "
+        "at scale "
+        f"{last.scale:g}, {B.MIN_EPOCHS} epochs, batch {last.planned['batch_size']}, patch "
+        f"{list(last.planned['topology'].patch)} (at {ref[1].seconds_per_step:.3f} s per step measured here)"
+    )
+
+
+def _shown(seconds: float) -> str:
+    """A budget as the user would type it.
+
+    Example:
+        >>> _shown(5.0), _shown(1800.0), _shown(7200.0)
+        ('5s', '30m', '2h')
+    """
+    if seconds < 60:
+        return f"{seconds:g}s"
+    return f"{seconds / 3600:g}h" if seconds % 3600 == 0 else f"{seconds / 60:g}m"
 
 
 def plan_study(
@@ -321,11 +202,12 @@ def plan_study(
     memory_gb: float = 8.0,
     budget: float | None = None,
 ) -> dict[str, Any]:
-    """Plan a study of the data under ``root`` and write it to ``out`` with ``fingerprint.json``.
+    """Plan a study of the data under ``root`` and write it to ``out`` with its fingerprint.
 
     Args:
         root: the data folder.
-        workflow: ``isic``, ``ct``, ``mammo`` or ``table``.
+        workflow: ``auto`` (found from the folder), ``isic``, ``ct``, ``mammo``, ``table``,
+            ``nnunet`` or ``decathlon``.
         out: the pipeline file to write.
         device: ``auto``, ``cpu`` or ``cuda``: where calibration runs and the study will.
         memory_gb: the accelerator memory the plan fills (nnU-Net's 8 GB by default).
@@ -339,84 +221,65 @@ def plan_study(
     """
     from medseg.runtime import pick_device
 
+    workflow = detect_workflow(root) if workflow == "auto" else workflow
     fp = fingerprint(root, workflow)
     cases = fp.pop("usable")
-    if _folds(fp) < 2:
+    if folds(fp) < 2:
         raise MedsegError(
             f"{root}: all {fp['n_cases']} cases belong to one patient; cross-validation needs images "
             "of at least two patients (the table's patient_id column)"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text(out.parent / "fingerprint.json", json.dumps(fp, indent=1))
+    write_text(out.parent / f"{out.stem}.fingerprint.json", json.dumps(fp, indent=1))
     where = pick_device(device).type
-    n_classes = _n_classes(fp)
-    spacing_reason = _geometry(fp)[2]
-    nets = B.NETWORKS if budget else B.NETWORKS[:1]
-    cands = [
-        _candidate(fp, s, n, b, memory_gb, n_classes)
-        for s in (B.SCALES if budget else (1.0,))
-        for n, b in nets
-    ]
-    cands = [c for c in cands if c.planned["topology"].n_stages >= MIN_STAGES]
-    if not cands:
-        raise MedsegError(
-            f"{root}: median shape {[round(s) for s in fp['median_shape']]} is too small for a U-Net of "
-            f"{MIN_STAGES} levels (at least {4 * rules.MIN_EDGE} voxels per axis); write the pipeline by hand"
-        )
-    refs: dict[tuple[str, int], tuple[Candidate, Any]] = {}
-    chosen = None
-    for cand in cands:
-        key = (cand.network, cand.base)
-        if key not in refs:
-            family = [c for c in cands if (c.network, c.base) == key]
-            ref = next(
-                (c for c in family if np.prod(c.planned["topology"].patch) <= REF_VOXELS[fp["spatial_dims"]]),
-                family[-1],
-            )
-            refs[key] = (ref, _measure(fp, ref, out, where, cases))
-        ref, measured = refs[key]
-        if budget is None:
-            cand.measured = measured
-            _fit(cand, measured, None, fp, None)
-            chosen = cand
-            break
-        _fit(cand, measured, None if cand is ref else ref, fp, budget)
-        if cand.epochs < B.MIN_EPOCHS:
-            continue
-        cand.measured = measured if cand is ref else _measure(fp, cand, out, where, cases)
-        _fit(cand, cand.measured, None, fp, budget)  # confirmed on the device
-        if cand.epochs >= B.MIN_EPOCHS and memory_fits(cand.measured.peak_bytes, where, memory_gb):
-            chosen = cand
-            break
-    if chosen is None:
-        raise MedsegError(
-            f"--budget {budget:.0f}s: even the smallest plan ({cands[-1].network}, "
-            f"scale {cands[-1].scale:g}) "
-            f"trains fewer than {B.MIN_EPOCHS} epochs per fold in it; give a larger budget"
-        )
-    chosen.reasons["spacing"] = spacing_reason
+    cands = candidates(fp, memory_gb, budget)
+    chosen = choose(
+        fp,
+        cands,
+        budget,
+        lambda c: _measure(fp, c, out, where, cases),
+        lambda m: memory_fits(m.peak_bytes, where, memory_gb),
+    )
+    chosen.reasons["spacing"] = _geometry(fp)[2]
     chosen.reasons["epochs"] = (
         f"{B.MAX_EPOCHS} epochs, nnU-Net's schedule"
         if budget is None
         else f"the most epochs for which 5 folds fit {B.MARGIN:.0%} of the {budget / 60:.0f} min budget"
     )
-    name = out.stem
-    raw, reasons = raw_config(fp, chosen, name, out, where)
+    return _write(fp, chosen, root, workflow, out, where, memory_gb, budget)
+
+
+def _write(
+    fp: dict[str, Any],
+    chosen: Candidate,
+    root: Path,
+    workflow: str,
+    out: Path,
+    where: str,
+    memory_gb: float,
+    budget: float | None,
+) -> dict[str, Any]:
+    cfg, reasons = planned_config(fp, chosen, out.stem, out, where)
     m = chosen.measured
     header = [
         f"medseg plan {root} --workflow {workflow} --device {where}"
         + (f" --budget {budget / 60:g}m" if budget else "")
         + f" --gpu-memory {memory_gb:g}GB",
         f"{fp['n_cases']} cases ({len(fp['bad_cases'])} bad), {fp['spatial_dims']}D {fp['modality']}, "
-        f"median shape {[round(s) for s in fp['median_shape']]}, classes {n_classes} (fingerprint.json)",
-        f"expected wall time of the {_folds(fp)}-fold study: {chosen.seconds / 60:.1f} min on {where} "
+        f"median shape {[round(s) for s in fp['median_shape']]}, classes {n_classes(fp)} "
+        f"({out.stem}.fingerprint.json)",
+        f"expected wall time of the {folds(fp)}-fold study: {chosen.seconds / 60:.1f} min on {where} "
         f"({m.seconds_per_step:.3f} s per training step measured, "
         f"{m.peak_bytes / 2**20:.0f} MB peak per step)",
         "Each planned value says why beside it; medseg run records the real wall time in timing.json.",
         "",
     ]
-    text = to_yaml(raw, reasons, header)
-    write_text(out, text)
+    if budget is None and chosen.seconds > DAY:
+        hint = f"about {chosen.seconds / 3600:.0f} h on {where}: give --budget (such as --budget 2h) to fit "
+        hint += "a time"
+        log.warning("plan: %s", hint)
+        header.insert(3, f"WARNING: {hint}")
+    write_text(out, to_yaml(cfg.model_dump(mode="json", exclude_unset=True), reasons, header))
     summary = {
         "pipeline": str(out),
         "expected_seconds": round(chosen.seconds, 1),
@@ -430,7 +293,7 @@ def plan_study(
         "peak_bytes": m.peak_bytes,
         "device": where,
     }
-    write_text(out.parent / f"{name}.plan.json", json.dumps(summary, indent=1))
+    write_text(out.parent / f"{out.stem}.plan.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -449,7 +312,7 @@ def memory_fits(peak_bytes: int, device: str, memory_gb: float) -> bool:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds of ``30m``, ``2h``, ``90s`` or a bare number of seconds.
+    """Seconds of ``30m``, ``2h``, ``90s`` or a bare number of seconds: finite and positive.
 
     Example:
         >>> parse_duration("30m"), parse_duration("1.5h"), parse_duration("45")
@@ -458,13 +321,16 @@ def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     t = text.strip().lower()
     try:
-        return float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         raise MedsegError(f"--budget {text}: expected a duration such as 30m, 2h or 900s") from None
+    if not math.isfinite(value) or value <= 0:
+        raise MedsegError(f"--budget {text}: must be positive and finite, such as 30m, 2h or 900s")
+    return value
 
 
 def parse_memory(text: str) -> float:
-    """Gigabytes of ``24GB``, ``24G`` or ``24``."""
+    """Gigabytes of ``24GB``, ``24G`` or ``24``: finite, at least 0.25 GB."""
     t = text.strip().upper().removesuffix("B").removesuffix("G")
     try:
         value = float(t)
@@ -472,4 +338,8 @@ def parse_memory(text: str) -> float:
         raise MedsegError(f"--gpu-memory {text}: expected a size such as 24GB") from None
     if not math.isfinite(value) or value <= 0:
         raise MedsegError(f"--gpu-memory {text}: must be positive")
+    if value < 0.25:
+        raise MedsegError(
+            f"--gpu-memory {text}: at least 0.25GB (no network trains in less); give the GPU's memory"
+        )
     return value

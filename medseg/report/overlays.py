@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from medseg.config.models import PipelineConfig
-from medseg.data.datalist import Case
 from medseg.evaluate.casewise import Row, worst_cases
 from medseg.infer.heldout import read_prediction
 from medseg.infer.sliding import image_spacing
 from medseg.io.atomic import atomic_path
+from medseg.io.case import Case
 from medseg.io.names import inside
 from medseg.io.segment_codes import PALETTE
 from medseg.transforms.steps import load_transforms
@@ -170,14 +170,14 @@ def write_overlays(
         shutil.rmtree(fold_overlays)
     if cfg.evaluate.overlays == "none":
         return []
-    chosen = [c["id"] for c in cases]
+    chosen = [c.id for c in cases]
     if cfg.evaluate.overlays == "worst":
         chosen = worst_cases(rows, cfg.evaluate.n_worst)
-    by_id = {c["id"]: c for c in cases}
+    by_id = {c.id: c for c in cases}
     load = Compose(load_transforms(cfg))
     out = []
     for case_id in chosen:
-        item = load(dict(by_id[case_id]))
+        item = load(by_id[case_id].item())
         ref = np.asarray(item["label"])[0].astype(np.int64)
         if cfg.data.ignore_value is not None:
             ref[ref == cfg.data.ignore_value] = 0

@@ -12,8 +12,8 @@ import numpy as np
 
 from medseg.chains import train_transforms
 from medseg.config.models import PipelineConfig
-from medseg.data.datalist import Case
 from medseg.io.atomic import atomic_path
+from medseg.io.case import Case
 from medseg.io.overlay import draw_overlay
 from medseg.report.overlays import display_slice
 from medseg.transforms.labels import foreground
@@ -33,7 +33,7 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
     fig, axes = plt.subplots(len(chosen), n_draws, figsize=(2.6 * n_draws, 2.2 * len(chosen)), squeeze=False)
     for i, case in enumerate(chosen):
         for j in range(n_draws):
-            item = chain(dict(case))
+            item = chain(case.item())
             if isinstance(item, list):  # patches: show the first
                 item = item[0]
             image = np.asarray(item["image"], dtype=np.float32)
@@ -43,7 +43,7 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
                 img2d = img2d[..., 0]
             axes[i, j].imshow(draw_overlay(img2d, ref2d, None))
             axes[i, j].set_axis_off()
-            axes[i, j].set_title(f"{case['id']} #{j + 1}", fontsize=7)
+            axes[i, j].set_title(f"{case.id} #{j + 1}", fontsize=7)
     fig.suptitle("training transforms: image with mask outline", fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")

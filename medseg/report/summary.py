@@ -17,7 +17,8 @@ from medseg.errors import MedsegError
 from medseg.evaluate.casewise import CLASS_MEAN, Row, class_summaries, read_metrics_csv
 from medseg.evaluate.metrics import DEFINITIONS, METRIC_NAMES, summarize
 from medseg.evaluate.uncertainty import ranking
-from medseg.io.readers import RASTER, reader_by_name
+from medseg.io.readers import reader_by_name
+from medseg.io.source import RASTER
 from medseg.run_dir import RunDir
 
 
@@ -84,9 +85,17 @@ def distance_unit(run: RunDir) -> str:
     if not run.datalist.is_file():
         return "mm"
     cases = json.loads(run.datalist.read_text()).get("cases", [])
-    images = [c.get("image") for c in cases]
-    pictures = bool(images) and all(isinstance(i, str) and reader_by_name(i) is RASTER for i in images)
+    kinds = [_kinds(c) for c in cases]
+    pictures = bool(kinds) and all(k and all(x == RASTER for x in k) for k in kinds)
     return "px" if pictures else "mm"
+
+
+def _kinds(case: dict[str, Any]) -> list[str]:
+    """The reader kinds of a ``datalist.json`` case's images (older folders: by the suffix)."""
+    if "images" in case:
+        return [str(s.get("kind")) for s in case["images"]]
+    by_name = reader_by_name(str(case.get("image", "")))
+    return [by_name.kind if by_name else ""]
 
 
 def mlflow_runs(run: RunDir) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch
 
 from medseg.chains import eval_transforms, train_transforms
 from medseg.config.models import PipelineConfig
-from medseg.data.datalist import Case
+from medseg.io.case import Case
 from medseg.runtime import cpu_cores as cores
 from medseg.train.distributed import DistInfo, ShardedBatchSampler, local_batch_size
 
@@ -85,8 +85,8 @@ def make_loaders(
     """
     from monai.data import CacheDataset, DataLoader, ThreadDataLoader
 
-    def items(cases: list[Case]) -> list[dict[str, str]]:  # only what collates
-        return [{"id": c["id"], "image": c["image"], "label": c["label"]} for c in cases]
+    def items(cases: list[Case]) -> list[dict[str, Any]]:
+        return [c.item() for c in cases]
 
     device = device or torch.device("cpu")
     distributed = dist is not None and dist.enabled

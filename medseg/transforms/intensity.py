@@ -4,7 +4,9 @@
 window. ``ClipZScore`` is nnU-Net's CT scheme: clip to the 0.5 and 99.5 percentiles of the
 foreground intensities of the training cases, then subtract their mean and divide by their std;
 the statistics are gathered once at ingest (:mod:`medseg.transforms.statistics`) and saved with the
-run. Per-image z-score for MR is MONAI's ``NormalizeIntensityd``.
+run. Per-image z-score for MR is MONAI's ``NormalizeIntensityd``; where channels need different
+schemes (an nnU-Net data set with a ``CT`` channel beside others), ``ClipZScored`` and ``ZScored``
+take the ``channels`` they normalise and leave the others as they are.
 """
 
 from __future__ import annotations
@@ -79,15 +81,66 @@ class ClipZScore(Transform):
         [-2.0, 1.0, 2.0]
     """
 
-    def __init__(self, lower: float, upper: float, mean: float, std: float) -> None:
+    def __init__(
+        self, lower: float, upper: float, mean: float, std: float, channels: Sequence[int] | None = None
+    ) -> None:
         if upper <= lower or std <= 0:
             raise ValueError(f"ClipZScore: need lower < upper and std > 0, got {lower}, {upper}, {std}")
         self.lower, self.upper, self.mean, self.std = lower, upper, mean, std
+        self.channels = None if channels is None else list(channels)
 
     def __call__(self, img: Any) -> Any:
         x = torch.as_tensor(img, dtype=torch.float32)
-        out = (x.clamp(self.lower, self.upper) - self.mean) / self.std
+        if self.channels is None:
+            out = (x.clamp(self.lower, self.upper) - self.mean) / self.std
+        else:
+            out = x.clone()
+            out[self.channels] = (x[self.channels].clamp(self.lower, self.upper) - self.mean) / self.std
         return MetaTensor(out, meta=img.meta) if isinstance(img, MetaTensor) else out
+
+
+class ZScore(Transform):
+    """Per image, each of ``channels`` to zero mean and unit std (nnU-Net's ZScoreNormalization);
+    other channels as they are.
+
+    Example:
+        >>> out = ZScore([1])(torch.tensor([[1.0, 3.0], [2.0, 4.0]]))
+        >>> out.tolist()
+        [[1.0, 3.0], [-1.0, 1.0]]
+    """
+
+    def __init__(self, channels: Sequence[int]) -> None:
+        self.channels = list(channels)
+
+    def __call__(self, img: Any) -> Any:
+        x = torch.as_tensor(img, dtype=torch.float32)
+        out = x.clone()
+        for c in self.channels:
+            std = x[c].std(unbiased=False)
+            out[c] = (x[c] - x[c].mean()) / torch.clamp(std, min=1e-8)
+        return MetaTensor(out, meta=img.meta) if isinstance(img, MetaTensor) else out
+
+
+class ZScored(MapTransform):
+    """Dictionary version of :class:`ZScore`.
+
+    Args:
+        keys: the keys normalised (``image``).
+        channels: the channels z-scored per image.
+        allow_missing_keys: skip absent keys instead of failing.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, channels: Sequence[int], allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.op = ZScore(channels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key])
+        return d
 
 
 class CTWindowd(MapTransform):
@@ -129,6 +182,7 @@ class ClipZScored(MapTransform):
         upper: upper clip bound, or None to gather it.
         mean: foreground mean, or None to gather it.
         std: foreground standard deviation, or None to gather it.
+        channels: the channels normalised (gathered over); default all.
         allow_missing_keys: skip absent keys instead of failing.
     """
 
@@ -140,6 +194,7 @@ class ClipZScored(MapTransform):
         upper: float | None = None,
         mean: float | None = None,
         std: float | None = None,
+        channels: Sequence[int] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -148,7 +203,9 @@ class ClipZScored(MapTransform):
             raise ValueError(f"percentiles {list(percentiles)}: need 0 <= low < high <= 100")
         self.percentiles = (lo, hi)
         self.values = (lower, upper, mean, std)
-        self.op = ClipZScore(*self.values) if None not in self.values else None  # type: ignore[arg-type]
+        self.channels = None if channels is None else list(channels)
+        ready = None not in self.values
+        self.op = ClipZScore(*self.values, channels=self.channels) if ready else None  # type: ignore[arg-type]
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         if self.op is None:

@@ -1,16 +1,18 @@
-"""``LoadCased``: read ``image`` and ``label`` of a case with medseg's readers into MetaTensors.
+"""``LoadCased``: read ``image`` and ``label`` of a case into MetaTensors, by each source's reader.
 
-Every kind of file goes through the reader registry (:mod:`medseg.io.readers`), so DICOM series
-are sorted and checked, CT is in HU and volumes are in the canonical RAS+ frame. Output is channel
-first: (C, H, W) for 2D workflows, (C, X, Y, Z) for 3D. The meta data carry ``spacing`` (mm, or
-pixels for PNG/JPEG), ``laterality`` ("L", "R" or "") and ``filename_or_obj``; the affine is the
-RAS affine for volumes. 8-bit and 16-bit PNG/JPEG images are scaled to [0, 1]; DICOM and NIfTI
-values are kept as they are.
+Every file goes through :func:`medseg.io.loading.load`, so DICOM series are sorted and checked, CT
+is in HU, volumes are in the canonical RAS+ frame and pictures are scaled to [0, 1]; nothing here
+knows a format. An image may be several channel files (T1, T2, FLAIR): they are read in order and
+stacked as channels, and must lie on one grid. Output is channel first: (C, H, W) for 2D
+workflows, (C, X, Y, Z) for 3D. The meta data carry ``spacing`` (mm, or pixels for pictures),
+``laterality``, ``source_shape`` (and ``source_affine`` for volumes), ``kind`` and
+``filename_or_obj``; the affine is the RAS affine for volumes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,75 +22,76 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from medseg.errors import DataError
-from medseg.io.readers import RASTER, read_image2d, read_volume, reader_by_name
+from medseg.io.loading import load
+from medseg.io.source import Properties, Source
 from medseg.transforms.keys import LABEL_KEY
+
+Sources = Source | str | Path | Sequence[Source | str | Path]
+
+
+def read_channels(
+    sources: Sources,
+    spatial_dims: int,
+    channels: int | None = None,
+    voi_lut: bool = False,
+    label: bool = False,
+) -> tuple[np.ndarray, Properties]:
+    """The channel files of an image read and stacked, with the first file's properties.
+
+    Args:
+        sources: one source (or path), or one per channel file in order.
+        spatial_dims: 2 or 3.
+        channels: the channels the files add up to (pictures are converted to an equal share).
+        voi_lut: apply a DICOM image's VOI LUT or window.
+        label: read a label map.
+
+    Raises:
+        DataError: a file cannot be read, or the channel files are not on one grid.
+    """
+    group = [sources] if isinstance(sources, Source | str | Path) else list(sources)
+    share = channels // len(group) if channels and channels % len(group) == 0 else None
+    read = [load(s, spatial_dims, share, voi_lut, label) for s in group]
+    first, props = read[0]
+    for (array, other), src in zip(read[1:], group[1:], strict=True):
+        if array.shape[1:] != first.shape[1:] or np.abs(other.affine - props.affine).max() > 1e-3:
+            name = src.shown if isinstance(src, Source) else src
+            raise DataError(
+                f"{name}: channel file not on the grid of the first ({array.shape[1:]} vs {first.shape[1:]})"
+            )
+    array = first if len(read) == 1 else np.concatenate([a for a, _ in read], axis=0)
+    props.channels = int(array.shape[0])
+    return array, props
+
+
+def to_meta_tensor(array: np.ndarray, props: Properties, name: str) -> MetaTensor:
+    """A channel-first array as a MetaTensor carrying its properties' plain values."""
+    meta = {**props.meta(), "filename_or_obj": name}
+    return MetaTensor(
+        torch.from_numpy(np.ascontiguousarray(array)),
+        affine=torch.as_tensor(props.affine, dtype=torch.float64),
+        meta=meta,
+    )
 
 
 def load_image(
-    path: str | list[str],
+    sources: Sources,
     spatial_dims: int,
     voi_lut: bool = False,
     is_label: bool = False,
     channels: int | None = None,
 ) -> MetaTensor:
-    """One image as a channel-first MetaTensor; ``path`` may be the file list of a DICOM series.
-
-    ``channels``: what a picture is converted to (RGBA and palette to RGB), labels excepted.
-    """
-    if spatial_dims == 3:
-        array, affine, tags = read_volume(path)
-        data = array[None] if array.ndim == 3 else np.moveaxis(array, -1, 0)
-        spacing = tuple(tags["spacing"])
-        laterality = ""
-        source = {"source_affine": tags["source_affine"], "source_shape": tags["source_shape"]}
-    else:
-        if isinstance(path, list):
-            raise DataError(f"{path[0]}: a DICOM series in a 2D workflow; give single image files")
-        array, tags = read_image2d(
-            path, voi_lut=voi_lut and not is_label, channels=None if is_label else channels
-        )
-        data = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
-        spacing = tuple(tags["spacing"])
-        affine = np.diag([spacing[0], spacing[1], 1.0, 1.0])
-        laterality = tags.get("laterality") or ""
-        source = {"source_shape": tuple(array.shape[:2])}
-    if is_label:
-        tensor = torch.from_numpy(label_values(data))
-    else:
-        scale = 1.0
-        if isinstance(path, str) and reader_by_name(path) is RASTER and data.dtype in (np.uint8, np.uint16):
-            scale = 1.0 / float(np.iinfo(data.dtype).max)
-        tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)) * scale
-    meta = {
-        "spacing": np.asarray(spacing, dtype=np.float64),
-        "laterality": laterality,
-        "filename_or_obj": path if isinstance(path, str) else str(path[0]),
-        **source,
-    }
-    return MetaTensor(tensor, affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
+    """One image (or label) as a channel-first MetaTensor; see :func:`read_channels`."""
+    array, props = read_channels(sources, spatial_dims, None if is_label else channels, voi_lut, is_label)
+    return to_meta_tensor(array, props, _name(sources))
 
 
-def label_values(data: np.ndarray) -> np.ndarray:
-    """A writable copy of a label array in a dtype torch computes with.
-
-    Torch has no arithmetic for uint16/uint32/uint64 and none for rounding booleans, so 16-bit PNG
-    masks, 1-bit masks and unsigned NIfTI labels are widened to int64 (bool to uint8); values are
-    unchanged (ingest has checked they are label values).
-
-    Example:
-        >>> label_values(np.array([[0, 1]], dtype=np.uint16)).dtype
-        dtype('int64')
-    """
-    array = np.array(data)  # a copy: PIL arrays are read-only
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8)
-    if array.dtype.kind == "u" and array.dtype.itemsize > 1:
-        return array.astype(np.int64)
-    return array
+def _name(sources: Sources) -> str:
+    first = sources if isinstance(sources, Source | str | Path) else next(iter(sources))
+    return str(first.path if isinstance(first, Source) else first)
 
 
 class LoadCased(MapTransform):
-    """Read each key's path through the reader registry; ``label`` is read as a label.
+    """Read each key's sources through their readers; ``label`` is read as a label.
 
     Labels keep their values and never get a VOI LUT.
 
@@ -96,8 +99,8 @@ class LoadCased(MapTransform):
         keys: the keys read (``image``, ``label``).
         spatial_dims: 2 for pictures and single DICOM images, 3 for volumes.
         voi_lut: apply a DICOM image's VOI LUT or window to ``image``.
-        channels: the channels pictures are read with (RGBA and palette become RGB for 3);
-            None reads them as stored.
+        channels: the channels an image's files add up to (RGBA and palette pictures become RGB
+            for 3); None reads them as stored.
         allow_missing_keys: skip absent keys instead of failing.
     """
 
@@ -117,8 +120,9 @@ class LoadCased(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            path = [str(p) for p in d[key]] if isinstance(d[key], list | tuple) else str(d[key])
-            d[key] = load_image(
-                path, self.spatial_dims, self.voi_lut, is_label=key == LABEL_KEY, channels=self.channels
+            label = key == LABEL_KEY
+            array, props = read_channels(
+                d[key], self.spatial_dims, None if label else self.channels, self.voi_lut, label
             )
+            d[key] = to_meta_tensor(array, props, _name(d[key]))
         return d

@@ -17,6 +17,7 @@ import numpy as np
 
 from medseg.config.models import PipelineConfig
 from medseg.errors import DataError
+from medseg.io.case import Case
 from medseg.transforms.labels import foreground
 from medseg.transforms.steps import load_transforms
 
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 
 def gather_foreground_stats(
     cfg: PipelineConfig,
-    cases: list[dict[str, Any]],
+    cases: list[Case],
     percentiles: tuple[float, float],
     samples_per_case: int = 10000,
+    channels: list[int] | None = None,
 ) -> dict[str, Any]:
     """Clip bounds at ``percentiles``, mean and std of the foreground voxels of ``cases``.
 
@@ -36,6 +38,7 @@ def gather_foreground_stats(
         cases: the cases to gather over.
         percentiles: the lower and upper clip percentiles.
         samples_per_case: foreground voxels sampled per case, so large volumes do not dominate.
+        channels: the channels whose values are pooled; default the first.
 
     Returns:
         ``lower``, ``upper``, ``mean``, ``std`` and the counts behind them.
@@ -49,10 +52,10 @@ def gather_foreground_stats(
     rng = np.random.default_rng(cfg.seed)
     samples = []
     for case in cases:
-        item = load({"image": case["image"], "label": case["label"]})
-        image = np.asarray(item["image"], dtype=np.float32)[0]
+        item = load(case.item())
+        image = np.asarray(item["image"], dtype=np.float32)[channels or [0]]
         fg = foreground(np.asarray(item["label"])[0], cfg.data.ignore_value)
-        values = image[fg]
+        values = image[:, fg].ravel()
         if values.size > samples_per_case:
             values = rng.choice(values, samples_per_case, replace=False)
         samples.append(values)

@@ -25,10 +25,11 @@ def test_pairs_and_metadata(root: Path) -> None:
     cases, bad = build_datalist(DataConfig(root=root))
     assert len(cases) == 8 and bad == []
     first = cases[0]
-    assert first["id"] == "SYN0000"
-    assert first["image"].endswith("SYN0000.jpg") and first["label"].endswith("SYN0000_segmentation.png")
-    assert (first["height"], first["width"]) == (32, 40)
-    assert first["patient_id"].startswith("P") and first["diagnosis"]
+    assert first.id == "SYN0000"
+    assert str(first.images[0].path).endswith("SYN0000.jpg")
+    assert first.label is not None and str(first.label.path).endswith("SYN0000_segmentation.png")
+    assert first.shape == (32, 40) and first.images[0].kind == first.label.kind == "raster"
+    assert first.patient.startswith("P") and first.diagnosis
 
 
 def _break(root: Path) -> None:
@@ -65,7 +66,7 @@ def test_bad_cases_stop_with_every_reason(root: Path) -> None:
 def test_skip_records_bad_cases_and_keeps_the_rest(root: Path) -> None:
     _break(root)
     cases, bad = build_datalist(DataConfig(root=root, on_bad_case="skip"))
-    assert [c["id"] for c in cases] == ["SYN0000", "SYN0006", "SYN0007"]
+    assert [c.id for c in cases] == ["SYN0000", "SYN0006", "SYN0007"]
     assert sorted(b["id"] for b in bad) == ["SYN0001", "SYN0002", "SYN0003", "SYN0004", "SYN0005"]
 
 
@@ -104,7 +105,7 @@ def test_rgba_image_is_read_as_rgb_and_cmyk_or_grey_refused_with_channel_counts(
     Image.fromarray(np.zeros((32, 40, 4), np.uint8)).save(root / IMAGES / "SYN0006.png")
     (root / IMAGES / "SYN0006.jpg").unlink()
     good, _ = build_datalist(DataConfig(root=root))
-    assert "SYN0006" in {c["id"] for c in good}
+    assert "SYN0006" in {c.id for c in good}
     Image.new("CMYK", (40, 32)).save(root / IMAGES / "SYN0007.jpg")
     Image.new("L", (40, 32)).save(root / IMAGES / "SYN0008.jpg")
     for cid in ("SYN0007", "SYN0008"):

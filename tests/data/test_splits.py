@@ -9,23 +9,23 @@ import pytest
 from medseg.config.models import SplitConfig
 from medseg.data.splits import inner_validation, load_or_make_splits, make_splits
 from medseg.errors import DataError
+from medseg.io.case import Case
+from medseg.io.source import Source
 
 
-def _cases(n: int = 60) -> list[dict]:
+def _cases(n: int = 60) -> list[Case]:
     diagnoses = ["common_nevus", "atypical_nevus", "melanoma"]
-    return [
-        {"id": f"C{i:03d}", "patient_id": f"P{i // 3:02d}", "diagnosis": diagnoses[(i // 3) % 3]}
-        for i in range(n)
-    ]
+    image = (Source.one("x.png", "raster"),)
+    return [Case(f"C{i:03d}", image, None, f"P{i // 3:02d}", diagnoses[(i // 3) % 3]) for i in range(n)]
 
 
 def test_folds_are_grouped_by_patient_and_cover_every_case_once() -> None:
     cases = _cases()
     splits = make_splits(cases, SplitConfig(n_folds=5, seed=1))
     assert len(splits) == 5
-    patient = {c["id"]: c["patient_id"] for c in cases}
+    patient = {c.id: c.patient for c in cases}
     held = [i for s in splits for i in s["val"]]
-    assert sorted(held) == sorted(c["id"] for c in cases)
+    assert sorted(held) == sorted(c.id for c in cases)
     for s in splits:
         assert not {patient[i] for i in s["train"]} & {patient[i] for i in s["val"]}
         assert not set(s["train"]) & set(s["val"])
@@ -33,7 +33,7 @@ def test_folds_are_grouped_by_patient_and_cover_every_case_once() -> None:
 
 def test_folds_are_stratified_by_diagnosis() -> None:
     cases = _cases()
-    diag = {c["id"]: c["diagnosis"] for c in cases}
+    diag = {c.id: c.diagnosis for c in cases}
     for s in make_splits(cases, SplitConfig(n_folds=5, seed=1)):
         counts = Counter(diag[i] for i in s["val"])
         assert set(counts) == {"common_nevus", "atypical_nevus", "melanoma"}
@@ -57,7 +57,7 @@ def test_splits_are_saved_and_reused(tmp_path: Path) -> None:
 
 def test_user_splits_file_is_accepted_and_checked(tmp_path: Path) -> None:
     cases = _cases(10)
-    ids = [c["id"] for c in cases]
+    ids = [c.id for c in cases]
     user = [{"train": ids[5:], "val": ids[:5]}, {"train": ids[:5], "val": ids[5:]}]
     path = tmp_path / "my_splits.json"
     path.write_text(json.dumps(user))
@@ -82,8 +82,8 @@ def test_too_few_patients_for_the_folds() -> None:
 
 def test_inner_validation_is_grouped() -> None:
     cases = _cases()
-    ids = [c["id"] for c in cases]
+    ids = [c.id for c in cases]
     fit, val = inner_validation(ids, cases, 0.2, seed=0)
-    patient = {c["id"]: c["patient_id"] for c in cases}
+    patient = {c.id: c.patient for c in cases}
     assert val and fit and not {patient[i] for i in fit} & {patient[i] for i in val}
     assert sorted(fit + val) == sorted(ids)

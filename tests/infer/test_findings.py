@@ -17,7 +17,7 @@ def test_findings_equal_a_count_class_by_class():
             label[x : x + 6, y : y + 5, z : z + 3] = value
     affine = np.diag([0.8, 0.8, 3.0, 1.0])
     names = {1: "a", 2: "b", 3: "c", 4: "d"}
-    found = findings(label, affine, names, "nifti")
+    found = findings(label, affine, names, ("mL", 1e-3))
     assert found["volume_unit"] == "mL"
     for value, name in names.items():
         mask = label == value

@@ -25,10 +25,10 @@ def test_largest_component_and_hole_filling_per_class(tmp_path):
     label[12:18, 2:8] = 2  # class 2: one blob with a hole
     label[14, 4] = 0
     t = torch.from_numpy(label)
-    assert torch.equal(postprocess(t, _cfg(tmp_path)), t)  # both off: unchanged
-    out = postprocess(t, _cfg(tmp_path, largest_component=True)).numpy()
+    assert torch.equal(postprocess(t, InferConfig(), 3), t)  # both off: unchanged
+    out = postprocess(t, InferConfig(largest_component=True), 3).numpy()
     assert out[15:17, 15:17].sum() == 0 and out[2, 2] == 1 and out[5, 5] == 0 and out[14, 4] == 0
-    out = postprocess(t, _cfg(tmp_path, largest_component=True, fill_holes=True)).numpy()
+    out = postprocess(t, InferConfig(largest_component=True, fill_holes=True), 3).numpy()
     expected = label.copy()
     expected[15:17, 15:17] = 0
     expected[5, 5], expected[14, 4] = 1, 2

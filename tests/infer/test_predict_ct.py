@@ -31,7 +31,7 @@ NAMED_SERIES = "ÉLODIE_DURAND"  # ... and files: ÉLODIE_DURAND/ÉLODIE_DURAND_
 
 def case_inputs(ct_run: Path) -> dict[str, str]:
     datalist = json.loads((ct_run / "datalist.json").read_text())
-    return {c["id"]: c["image"] for c in datalist["cases"]}
+    return {c["id"]: c["images"][0]["path"] for c in datalist["cases"]}
 
 
 def test_predict_with_a_fold_model_equals_its_held_out_prediction(ct_run, tmp_path):

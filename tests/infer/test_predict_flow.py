@@ -82,7 +82,7 @@ def _dies_on_the_victim(item, out_dir):  # module level: the pool pickles it by 
 def test_a_process_that_dies_fails_only_the_inputs_under_way(model_and_inputs, tmp_path, monkeypatch):
     run_dir, inputs = model_and_inputs
     bundle = load_bundle(str(run_dir))
-    keys = [item.key for item in discover(inputs, bundle.cfg)]
+    keys = [item.key for item in discover(inputs, bundle.cfg.transforms.spatial_dims, bundle.cfg.predict)]
     VICTIM["key"] = keys[-2]  # late in the batch: inputs before it are done by then
     monkeypatch.setattr(processes, "_one", _dies_on_the_victim)
     out = tmp_path / "out"

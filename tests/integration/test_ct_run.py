@@ -28,14 +28,16 @@ def test_synthetic_ct_run_writes_volumes_on_the_input_grid(tmp_path):
     assert 20 < stats["mean"] < 80  # liver and spleen HU of the synthetic organs
     assert "mean: " in (run_dir / "config.yaml").read_text()  # the resolved plan records them
     datalist = json.loads((run_dir / "datalist.json").read_text())
-    assert datalist["cases"][0]["image"].endswith("dicom/ct_000")  # the DICOM series case is in the run
+    assert datalist["cases"][0]["images"][0]["path"].endswith(
+        "dicom/ct_000"
+    )  # the DICOM series case is in the run
     pred_path = next((run_dir / "fold_0" / "predictions").glob("*.nii.gz"))
     case = next(c for c in datalist["cases"] if c["id"] == pred_path.name.removesuffix(".nii.gz"))
     pred = nib.load(pred_path)
     assert list(pred.shape) == case["shape"]
     from medseg.io.readers import volume_geometry
 
-    _, label_affine = volume_geometry(case["label"])
+    _, label_affine = volume_geometry(case["label"]["path"])
     np.testing.assert_allclose(pred.affine, label_affine, atol=1e-4)
     assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
     rows = _rows(run_dir / "fold_0" / "metrics.csv")

@@ -26,7 +26,7 @@ def test_run_with_ignore_value_and_without_metadata(tmp_path: Path) -> None:
     cfg = tiny_config(root, tmp_path / "run", data={"ignore_value": 255}, tracking={"enabled": False})
     run_dir = run(cfg)
     datalist = json.loads((run_dir / "datalist.json").read_text())
-    assert all(c["patient_id"] == c["id"] and c["diagnosis"] is None for c in datalist["cases"])
+    assert all(c["patient"] == c["id"] and c["diagnosis"] is None for c in datalist["cases"])
     rows = [r for k in (0, 1) for r in read_metrics_csv(run_dir / f"fold_{k}" / "metrics.csv")]
     assert len(rows) == 8 and all(0.0 <= r["dice"] <= 1.0 for r in rows)
     history = (run_dir / "fold_0" / "history.csv").read_text().splitlines()[1].split(",")

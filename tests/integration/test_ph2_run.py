@@ -24,7 +24,7 @@ def test_isic_pipeline_runs_on_real_ph2_cases(ph2_root: Path, tmp_path: Path) ->
     datalist = json.loads((out / "datalist.json").read_text())
     assert len(datalist["cases"]) == 150 and datalist["bad_cases"] == []
     splits = json.loads((out / "splits.json").read_text())
-    patients = {c["id"]: c["patient_id"] for c in datalist["cases"]}
+    patients = {c["id"]: c["patient"] for c in datalist["cases"]}
     for fold in splits:
         assert not {patients[i] for i in fold["train"]} & {patients[i] for i in fold["val"]}
     summary = json.loads((out / "summary.json").read_text())
@@ -39,4 +39,4 @@ def test_ph2_ingest_reads_every_real_case(ph2_root: Path) -> None:
     cases, bad = build_datalist(DataConfig(root=ph2_root))
     assert len(cases) == 150 and not bad
     assert {c["diagnosis"] for c in cases} == {"common_nevus", "atypical_nevus", "melanoma"}
-    assert all(c["height"] > 500 and c["width"] > 700 for c in cases)
+    assert all(c["shape"][0] > 500 and c["shape"][1] > 700 for c in cases)

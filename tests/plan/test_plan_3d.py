@@ -37,7 +37,7 @@ def test_an_anisotropic_table_is_planned_and_runs(tmp_path):
     out = tmp_path / "plans" / "vol.yaml"
     summary = plan_study(data, "table", out, device="cpu", budget=None)
     raw = yaml.safe_load(out.read_text())
-    fp = json.loads((out.parent / "fingerprint.json").read_text())
+    fp = json.loads((out.parent / "vol.fingerprint.json").read_text())
     assert fp["spatial_dims"] == 3 and fp["median_spacing"] == pytest.approx([0.8, 0.8, 4.0])
     # z is 5x the in-plane spacing and its 8 slices under a third of 40: the 10th percentile
     assert raw["transforms"]["spacing"] == pytest.approx([0.8, 0.8, float(np.percentile(z, 10))], abs=1e-4)

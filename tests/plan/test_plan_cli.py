@@ -35,8 +35,8 @@ def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path)
     raw = yaml.safe_load(text)
     assert cfg.transforms.spatial_size == raw["transforms"]["spatial_size"]
     assert cfg.infer.largest_component == "auto" and cfg.train.epochs >= 40
-    assert cfg.fingerprint == (out.parent / "fingerprint.json").resolve()
-    fp = json.loads((out.parent / "fingerprint.json").read_text())
+    assert cfg.fingerprint == (out.parent / "syn.fingerprint.json").resolve()
+    fp = json.loads((out.parent / "syn.fingerprint.json").read_text())
     assert fp["n_cases"] == 20 and fp["median_shape"] == [48.0, 64.0] and "usable" not in fp
     summary = json.loads((out.parent / "syn.plan.json").read_text())
     assert summary["expected_seconds"] <= 120 * 0.9 + 1 and summary["seconds_per_step"] > 0
@@ -47,7 +47,10 @@ def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path)
     [
         (["--budget", "soon"], "--budget soon: expected a duration such as 30m"),
         (["--budget", "-5m"], "--budget -5m: must be positive"),
-        (["--workflow", "xray"], "--workflow xray: expected one of isic, ct, mammo, table"),
+        (
+            ["--workflow", "xray"],
+            "--workflow xray: expected one of auto, isic, ct, mammo, table, nnunet, decathlon",
+        ),
         (["--gpu-memory", "lots"], "--gpu-memory lots: expected a size such as 24GB"),
         (["--device", "tpu"], "--device tpu: expected auto, cpu or cuda"),
     ],

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from medseg.io.case import Case
+from medseg.io.source import Source
 from medseg.transforms.intensity import WINDOWS, ClipZScore, ClipZScored, CTWindowd, parse_window
 
 
@@ -60,9 +62,8 @@ def test_gathered_statistics_equal_numpy_on_the_foreground(tmp_path):
         label[7, 7, 5] = 9  # not picked by data.labels: background
         write_nifti(tmp_path / f"i{i}.nii.gz", image, affine)
         write_nifti(tmp_path / f"l{i}.nii.gz", label, affine)
-        cases.append(
-            {"id": f"c{i}", "image": str(tmp_path / f"i{i}.nii.gz"), "label": str(tmp_path / f"l{i}.nii.gz")}
-        )
+        image_file = Source.one(tmp_path / f"i{i}.nii.gz", "nifti")
+        cases.append(Case(f"c{i}", (image_file,), Source.one(tmp_path / f"l{i}.nii.gz", "nifti")))
         fg_values.append(image[label == 5].astype(np.float32))
     cfg = tiny_config(
         tmp_path,

@@ -29,7 +29,7 @@ def test_the_random_part_gets_plain_copies_and_leaves_the_cache_and_tracking_alo
     assert not any(isinstance(t, Untracked) for t in chain.transforms[:-1])
     cases, _ = build_datalist(cfg.data, 2, 3)
     first_random = chain.get_index_of_first(lambda t: isinstance(t, Untracked))
-    cached = chain({"image": cases[0]["image"], "label": cases[0]["label"]}, end=first_random)
+    cached = chain(cases[0].item(), end=first_random)
     assert isinstance(cached["image"], MetaTensor)  # the cached part keeps its meta data
     before = {k: cached[k].clone() for k in ("image", "label")}
     chain.set_random_state(seed=3)
@@ -54,7 +54,7 @@ def test_the_same_seed_gives_the_same_draws(synthetic_root, tmp_path):
     for _ in range(2):
         chain = train_transforms(cfg)
         chain.set_random_state(seed=11)
-        runs.append([chain({"image": cases[0]["image"], "label": cases[0]["label"]}) for _ in range(2)])
+        runs.append([chain(cases[0].item()) for _ in range(2)])
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
 
