@@ -49,6 +49,18 @@ def every_seg_passes_dciodvfy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     assert not problems, f"dciodvfy finds errors in the DICOM SEG written: {problems}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` run where a CUDA device is visible and are skipped, saying so, elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is visible")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 def make_dataset(root: Path, n_cases: int = 12, seed: int = 0, height: int = 48, width: int = 64) -> Path:
     from medseg.data.synthetic import generate_dataset
 
