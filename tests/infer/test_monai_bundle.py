@@ -144,23 +144,34 @@ def test_files_and_monai_verifies_metadata_and_network(study, request):
 
 def test_bundle_run_on_nifti_equals_medseg_predict(ct_study, tmp_path):
     """Two synthetic CT volumes, one stored RAS and one LPS (reoriented and back), resampled from
-    1.5 x 1.5 x 3 mm to 3 mm: the bundle's label maps are medseg predict's, voxel for voxel."""
+    1.5 x 1.5 x 3 mm to 3 mm: the bundle's label maps are medseg predict's, voxel for voxel, also
+    with the largest component of each class kept and holes filled."""
     run_dir, bundle = ct_study
     data = Path(json.loads((run_dir / "datalist.json").read_text())["root"])
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for case in ("ct_001", "ct_002"):
+    cases = ("ct_001", "ct_002")
+    for case in cases:
         (inputs / f"{case}.nii.gz").write_bytes((data / "imagesTr" / f"{case}.nii.gz").read_bytes())
-    bundle_run(bundle, inputs, tmp_path / "bundle_out", "*.nii.gz")
-    predict_folder(load_bundle(str(run_dir)), inputs, tmp_path / "medseg_out", torch.device("cpu"), workers=0)
-    for case in ("ct_001", "ct_002"):
-        ours = nib.load(tmp_path / "medseg_out" / f"{case}.nii.gz")
-        theirs = nib.load(tmp_path / "bundle_out" / f"{case}_seg.nii.gz")
-        expected, got = np.asarray(ours.dataobj), np.asarray(theirs.dataobj)
-        assert got.shape == expected.shape and got.dtype == np.uint8
-        np.testing.assert_array_equal(got, expected)
-        np.testing.assert_allclose(theirs.affine, ours.affine, atol=1e-4)
-        assert len(np.unique(expected)) > 1  # the model predicts some foreground: a real comparison
+    post = ["infer.largest_component=true", "infer.fill_holes=true"]
+    found = {}
+    for name, sets in (("plain", []), ("post", post)):
+        here = (
+            bundle if not sets else export(run_dir, tmp_path / "post_bundle", *(f"--set={s}" for s in sets))
+        )
+        bundle_run(here, inputs, tmp_path / name / "bundle", "*.nii.gz")
+        model = load_bundle(str(run_dir), sets)
+        predict_folder(model, inputs, tmp_path / name / "medseg", torch.device("cpu"), workers=0)
+        for case in cases:
+            ours = nib.load(tmp_path / name / "medseg" / f"{case}.nii.gz")
+            theirs = nib.load(tmp_path / name / "bundle" / f"{case}_seg.nii.gz")
+            expected, got = np.asarray(ours.dataobj), np.asarray(theirs.dataobj)
+            assert got.shape == expected.shape and got.dtype == np.uint8
+            np.testing.assert_array_equal(got, expected)
+            np.testing.assert_allclose(theirs.affine, ours.affine, atol=1e-4)
+            assert len(np.unique(expected)) > 1  # the model predicts some foreground: a real comparison
+            found[name, case] = expected
+    assert any((found["plain", c] != found["post", c]).any() for c in cases)  # post-processing changed voxels
 
 
 def test_bundle_run_on_png_equals_medseg_predict(derm_study, tmp_path):
