@@ -458,19 +458,36 @@ def _predict_result(summary: dict, manifest: Path) -> str:
 @command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run folder written by `medseg run`")],
-    format_: Annotated[str, typer.Option("--format", "-f", help="torchscript or onnx")] = "torchscript",
+    format_: Annotated[
+        str, typer.Option("--format", "-f", help="torchscript, onnx or bundle (a MONAI bundle folder)")
+    ] = "torchscript",
     out: Annotated[
-        Path | None, typer.Option(help="model file; default <run_dir>/export/model.pt or .onnx")
+        Path | None,
+        typer.Option(help="model file or bundle folder; default export/model.pt, .onnx, <name>_segmentation"),
     ] = None,
     fold: Annotated[list[int] | None, typer.Option(help="export only this fold (repeatable)")] = None,
+    set_: SetOpt = None,
 ) -> None:
-    """Export the fold ensemble (mean softmax) as TorchScript or ONNX, with a JSON description."""
+    """Export the fold ensemble (mean softmax) as TorchScript or ONNX with a JSON description, or
+    the whole study as a MONAI bundle."""
     from medseg.infer.bundle import bundle_from_run_dir
+
+    if format_ not in ("torchscript", "onnx", "bundle"):
+        raise MedsegError(f"--format {format_}: expected one of torchscript, onnx, bundle")
+    bundle = bundle_from_run_dir(run_dir, set_, fold)
+    if format_ == "bundle":
+        from medseg.report.monai_bundle import export_monai_bundle
+
+        folder = export_monai_bundle(bundle, out or run_dir / "export" / f"{bundle.cfg.name}_segmentation")
+        typer.echo(
+            f"exported: MONAI bundle {folder}; fill in its LICENSE and the authors and copyright "
+            "of configs/metadata.json"
+        )
+        return
     from medseg.infer.export import export_model
 
     suffix = {"torchscript": ".pt", "onnx": ".onnx"}.get(format_, "")
-    target = out or run_dir / "export" / f"model{suffix}"
-    path = export_model(bundle_from_run_dir(run_dir, None, fold), format_, target)
+    path = export_model(bundle, format_, out or run_dir / "export" / f"model{suffix}")
     typer.echo(f"exported: {path} (+ .json, .config.yaml)")
 
 
