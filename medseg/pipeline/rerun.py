@@ -4,9 +4,11 @@ Fold models are trained with the settings in ``config.yaml``; ``medseg predict``
 read those settings back. So once a fold has weights, a rerun whose settings would change what the
 models are (data, splits, transforms, network, training, seed) or how they are scored (inference,
 evaluation) is refused with the keys that differ, because the old models would be used with new
-settings. What may change: more ``train.epochs`` (the documented extension), the folds a job runs,
-and settings that leave models and scores alone (the folder's own path, tracking, preview,
-``predict``, workers, device, caching). ``medseg run --force`` starts afresh instead.
+settings. A ``--fold K`` job is held to the folder's ``config.yaml`` as soon as the file exists,
+weights or not: the other fold jobs of the study train (or are about to train) with it. What may
+change: more ``train.epochs`` (the documented extension), the folds a job runs, and settings that
+leave models and scores alone (the folder's own path, tracking, preview, ``predict``, workers,
+device, caching). ``medseg run --force`` starts afresh instead.
 """
 
 from __future__ import annotations
@@ -109,18 +111,21 @@ def refuse_changed_rerun(run_dir: RunDir, cfg: PipelineConfig) -> None:
         cfg: the settings of this run, before statistics are bound.
 
     Raises:
-        ConfigError: the folder has fold weights and ``config.yaml`` differs in keys that matter,
-            each named (at most 12), with the ways on.
+        ConfigError: the folder has fold weights, or ``cfg`` runs chosen folds (``split.folds``: a
+            fold job beside others), and ``config.yaml`` differs in keys that matter, each named
+            (at most 12), with the ways on.
     """
-    if not run_dir.config.is_file() or not run_dir.has_models():
+    fold_job = cfg.split.folds is not None
+    if not run_dir.config.is_file() or not (fold_job or run_dir.has_models()):
         return
     keys = changed_settings(_saved(run_dir), cfg.model_dump(mode="json"))
     if not keys:
         return
     shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
+    what = "fold models trained" if run_dir.has_models() else "a study whose fold jobs train"
     raise ConfigError(
-        f"{run_dir.root} holds fold models trained with other settings ({run_dir.config}); these "
-        f"differ: {shown}. The old models would be used with the new settings. Run again with the "
-        "settings of config.yaml (a larger train.epochs extends the run), give another output_dir, "
-        "or add --force to start afresh (its fold models and results are deleted)"
+        f"{run_dir.root} holds {what} with other settings ({run_dir.config}); these differ: {shown}. "
+        "The folds would be trained or used with different settings. Run again with the settings of "
+        "config.yaml (a larger train.epochs extends the run), give another output_dir, or run the "
+        "whole study with --force to start afresh (its fold models and results are deleted)"
     )
