@@ -127,6 +127,41 @@ def command(interrupted: str = "interrupted") -> Callable[[F], F]:
     return register
 
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(help="slurm or local: run the work as jobs, with the pipeline's executor settings"),
+]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="follow the Slurm jobs to their end, a line each time one changes")
+]
+DevicesOpt = Annotated[
+    str | None, typer.Option(help="--executor local: one process per device, e.g. 0,1,2,3")
+]
+CancelOpt = Annotated[
+    bool, typer.Option("--cancel-on-interrupt", help="Ctrl-C while waiting cancels the jobs without asking")
+]
+
+
+def _request(executor: str, wait: bool, devices: str | None, cancel: bool) -> Any:
+    """How ``--executor`` was asked for (:class:`medseg.cluster.submit.Request`)."""
+    from medseg.cluster.submit import Request
+
+    if executor not in ("slurm", "local"):
+        raise MedsegError(f"--executor {executor}: expected slurm or local")
+    found = [d.strip() for d in (devices or "").split(",") if d.strip()]
+    if devices is not None and (executor != "local" or not all(d.isdigit() for d in found) or not found):
+        raise MedsegError(f"--devices {devices}: give device numbers such as 0,1,2,3, with --executor local")
+    ask = lambda question: sys.stdin.isatty() and typer.confirm(question, default=False)  # noqa: E731
+    return Request(executor, wait, found or None, cancel, ask, typer.echo)  # type: ignore[arg-type]
+
+
+def _no_executor(wait: bool, devices: str | None, cancel: bool) -> None:
+    if wait or devices is not None or cancel:
+        raise MedsegError(
+            "--wait, --devices, --cancel-on-interrupt and --parts go with --executor slurm or local"
+        )
+
+
 @command(interrupted="interrupted: finished folds and their files are kept")
 def run(
     pipeline: PipelineArg,
@@ -137,16 +172,35 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="start afresh: delete the fold models and results in output_dir")
     ] = False,
+    executor: ExecutorOpt = None,
+    wait: WaitOpt = False,
+    devices: DevicesOpt = None,
+    cancel_on_interrupt: CancelOpt = False,
+    stage: Annotated[
+        str, typer.Option(help="all; folds: train only, leave the report to `--stage report` (cluster jobs)")
+    ] = "all",
 ) -> None:
     """Run a whole study: ingest, cross-validated training, inference, evaluation, report.
 
     Started again with the same command, a killed run resumes from its last checkpoints; with more
-    train.epochs it extends them. Other changed settings are refused unless --force."""
+    train.epochs it extends them. Other changed settings are refused unless --force. With
+    --executor slurm the folds left run as a job array and the report as a job after it."""
     from medseg.config.load import load_pipeline
-    from medseg.pipeline import run as run_pipeline
 
     overrides = list(set_ or []) + ([f"split.folds={list(fold)}"] if fold else [])
-    run_dir = run_pipeline(load_pipeline(pipeline, overrides), force=force)
+    if executor is not None:
+        from medseg.cluster.study import run_study
+
+        if stage != "all":
+            raise MedsegError("--stage is what the jobs of --executor run; leave it out")
+        code = run_study(pipeline, overrides, _request(executor, wait, devices, cancel_on_interrupt), force)
+        raise typer.Exit(code)
+    _no_executor(wait, devices, cancel_on_interrupt)
+    if stage not in ("all", "folds", "report"):
+        raise MedsegError(f"--stage {stage}: expected all, folds or report")
+    from medseg.pipeline import run as run_pipeline
+
+    run_dir = run_pipeline(load_pipeline(pipeline, overrides), force=force, stage=stage)  # type: ignore[arg-type]
     typer.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")
 
 
@@ -391,6 +445,13 @@ def predict(
     send: Annotated[
         str | None, typer.Option(help="store each DICOM SEG with STOW-RS at dicomweb+http://...")
     ] = None,
+    executor: ExecutorOpt = None,
+    parts_: Annotated[
+        int | None, typer.Option("--parts", min=2, help="--executor: N jobs over --part I/N, then a merge")
+    ] = None,
+    wait: WaitOpt = False,
+    devices: DevicesOpt = None,
+    cancel_on_interrupt: CancelOpt = False,
 ) -> None:
     """Segment every selected series or image under a folder with the ensemble of a study's folds.
 
@@ -415,9 +476,19 @@ def predict(
     if device not in (None, "auto", "cpu", "cuda"):
         raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
     share = parts.parse_part(part) if part else parts.WHOLE
+    pacs = is_dicomweb(input_dir)
+    request = _parts_request(executor, parts_, part, pacs, wait, devices, cancel_on_interrupt)
     # parts started together fetch a runs:/ or models:/ model once
     with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):
         bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
+    if request is not None:
+        from medseg.cluster.batch import predict_parts
+
+        forward = ["--model", model, "--input", input_dir, *_forward(set_, fold, tracking_uri, device)]
+        forward += ["--workers", str(workers)] if workers is not None else []
+        forward += ["--log-paths"] if log_paths else []
+        code = predict_parts(output, parts_ or 2, forward, bundle.cfg.executor, bundle.cfg.name, request)
+        raise typer.Exit(code)
     where = pick_device(device or bundle.cfg.train.device)
     if is_dicomweb(input_dir):
         from medseg.infer.pacs import Query, predict_pacs
@@ -436,6 +507,38 @@ def predict(
     typer.echo(_predict_result(merged or summary, output / name))
     if summary["failed"]:
         raise typer.Exit(code=EXIT_PARTIAL)
+
+
+def _parts_request(
+    executor: str | None,
+    n: int | None,
+    part: str | None,
+    pacs: bool,
+    wait: bool,
+    devices: str | None,
+    cancel: bool,
+) -> Any:
+    """How ``predict --executor`` was asked for, or None without it; the options that go with it checked."""
+    if executor is None:
+        _no_executor(wait or n is not None, devices, cancel)
+        return None
+    if pacs:
+        raise MedsegError("--executor splits a folder of inputs into jobs; a DICOMweb query runs as one job")
+    if part or n is None:
+        raise MedsegError("--executor runs the batch as --parts N jobs: give --parts N (not --part)")
+    return _request(executor, wait, devices, cancel)
+
+
+def _forward(
+    set_: list[str] | None, fold: list[int] | None, uri: str | None, device: str | None
+) -> list[str]:
+    """The predict options each part job is given again."""
+    return [
+        *[a for s in set_ or [] for a in ("--set", s)],
+        *[a for k in fold or [] for a in ("--fold", str(k))],
+        *(["--tracking-uri", uri] if uri else []),
+        *(["--device", device] if device else []),
+    ]
 
 
 def _date(text: str | None) -> str | None:

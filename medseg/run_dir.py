@@ -7,6 +7,7 @@
     fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
     report.html  report.md  summary.json  mlflow.db  mlartifacts/
     .locks/ (who runs here: the folder, each fold, and the shared files; see :meth:`RunDir.running`)
+    jobs/ (the scripts and logs of ``--executor`` jobs, and ``submitted.json``)
 
 A fold is *finished* once its held-out cases are scored: ``fold_k/metrics.csv`` beside
 ``fold_k/checkpoints/best.pt``. It is *done* for a pipeline of ``train.epochs`` epochs when it is
@@ -136,6 +137,7 @@ class RunDir:
     mlartifacts = property(lambda self: self.root / "mlartifacts")
 
     locks = property(lambda self: self.root / ".locks")
+    jobs = property(lambda self: self.root / "jobs")  # scripts and logs of --executor jobs
     # what `--force` removes: every file a run writes, except the MLflow store and its artifacts
     OUTPUTS = (
         "config.yaml",

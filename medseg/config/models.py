@@ -411,6 +411,65 @@ class TrackingConfig(Strict):
     )
 
 
+SBATCH_SET_BY_MEDSEG = (
+    "--array",
+    "--output",
+    "--error",
+    "--dependency",
+    "--chdir",
+    "--parsable",
+    "--wrap",
+    "--job-name",
+    "--cpus-per-task",
+    "--mem",
+    "--time",
+    "--partition",
+    "--gres",
+)
+
+
+class ExecutorConfig(Strict):
+    """Where ``--executor slurm`` or ``local`` runs a study's fold jobs and a batch's parts.
+
+    Each job asks Slurm for these resources; the settings leave the models alone, so they may
+    change between reruns.
+    """
+
+    partition: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.,-]+$",
+        description="Slurm partition (sbatch --partition); default the cluster's",
+    )
+    gpus: int = Field(0, ge=0, description="GPUs per job (sbatch --gres=gpu:N)")
+    cpus: int = Field(4, ge=1, description="CPU cores per job (sbatch --cpus-per-task); also its threads")
+    memory: str | None = Field(
+        None, pattern=r"^[1-9][0-9]*[KMGT]?$", description="memory per job, e.g. 32G (sbatch --mem)"
+    )
+    time_limit: str | None = Field(
+        None,
+        pattern=r"^([0-9]+-)?[0-9]+(:[0-9]{2}){0,2}$",
+        description="wall time per job, e.g. 12:00:00 or 2-00:00:00 (sbatch --time)",
+    )
+    max_jobs: int | None = Field(
+        None, ge=1, description="jobs of the array running at once (sbatch --array=...%N); default no limit"
+    )
+    sbatch_options: list[str] = Field(
+        [], description="further sbatch options, each one word such as --account=lab or --qos=normal"
+    )
+    poll_seconds: float = Field(5.0, gt=0, description="--wait asks Slurm for the jobs' states this often")
+
+    @field_validator("sbatch_options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        for option in value:
+            name = option.split("=", 1)[0]
+            if not re.fullmatch(r"--[a-z][a-z0-9-]*(=[^\s]*)?", option):
+                raise ValueError(f"{option!r}: expected one option word such as --account=lab")
+            if name in SBATCH_SET_BY_MEDSEG:
+                raise ValueError(f"{name} is set by medseg or by another executor key; leave it out")
+        return value
+
+
 class PreviewConfig(Strict):
     """The augmentation preview (``preview.png``)."""
 
@@ -437,6 +496,7 @@ class PipelineConfig(Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
     preview: PreviewConfig = PreviewConfig()
+    executor: ExecutorConfig = ExecutorConfig()
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> PipelineConfig:

@@ -7,7 +7,8 @@ writes its own ``manifest.partIofN.csv`` and ``summary.partIofN.json`` beside th
 file); the part that finishes last, or ``medseg predict --merge``, writes ``manifest.csv`` and
 ``summary.json`` for the whole batch. Locks in ``.locks/`` (``predict.lock`` shared by parts, held
 alone by a whole batch; one per part) keep a part from running twice and a whole batch from running beside
-its parts.
+its parts. ``parts.json`` records how many parts share the folder: a part of another count is refused
+while that batch has parts without a summary, since the two would split the inputs differently.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from medseg.io.lock import hold
 Part = tuple[int, int]
 WHOLE: Part = (1, 1)
 SUMMARY = "summary.json"
+RECORD = "parts.json"
 COUNTS = ("done", "done_earlier", "skipped", "failed", "review")
 LOCKS = ".locks"
 
@@ -79,7 +81,42 @@ def holding(out_dir: Path, part: Part) -> Iterator[None]:
         if part != WHOLE:
             what = f"part {part[0]}/{part[1]} of {out_dir}"
             stack.enter_context(hold(locks / f"predict{suffix(part)}.lock", what))
+            claim(out_dir, part)
         yield
+
+
+def claim(out_dir: Path, part: Part) -> None:
+    """Record that ``part``'s batch of N parts shares ``out_dir``; refuse a part of another count
+    while the batch recorded there has parts without a summary.
+
+    Raises:
+        MedsegError: naming both counts and the parts not finished.
+    """
+    with hold(out_dir / LOCKS / "merge.lock", f"merging {out_dir}", wait=True):
+        other = recorded_parts(out_dir)
+        if other is not None and other != part[1]:
+            left = [
+                f"{i}/{other}"
+                for i in range(1, other + 1)
+                if not (out_dir / summary_name((i, other))).is_file()
+            ]
+            if left:
+                raise MedsegError(
+                    f"{out_dir}: a batch of {other} parts (--part I/{other}) shares this folder and its "
+                    f"part(s) {', '.join(left)} have not finished; this job is --part {part[0]}/{part[1]}, "
+                    f"which splits the inputs differently. Run the parts as I/{other}, or give another "
+                    "--output"
+                )
+        write_json(out_dir / RECORD, {"parts": part[1]})
+
+
+def recorded_parts(out_dir: Path) -> int | None:
+    """The part count of the latest batch of parts in ``out_dir`` (``parts.json``), or None."""
+    try:
+        n = json.loads((out_dir / RECORD).read_text())["parts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return n if isinstance(n, int) and n >= 1 else None
 
 
 def merge(out_dir: Path, n: int | None = None, strict: bool = False) -> dict[str, Any] | None:
@@ -93,7 +130,7 @@ def merge(out_dir: Path, n: int | None = None, strict: bool = False) -> dict[str
     Returns:
         The merged summary, or None when a part has not finished (and ``strict`` is false).
     """
-    n = n or _parts_found(out_dir)
+    n = n or recorded_parts(out_dir) or _parts_found(out_dir)
     with hold(out_dir / LOCKS / "merge.lock", f"merging {out_dir}", wait=True):
         summaries = [out_dir / summary_name((i, n)) for i in range(1, n + 1)]
         missing = [f"{i}/{n}" for i, p in enumerate(summaries, 1) if not p.is_file()]

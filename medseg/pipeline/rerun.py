@@ -1,16 +1,21 @@
-"""Running a study again in a folder that holds fold models: which settings may change.
+"""Running a study again in a folder that holds fold models: which settings may change, and which
+folds are left to train.
 
 Fold models are trained with the settings in ``config.yaml``; ``medseg predict`` and the report
 read those settings back. So once a fold has weights, a rerun whose settings would change what the
 models are (data, splits, transforms, network, training, seed) or how they are scored (inference,
 evaluation) is refused with the keys that differ, because the old models would be used with new
-settings. What may change: more ``train.epochs`` (the documented extension), the folds a job runs,
-and settings that leave models and scores alone (the folder's own path, tracking, preview,
-``predict``, workers, device, caching). ``medseg run --force`` starts afresh instead.
+settings. A ``--fold K`` job is held to the folder's ``config.yaml`` as soon as the file exists,
+weights or not: the other fold jobs of the study train (or are about to train) with it. What may
+change: more ``train.epochs`` (the documented extension), the folds a job runs, and settings that
+leave models and scores alone (the folder's own path, tracking, preview, ``predict``, the executor,
+workers, device, caching). ``medseg run --force`` starts afresh instead.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,6 +32,7 @@ FREE = (
     "tracking",
     "preview",
     "predict",
+    "executor",
     "data.label_codes",  # what a DICOM SEG calls a class
     "data.class_names",  # what tables, plots and metric names call it
     "split.folds",
@@ -111,18 +117,47 @@ def refuse_changed_rerun(run_dir: RunDir, cfg: PipelineConfig) -> None:
         cfg: the settings of this run, before statistics are bound.
 
     Raises:
-        ConfigError: the folder has fold weights and ``config.yaml`` differs in keys that matter,
-            each named (at most 12), with the ways on.
+        ConfigError: the folder has fold weights, or ``cfg`` runs chosen folds (``split.folds``: a
+            fold job beside others), and ``config.yaml`` differs in keys that matter, each named
+            (at most 12), with the ways on.
     """
-    if not run_dir.config.is_file() or not run_dir.has_models():
+    fold_job = cfg.split.folds is not None
+    if not run_dir.config.is_file() or not (fold_job or run_dir.has_models()):
         return
     keys = changed_settings(_saved(run_dir), cfg.model_dump(mode="json"))
     if not keys:
         return
     shown = ", ".join(keys[:12]) + (f" and {len(keys) - 12} more" if len(keys) > 12 else "")
+    what = "fold models trained" if run_dir.has_models() else "a study whose fold jobs train"
     raise ConfigError(
-        f"{run_dir.root} holds fold models trained with other settings ({run_dir.config}); these "
-        f"differ: {shown}. The old models would be used with the new settings. Run again with the "
-        "settings of config.yaml (a larger train.epochs extends the run), give another output_dir, "
-        "or add --force to start afresh (its fold models and results are deleted)"
+        f"{run_dir.root} holds {what} with other settings ({run_dir.config}); these differ: {shown}. "
+        "The folds would be trained or used with different settings. Run again with the settings of "
+        "config.yaml (a larger train.epochs extends the run), give another output_dir, or run the "
+        "whole study with --force to start afresh (its fold models and results are deleted)"
     )
+
+
+def fold_count(cfg: PipelineConfig, run_dir: RunDir) -> int:
+    """How many folds the study has: as the user's ``split.file`` or the run's ``splits.json`` says,
+    else ``split.n_folds``."""
+    for path in (cfg.split.file, run_dir.splits):
+        if path is not None and Path(path).is_file():
+            try:
+                return len(json.loads(Path(path).read_text()))
+            except (json.JSONDecodeError, TypeError, OSError):
+                pass  # the run refuses it, naming the file
+    return cfg.split.n_folds
+
+
+def unfinished_folds(cfg: PipelineConfig, run_dir: RunDir) -> list[int]:
+    """The folds of ``split.folds`` (default: every fold) not yet done for ``train.epochs`` epochs.
+
+    Example:
+        >>> raw = {"name": "x", "output_dir": "/nonexistent", "data": {"root": "d"}}
+        >>> cfg = PipelineConfig.model_validate(raw)
+        >>> unfinished_folds(cfg, RunDir(cfg.output_dir))
+        [0, 1, 2, 3, 4]
+    """
+    state = run_dir.read_state()
+    folds = cfg.split.folds if cfg.split.folds is not None else range(fold_count(cfg, run_dir))
+    return [k for k in folds if not run_dir.fold_is_done(state, k, cfg.train.epochs)]

@@ -11,19 +11,19 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medseg.config.load import dump_config
 from medseg.config.models import PipelineConfig
 from medseg.data.digest import cases_digest
 from medseg.data.splits import load_or_make_splits
-from medseg.errors import ConfigError
+from medseg.errors import ConfigError, MedsegError
 from medseg.evaluate.casewise import CLASS_MEAN
 from medseg.evaluate.postprocessing import choose
 from medseg.io.atomic import write_json, write_text
 from medseg.io.case import Case
 from medseg.pipeline.fold import fit_fold, run_fold
-from medseg.pipeline.rerun import refuse_changed_rerun
+from medseg.pipeline.rerun import refuse_changed_rerun, unfinished_folds
 from medseg.pipeline.stages import ingest, resolve_channel_files, resolve_statistics
 from medseg.progress import StudyBar
 from medseg.provenance import provenance
@@ -38,8 +38,10 @@ from medseg.train.distributed import DistInfo, barrier, init_distributed
 
 log = logging.getLogger(__name__)
 
+Stage = Literal["all", "folds", "report"]
 
-def run(cfg: PipelineConfig, force: bool = False) -> Path:
+
+def run(cfg: PipelineConfig, force: bool = False, stage: Stage = "all") -> Path:
     """Run the whole study described by ``cfg``, or the folds in ``split.folds``.
 
     One run holds its folder: a second run there is refused at once, while ``--fold K`` jobs share
@@ -48,6 +50,9 @@ def run(cfg: PipelineConfig, force: bool = False) -> Path:
     Args:
         cfg: the resolved pipeline configuration (:func:`medseg.config.load.load_pipeline`).
         force: start afresh: remove the fold models and results an earlier run left in the folder.
+        stage: ``all``; ``folds``: train and score the folds, leaving the study's end (post-processing
+            choice, report, ensemble model, cross-validated metrics) to a later ``report`` stage,
+            as cluster fold jobs do; ``report``: that end alone, once every fold is done.
 
     Returns:
         The run folder.
@@ -64,13 +69,15 @@ def run(cfg: PipelineConfig, force: bool = False) -> Path:
             "--force starts the whole study afresh; run it once without --fold (split.folds), "
             "then --fold jobs go on from there"
         )
+    if stage == "report" and force:
+        raise ConfigError("--force starts afresh, the report stage ends a study: give one of them")
     run_dir = RunDir(cfg.output_dir)
     run_dir.root.mkdir(parents=True, exist_ok=True)
-    with run_dir.running(cfg.split.folds):
-        return _run(cfg, run_dir, dist, force)
+    with run_dir.running(None if stage == "report" else cfg.split.folds):  # the report: the folder alone
+        return _run(cfg, run_dir, dist, force, stage)
 
 
-def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> Path:
+def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool, stage: Stage) -> Path:
     """The study, with the folder held: set up under the shared-files lock, then each fold."""
     t0 = time.perf_counter()
     with run_dir.shared_files():
@@ -78,6 +85,8 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
             log.info("--force: removing the fold models and results in %s", run_dir.root)
             run_dir.clear()
         refuse_changed_rerun(run_dir, cfg)
+        if stage == "report":
+            _refuse_unfinished(cfg, run_dir)
         seed_everything(cfg.seed)
         cases, _ = ingest(cfg, run_dir.root)
         splits = load_or_make_splits(cases, cfg.split, run_dir.splits)
@@ -93,24 +102,49 @@ def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool) -> P
     with tracker.ending(tracker.parent_id):
         _log_inputs(cfg, tracker, run_dir, cases, splits, prov)
         timing = _run_folds(cfg, run_dir, splits, cases, tracker, state, dist)
-        timing["total_seconds"] = round(time.perf_counter() - t0, 1)
-        with run_dir.shared_files():  # fold jobs finishing together: one report at a time
-            _choose_postprocessing(cfg, run_dir, splits, tracker)
-            summary = write_report(run_dir.root, cfg.name)
-            timing = _merge_timing(run_dir, timing)
-            _log_ensemble(cfg, run_dir, splits, tracker)
-        tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary), **timing})
-        for path in (run_dir.report_html, run_dir.report_md, run_dir.summary, run_dir.timing):
-            tracker.log_artifact(tracker.parent_id, path)
+        seconds = round(time.perf_counter() - t0, 1)
+        timing["report_seconds" if stage == "report" else "total_seconds"] = seconds
+        if stage == "folds":
+            with run_dir.shared_files():
+                _merge_timing(run_dir, timing)
+            log.info("fold(s) done; the report is left to the report stage (--stage report)")
+            return run_dir.root
+        summary, timing = _end_study(cfg, run_dir, splits, tracker, timing)
     dice = summary["fold_mean"][CLASS_MEAN]["dice"]
     log.info(
         "done in %.0fs: Dice %.4f ± %.4f (mean over classes and folds); report %s",
-        timing["total_seconds"],
+        seconds,
         dice["mean"],
         dice["std"],
         run_dir.report_html,
     )
     return run_dir.root
+
+
+def _refuse_unfinished(cfg: PipelineConfig, run_dir: RunDir) -> None:
+    """The report stage waits for every fold: refused, naming those not done."""
+    left = unfinished_folds(cfg, run_dir)
+    if left:
+        raise MedsegError(
+            f"{run_dir.root}: fold(s) {', '.join(map(str, left))} not done; the report stage waits "
+            "for every fold: train them (medseg run PIPELINE --fold K), then run it again"
+        )
+
+
+def _end_study(
+    cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker, timing: dict[str, float]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Post-processing choice, report, timing and ensemble model (one job at a time), then the
+    cross-validated metrics and report files on the pipeline run; the summary and the timing."""
+    with run_dir.shared_files():  # fold jobs finishing together: one report at a time
+        _choose_postprocessing(cfg, run_dir, splits, tracker)
+        summary = write_report(run_dir.root, cfg.name)
+        timing = _merge_timing(run_dir, timing)
+        _log_ensemble(cfg, run_dir, splits, tracker)
+    tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary), **timing})
+    for path in (run_dir.report_html, run_dir.report_md, run_dir.summary, run_dir.timing):
+        tracker.log_artifact(tracker.parent_id, path)
+    return summary, timing
 
 
 def _choose_postprocessing(cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker) -> None:
