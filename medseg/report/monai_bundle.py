@@ -35,6 +35,7 @@ from medseg.errors import MedsegError
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.monai_bundle import fold_stack, inference, metadata, preprocess
 from medseg.io.atomic import write_json, write_text
+from medseg.io.case import Case
 from medseg.registry import network_args
 from medseg.report.bundle_docs import figure_files, readme
 from medseg.report.summary import build_summary
@@ -64,7 +65,7 @@ def export_monai_bundle(bundle: ModelBundle, out: Path) -> Path:
     cfg, run = bundle.cfg, RunDir(Path(bundle.source))
     if not run.datalist.is_file():
         raise MedsegError(f"{run.root}: no datalist.json; export a run folder written by `medseg run`")
-    cases = json.loads(run.datalist.read_text())["cases"]
+    cases = run.read_cases()
     kind, pre = preprocess.preprocessing(cfg, cases)
     post_choice = _chosen(run)
     folds = sorted(bundle.checkpoints)
@@ -154,9 +155,9 @@ def _chosen(run: RunDir) -> Any:
     return json.loads(run.postprocessing.read_text()).get("value") if run.postprocessing.is_file() else None
 
 
-def _pattern(cases: list[dict[str, Any]]) -> str:
+def _pattern(cases: list[Case]) -> str:
     """``*.<suffix>`` of the study's pictures (the most common)."""
-    suffixes = [Path(str(c["image"])).suffix.lower() for c in cases]
+    suffixes = [s.path.suffix.lower() for c in cases for s in c.images]
     return "*" + max(sorted(set(suffixes)), key=suffixes.count) if suffixes else "*.png"
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError
+from medseg.io.case import Case
 from medseg.io.readers import RASTER, reader_by_name
 from medseg.registry import yaml_safe
 from medseg.transforms.intensity import parse_window
@@ -42,7 +43,7 @@ REFUSED = "; a bundle would predict differently from `medseg predict`, so none i
 Step = dict[str, Any]
 
 
-def image_kind(cfg: PipelineConfig, cases: list[dict[str, Any]]) -> str:
+def image_kind(cfg: PipelineConfig, cases: list[Case]) -> str:
     """What the bundle reads: ``nifti`` volumes (3D) or 8-bit ``picture`` files (2D).
 
     Args:
@@ -60,9 +61,8 @@ def image_kind(cfg: PipelineConfig, cases: list[dict[str, Any]]) -> str:
     if cfg.transforms.spatial_dims == 3:
         return "nifti"
     for case in cases:
-        paths = case["image"] if isinstance(case["image"], list) else [case["image"]]
-        for path in paths:
-            _check_picture(Path(path))
+        for src in case.images:
+            _check_picture(src.path)
     return "picture"
 
 
@@ -168,7 +168,7 @@ def _windows(windows: list[tuple[float, float]]) -> list[Step]:
     return steps
 
 
-def model_grid(cfg: PipelineConfig, cases: list[dict[str, Any]]) -> list[Step]:
+def model_grid(cfg: PipelineConfig, cases: list[Case]) -> list[Step]:
     """From the reference grid to the model grid, as :func:`medseg.infer.sliding.model_grid`.
 
     Raises:
@@ -190,24 +190,24 @@ def model_grid(cfg: PipelineConfig, cases: list[dict[str, Any]]) -> list[Step]:
     ]  # fmt: skip
 
 
-def _check_whole(target: list[float], cases: list[dict[str, Any]]) -> None:
+def _check_whole(target: list[float], cases: list[Case]) -> None:
     """Refuse unless size x spacing / target is whole on every axis of every case."""
     for case in cases:
-        shape, spacing = case.get("shape"), case.get("spacing")
+        shape, spacing = case.shape, case.spacing
         if shape is None or spacing is None:
             continue
         for n, s, t in zip(shape, spacing, target, strict=False):
             size = n * s / t
             if not math.isclose(size, round(size), abs_tol=1e-6):
                 raise MedsegError(
-                    f"transforms.spacing {target}: case {case['id']} has {n} voxels of {s:g} mm, "
+                    f"transforms.spacing {target}: case {case.id} has {n} voxels of {s:g} mm, "
                     f"{size:.3f} at {t:g} mm. medseg resamples it to {max(1, round(size))} voxels "
                     "spanning the same extent, MONAI's Spacingd keeps the spacing exact; they sample "
                     "the same points only when size x spacing / target is whole" + REFUSED
                 )
 
 
-def preprocessing(cfg: PipelineConfig, cases: list[dict[str, Any]]) -> tuple[str, list[Step]]:
+def preprocessing(cfg: PipelineConfig, cases: list[Case]) -> tuple[str, list[Step]]:
     """(what the bundle reads, its preprocessing transforms), or a MedsegError naming the step
     that has no exact MONAI equivalent."""
     if cfg.infer.tta_flips:
