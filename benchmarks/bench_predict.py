@@ -176,7 +176,7 @@ def worker_monai(work: Path, n: int, memory_pass: bool, series: Path) -> dict[st
     device = pick_device(cfg.train.device)
     models = bundle.load(device)
     image = Compose(read_transforms(cfg, with_label=False))({"image": str(series)})["image"]
-    size = model_grid(cfg, image.shape[1:], [float(s) for s in image.meta["spacing"]])
+    size = model_grid(cfg.transforms, image.shape[1:], [float(s) for s in image.meta["spacing"]])
     x = torch.nn.functional.interpolate(
         torch.as_tensor(image).as_subclass(torch.Tensor)[None].float(), size=size, mode="trilinear"
     ).to(device)

@@ -48,7 +48,7 @@ def with_dataset_json(raw: dict[str, Any], source: str) -> dict[str, Any]:
             f"{names}; the channels are the data set's (leave data.channel_names out)"
         )
     filled = {"channel_names": names, "in_channels": len(names)}
-    if "labels" not in data and "class_names" not in data:
+    if not data.get("labels") and not data.get("class_names"):
         filled |= {"labels": dict(info.labels), "num_classes": len(info.labels) + 1}
     if info.ignore_value is not None:
         filled["ignore_value"] = info.ignore_value

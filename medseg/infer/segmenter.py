@@ -143,9 +143,11 @@ class Segmenter:
     def infer(self, prep: Prepared, progress: Callable[[float], None] | None = None) -> Any:
         """The device's part: 2D mean probabilities, 3D the label map (the probabilities with
         ``predict.write_probabilities``), on the CPU; the members' disagreement goes on ``prep``."""
+        cfg = self.cfg
         probs, prep.uncertainty = predict_scored(
-            self.models, prep.image, self.cfg, self.inferer, self.device, on_device=True, progress=progress
-        )
+            self.models, prep.image, cfg.transforms, cfg.infer, self.inferer, self.device, cfg.train.amp,
+            on_device=True, progress=progress,
+        )  # fmt: skip
         if self.cfg.transforms.spatial_dims == 2 or self.cfg.predict.write_probabilities:
             return probs.cpu()
         return class_argmax(probs).cpu()

@@ -16,15 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from medseg.config.models import PipelineConfig
+from medseg.config.models import InferConfig, PipelineConfig, TransformsConfig
 from medseg.infer.postprocess import postprocess
 from medseg.transforms.resample import grid_size, linear_mode
 
 
-def model_grid(cfg: PipelineConfig, shape: Sequence[int], spacing: Sequence[float] | None) -> tuple[int, ...]:
-    """Size of the model grid for a reference grid of ``shape`` and ``spacing``."""
-
-    t = cfg.transforms
+def model_grid(t: TransformsConfig, shape: Sequence[int], spacing: Sequence[float] | None) -> tuple[int, ...]:
+    """Size of the model grid (``transforms``' size or spacing) for a reference grid of ``shape``
+    and ``spacing``."""
     if t.spatial_size is not None:
         return tuple(t.spatial_size)
     if t.spacing is not None:
@@ -74,9 +73,11 @@ def window_count(size: Sequence[int], roi: Sequence[int], overlap: float) -> int
 def predict_scored(
     models: list[nn.Module],
     image: torch.Tensor,
-    cfg: PipelineConfig,
+    transforms: TransformsConfig,
+    infer: InferConfig,
     inferer: Any,
     device: torch.device,
+    amp: bool = False,
     on_device: bool = False,
     score_flips: bool = False,
     progress: Callable[[float], None] | None = None,
@@ -86,9 +87,11 @@ def predict_scored(
     Args:
         models: the fold models, in eval mode on ``device``.
         image: (C, *spatial) on the reference grid.
-        cfg: the training configuration (model grid, flips).
+        transforms: the model grid (``spatial_size`` or ``spacing``) and its input size.
+        infer: the window, overlap and flips.
         inferer: the sliding-window inferer.
         device: where the models run.
+        amp: mixed precision (CUDA only).
         on_device: leave the probabilities on ``device`` instead of moving them to the CPU.
         score_flips: also run each single-axis flip (:func:`axis_flips`) for the score alone,
             when ``infer.tta_flips`` is off; the probabilities stay those of the configured members.
@@ -98,58 +101,86 @@ def predict_scored(
         (num_classes, *spatial) probabilities, and the disagreement of every member run
         (:func:`medseg.infer.uncertainty.disagreement` on the model grid; NaN for one member).
     """
-    import math
-
     import torch.nn.functional as F
 
-    from medseg.infer.uncertainty import disagreement
-
     spatial = tuple(image.shape[1:])
-    size = model_grid(cfg, spatial, image_spacing(image))
+    size = model_grid(transforms, spatial, image_spacing(image))
     x = torch.as_tensor(image, dtype=torch.float32).as_subclass(torch.Tensor)[None].to(device)
     interp = linear_mode(len(spatial))
     if spatial != size:
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
-    averaged = flip_sets(len(spatial), cfg.infer.tta_flips)
+    averaged = flip_sets(len(spatial), infer.tta_flips)
     scored = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
-    amp = cfg.train.amp and device.type == "cuda"
-    probs, extra, labels = None, None, []
-    scoring = len(models) * len(scored) > 1  # one member: no disagreement to measure
-    total = window_count(size, cfg.roi_size, cfg.infer.overlap) * len(models) * len(scored)
-    done = [0]
+    roi = infer.roi_size or transforms.input_size
+    total = window_count(size, roi, infer.overlap) * len(models) * len(scored)
+    runs, counter = _Members(averaged, len(models) * len(scored) > 1), _Progress(total, progress)
+    with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        for model in models:
+            model.eval()
+            for dims in scored:
+                runs.add(dims, _members_run(model, x, dims, inferer, counter.wrap(model)))
+    probs, score = runs.result(len(models))
+    if spatial != size:
+        probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
+    return (probs[0] if on_device else probs[0].cpu()), score
 
-    def counted(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+
+class _Progress:
+    """Tells ``progress`` the share of the ``total`` windows done, after each batch of any member."""
+
+    def __init__(self, total: int, progress: Callable[[float], None] | None) -> None:
+        self.total, self.progress, self.done = total, progress, 0
+
+    def wrap(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         def run(window: torch.Tensor) -> torch.Tensor:
             out = model(window)
-            done[0] += window.shape[0]
-            if progress is not None:
-                progress(min(1.0, done[0] / total))
+            self.done += window.shape[0]
+            if self.progress is not None:
+                self.progress(min(1.0, self.done / self.total))
             return out
 
         return run
 
-    with torch.no_grad(), torch.autocast(device.type, enabled=amp):
-        for model in models:
-            model.eval()
-            for dims in scored:
-                xi = x.flip(dims) if dims else x
-                p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
-                p = p.flip(dims) if dims else p
-                if scoring:
-                    labels.append(class_argmax(p[0]).to(torch.uint8))
-                if dims in averaged:
-                    probs = p if probs is None else probs + p
-                else:  # scored only: flips run for the uncertainty score
-                    extra = p if extra is None else extra + p
-    assert probs is not None
-    score = math.nan
-    if scoring:
-        every = probs if extra is None else probs + extra
-        score = disagreement(labels, class_argmax(every[0]).to(torch.uint8), probs.shape[1])
-    probs = probs / (len(models) * len(averaged))
-    if spatial != size:
-        probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
-    return (probs[0] if on_device else probs[0].cpu()), score
+
+def _members_run(
+    model: nn.Module, x: torch.Tensor, dims: tuple[int, ...], inferer: Any, run: Any
+) -> torch.Tensor:
+    """Softmax of one member: the model on ``x`` flipped along ``dims``, flipped back."""
+    xi = x.flip(dims) if dims else x
+    p = torch.softmax(inferer(xi, run).float(), dim=1)
+    return p.flip(dims) if dims else p
+
+
+class _Members:
+    """The members' probabilities: those averaged into the prediction, those run for the score
+    only, and each member's argmax for the disagreement."""
+
+    def __init__(self, averaged: list[tuple[int, ...]], scoring: bool) -> None:
+        self.averaged, self.scoring = averaged, scoring
+        self.probs: torch.Tensor | None = None
+        self.extra: torch.Tensor | None = None
+        self.labels: list[torch.Tensor] = []
+
+    def add(self, dims: tuple[int, ...], p: torch.Tensor) -> None:
+        if self.scoring:
+            self.labels.append(class_argmax(p[0]).to(torch.uint8))
+        if dims in self.averaged:
+            self.probs = p if self.probs is None else self.probs + p
+        else:  # scored only: flips run for the uncertainty score
+            self.extra = p if self.extra is None else self.extra + p
+
+    def result(self, n_models: int) -> tuple[torch.Tensor, float]:
+        """(mean probabilities of the averaged members, the disagreement of every member; NaN for one)."""
+        import math
+
+        from medseg.infer.uncertainty import disagreement
+
+        assert self.probs is not None
+        score = math.nan
+        if self.scoring:
+            every = self.probs if self.extra is None else self.probs + self.extra
+            score = disagreement(self.labels, class_argmax(every[0]).to(torch.uint8), self.probs.shape[1])
+        return self.probs / (n_models * len(self.averaged)), score
 
 
 def class_argmax(probs: torch.Tensor) -> torch.Tensor:
@@ -175,5 +206,7 @@ def predict_label_scored(
 ) -> tuple[torch.Tensor, float]:
     """Integer label map on the image's reference grid, post-processed as configured, and the
     members' disagreement (:func:`predict_scored`); the label map on the CPU."""
-    probs, score = predict_scored(models, image, cfg, inferer, device, True, score_flips)
+    probs, score = predict_scored(
+        models, image, cfg.transforms, cfg.infer, inferer, device, cfg.train.amp, True, score_flips
+    )
     return postprocess(class_argmax(probs).cpu(), cfg.infer, cfg.data.num_classes), score

@@ -80,10 +80,14 @@ def test_held_out_flip_score_and_progress(tmp_path) -> None:
     image = torch.rand(3, 32, 32)
     inferer, cpu = build_inferer(cfg), torch.device("cpu")
     seen: list[float] = []
-    _, steady = predict_scored([_Centre()], image, cfg, inferer, cpu, score_flips=True, progress=seen.append)
-    _, flipped = predict_scored([_Half()], image, cfg, inferer, cpu, score_flips=True)
-    _, unscored = predict_scored([_Half()], image, cfg, inferer, cpu)
+    _, steady = predict_scored(
+        [_Centre()], image, cfg.transforms, cfg.infer, inferer, cpu, score_flips=True, progress=seen.append
+    )
+    _, flipped = predict_scored([_Half()], image, cfg.transforms, cfg.infer, inferer, cpu, score_flips=True)
+    _, unscored = predict_scored([_Half()], image, cfg.transforms, cfg.infer, inferer, cpu)
     assert steady == 0.0 and flipped > 0.3 and math.isnan(unscored)
     assert seen[-1] == 1.0 and seen == sorted(seen)
-    _, folds = predict_scored([_Centre(), _Half()], image, cfg, inferer, cpu)  # two fold models
+    _, folds = predict_scored(
+        [_Centre(), _Half()], image, cfg.transforms, cfg.infer, inferer, cpu
+    )  # two fold models
     assert folds > 0.1
