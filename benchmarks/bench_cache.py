@@ -72,9 +72,13 @@ def main() -> None:
         source = "real CT (../shared/data/ct)" if DATA.is_dir() else "synthetic CT"
         print(f"data: {source}, {len(items)} cases; {args.epochs} epochs per loader, batch {batch}")
 
-        plain = DataLoader(Dataset(items, train_transforms(cfg)), batch_size=batch, shuffle=True)
+        plain = DataLoader(
+            Dataset(items, train_transforms(cfg.data, cfg.transforms)), batch_size=batch, shuffle=True
+        )
         t0 = time.perf_counter()
-        cached_ds = CacheDataset(items, train_transforms(cfg), cache_rate=1.0, progress=False)
+        cached_ds = CacheDataset(
+            items, train_transforms(cfg.data, cfg.transforms), cache_rate=1.0, progress=False
+        )
         fill = time.perf_counter() - t0
         cached = DataLoader(cached_ds, batch_size=batch, shuffle=True)
 

@@ -66,7 +66,7 @@ def _run_dir(out: Path, device: str, settings: list[str]) -> Path:
     (out / "config.yaml").write_text(dump_config(cfg))
     for fold in range(2):
         torch.manual_seed(fold)
-        weights = {"model": build_network(cfg).state_dict()}
+        weights = {"model": build_network(cfg.network).state_dict()}
         save_checkpoint(out / f"fold_{fold}" / "checkpoints" / "best.pt", weights)
         (out / f"fold_{fold}" / "metrics.csv").write_text("case,label\n")
     return out
@@ -175,7 +175,9 @@ def worker_monai(work: Path, n: int, memory_pass: bool, series: Path) -> dict[st
     cfg = bundle.cfg
     device = pick_device(cfg.train.device)
     models = bundle.load(device)
-    image = Compose(read_transforms(cfg, with_label=False))({"image": str(series)})["image"]
+    image = Compose(read_transforms(cfg.data, cfg.transforms, with_label=False))({"image": str(series)})[
+        "image"
+    ]
     size = model_grid(cfg.transforms, image.shape[1:], [float(s) for s in image.meta["spacing"]])
     x = torch.nn.functional.interpolate(
         torch.as_tensor(image).as_subclass(torch.Tensor)[None].float(), size=size, mode="trilinear"

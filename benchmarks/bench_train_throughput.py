@@ -83,7 +83,7 @@ def measure(cfg: Any, cases: list[dict[str, Any]], steps: int, rounds: int = 5) 
     loader, _ = make_loaders(cfg, cases, [], seed=0, device=device)
     state = new_state(cfg, device, amp)
     loss = training_loss(cfg).to(device)
-    ctx = EpochContext(state.model, loss, device, amp, DistInfo(), build_inferer(cfg))
+    ctx = EpochContext(state.model, loss, device, amp, DistInfo(), build_inferer(cfg.infer, cfg.roi_size))
 
     train_epoch(ctx, state, loader, "warm-up", 1)  # caches, workers, kernels
     batch = next(iter(loader))

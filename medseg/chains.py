@@ -23,24 +23,25 @@ from typing import Any
 
 import torch
 
-from medseg.config.models import PipelineConfig
+from medseg.config.models import DataConfig, TransformsConfig
 from medseg.registry import build_chain
 from medseg.transforms.keys import IMAGE_KEY, KEYS
 from medseg.transforms.steps import finish_transforms, grid_transforms, load_transforms, patch_transforms
 from medseg.transforms.untracked import untracked_from_first_random
 
 
-def read_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
+def read_transforms(data: DataConfig, transforms: TransformsConfig, with_label: bool = True) -> list[Any]:
     """Steps 1-3 of every chain: read, the reference grid, intensities prepared.
 
     Args:
-        cfg: the resolved pipeline configuration.
+        data: the ``data`` section (channels, labels, mammography).
+        transforms: the ``transforms`` section.
         with_label: also read and align the ``label`` key (False for inference on images alone).
 
     Returns:
         MONAI dictionary transforms, in order.
     """
-    return load_transforms(cfg, with_label) + build_chain(cfg.transforms.preprocess, "preprocess")
+    return load_transforms(data, transforms, with_label) + build_chain(transforms.preprocess, "preprocess")
 
 
 def _to_device(device: torch.device | None) -> list[Any]:
@@ -50,11 +51,14 @@ def _to_device(device: torch.device | None) -> list[Any]:
     return [] if device is None else [EnsureTyped(KEYS, device=device, track_meta=False)]
 
 
-def train_transforms(cfg: PipelineConfig, device: torch.device | None = None) -> Any:
+def train_transforms(
+    data: DataConfig, transforms: TransformsConfig, device: torch.device | None = None
+) -> Any:
     """The training chain: reference grid, model grid, patches and ``transforms.train`` augmentation.
 
     Args:
-        cfg: the resolved pipeline configuration.
+        data: the ``data`` section.
+        transforms: the ``transforms`` section.
         device: move the model grid there before the random transforms (MONAI's fast-training
             recipe: the cache then lives on that device, and augmentation runs there).
 
@@ -64,16 +68,19 @@ def train_transforms(cfg: PipelineConfig, device: torch.device | None = None) ->
     """
     from monai.transforms import Compose
 
-    random_part = patch_transforms(cfg) + build_chain(cfg.transforms.train, "train") + finish_transforms()
-    fixed = read_transforms(cfg) + grid_transforms(cfg, KEYS) + _to_device(device)
+    random_part = patch_transforms(transforms) + build_chain(transforms.train, "train") + finish_transforms()
+    fixed = read_transforms(data, transforms) + grid_transforms(transforms, KEYS) + _to_device(device)
     return Compose(fixed + untracked_from_first_random(random_part))
 
 
-def eval_transforms(cfg: PipelineConfig, device: torch.device | None = None) -> Any:
+def eval_transforms(
+    data: DataConfig, transforms: TransformsConfig, device: torch.device | None = None
+) -> Any:
     """The validation chain during training: whole images on the model grid, no augmentation.
 
     Args:
-        cfg: the resolved pipeline configuration.
+        data: the ``data`` section.
+        transforms: the ``transforms`` section.
         device: cache the images on that device.
 
     Returns:
@@ -81,13 +88,13 @@ def eval_transforms(cfg: PipelineConfig, device: torch.device | None = None) -> 
     """
     from monai.transforms import Compose
 
-    chain = read_transforms(cfg) + grid_transforms(cfg, KEYS) + _to_device(device)
+    chain = read_transforms(data, transforms) + grid_transforms(transforms, KEYS) + _to_device(device)
     return Compose(chain + finish_transforms())
 
 
-def original_size_transforms(cfg: PipelineConfig, with_label: bool = True) -> Any:
+def original_size_transforms(data: DataConfig, transforms: TransformsConfig, with_label: bool = True) -> Any:
     """Held-out evaluation: images and labels on the reference grid (inference resamples itself)."""
     from monai.transforms import Compose, EnsureTyped
 
     tail = finish_transforms() if with_label else [EnsureTyped(IMAGE_KEY, dtype=torch.float32)]
-    return Compose(read_transforms(cfg, with_label) + tail)
+    return Compose(read_transforms(data, transforms, with_label) + tail)

@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from medseg.config.models import ComponentConfig, PipelineConfig, TransformList
+from medseg.config.models import ComponentConfig, InferConfig, NetworkSpec, TransformList
 from medseg.errors import ConfigError
 from medseg.transforms.intensity import ClipZScored, CTWindowd, ZScored
 from medseg.transforms.keys import IMAGE_KEY, LABEL_KEY, ROLE_MODE, role_modes
@@ -156,19 +156,19 @@ def instantiate(cls: Callable[..., Any], args: dict[str, Any], where: str) -> An
         raise ConfigError(f"{where}: {cls.__name__} refused these arguments: {err}") from None
 
 
-def network_args(cfg: PipelineConfig) -> dict[str, Any]:
+def network_args(spec: NetworkSpec) -> dict[str, Any]:
     """Every argument of the configured network, those derived from data and transforms included."""
-    name = cfg.model.name
+    name = spec.model.name
     cls = network_class(name)
-    args = {**NETWORK_DEFAULTS[name], **cfg.model.args}
+    args = {**NETWORK_DEFAULTS[name], **spec.model.args}
     if args.get("pretrained"):
         raise ConfigError("model.args.pretrained: weights are never downloaded; set pretrained: false")
     if args.get("deep_supervision") and name != "DynUNet":
         raise ConfigError("model.args.deep_supervision: only DynUNet's is supported; set it to false")
     auto = {
-        "spatial_dims": cfg.transforms.spatial_dims,
-        "in_channels": cfg.data.in_channels,
-        "out_channels": cfg.data.num_classes,
+        "spatial_dims": spec.spatial_dims,
+        "in_channels": spec.in_channels,
+        "out_channels": spec.out_channels,
     }
     for key, value in auto.items():
         if key in args and args[key] != value:
@@ -203,16 +203,16 @@ def transform_args(name: str, args: dict[str, Any], where: str) -> tuple[Callabl
     return cls, bind_args(cls, args, where)
 
 
-def build_network(cfg: PipelineConfig) -> Any:
+def build_network(spec: NetworkSpec) -> Any:
     """The configured network, weights freshly initialised.
 
     Args:
-        cfg: a bound configuration.
+        spec: the ``model`` section and the sizes the data fix (``PipelineConfig.network``).
 
     Returns:
         The MONAI network.
     """
-    return network_class(cfg.model.name)(**network_args(cfg))
+    return network_class(spec.model.name)(**network_args(spec))
 
 
 def build_chain(items: TransformList, section: str) -> list[Any]:
@@ -236,11 +236,9 @@ def build_chain(items: TransformList, section: str) -> list[Any]:
     return out
 
 
-def build_inferer(cfg: PipelineConfig) -> Any:
-    """MONAI's sliding-window inferer with the ``infer`` settings over the network input size.
-
-    Args:
-        cfg: the resolved configuration.
+def build_inferer(infer: InferConfig, roi_size: list[int]) -> Any:
+    """MONAI's sliding-window inferer with the ``infer`` settings over the window ``roi_size``
+    (``PipelineConfig.roi_size``: ``infer.roi_size`` or the network input size).
 
     Returns:
         A ``monai.inferers.SlidingWindowInferer``.
@@ -248,10 +246,7 @@ def build_inferer(cfg: PipelineConfig) -> Any:
     from monai.inferers import SlidingWindowInferer
 
     return SlidingWindowInferer(
-        roi_size=cfg.roi_size,
-        sw_batch_size=cfg.infer.sw_batch_size,
-        overlap=cfg.infer.overlap,
-        mode=cfg.infer.mode,
+        roi_size=roi_size, sw_batch_size=infer.sw_batch_size, overlap=infer.overlap, mode=infer.mode
     )
 
 

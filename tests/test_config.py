@@ -154,7 +154,7 @@ def test_saved_config_follows_data_overrides(tmp_path: Path) -> None:
     again = load_pipeline(tmp_path / "config.yaml", overrides)
     from medseg.registry import network_args
 
-    args = network_args(again)
+    args = network_args(again.network)
     assert (args["in_channels"], args["out_channels"], args["spatial_dims"]) == (1, 3, 2)
 
 
@@ -163,7 +163,7 @@ def test_ct_pipeline_is_3d_with_picked_labels_and_patch_sizes() -> None:
     from medseg.registry import network_args
 
     assert cfg.transforms.spatial_dims == 3 and cfg.roi_size == cfg.transforms.patch_size
-    assert network_args(cfg)["spatial_dims"] == 3
+    assert network_args(cfg.network)["spatial_dims"] == 3
     assert list(cfg.data.labels or {}) == ["liver", "spleen", "kidneys"] and cfg.data.num_classes == 4
     assert [cfg.nsd_tolerance(k) for k in (1, 2, 3)] == [2.0, 2.0, 2.0]
 

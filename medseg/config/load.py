@@ -212,7 +212,7 @@ def bind_components(cfg: PipelineConfig) -> PipelineConfig:
     Raises:
         ConfigError: an unknown component or an argument its class does not take.
     """
-    net_args = network_args(cfg)
+    net_args = network_args(cfg.network)
     instantiate(network_class(cfg.model.name), net_args, "model.args")
     l_args = loss_args(cfg.train.loss)
     instantiate(loss_class(cfg.train.loss.name), l_args, "train.loss.args")

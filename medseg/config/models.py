@@ -477,6 +477,24 @@ class PreviewConfig(Strict):
     n_draws: int = Field(3, ge=1, description="augmented draws shown per case")
 
 
+def image_channels(data: DataConfig, transforms: TransformsConfig) -> int:
+    """Channels each case's image files add up to: 1 when CT windows make the channels, else
+    ``data.in_channels``."""
+    windows = [item for item in transforms.preprocess if "CTWindowd" in item]
+    return 1 if windows else data.in_channels
+
+
+class NetworkSpec(BaseModel):
+    """What builds a network: the ``model`` section and the sizes the data and transforms fix."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: ComponentConfig
+    spatial_dims: int
+    in_channels: int
+    out_channels: int
+
+
 class PipelineConfig(Strict):
     """A whole study: one section per stage. Built by :func:`medseg.config.load.load_pipeline`."""
 
@@ -547,7 +565,15 @@ class PipelineConfig(Strict):
 
     @property
     def image_channels(self) -> int:
-        """Channels each image file must have: 1 when CT windows make the channels, else
-        ``data.in_channels``."""
-        windows = [item for item in self.transforms.preprocess if "CTWindowd" in item]
-        return 1 if windows else self.data.in_channels
+        """Channels each case's image files add up to (:func:`image_channels`)."""
+        return image_channels(self.data, self.transforms)
+
+    @property
+    def network(self) -> NetworkSpec:
+        """What builds the network (:func:`medseg.registry.build_network`)."""
+        return NetworkSpec(
+            model=self.model,
+            spatial_dims=self.transforms.spatial_dims,
+            in_channels=self.data.in_channels,
+            out_channels=self.data.num_classes,
+        )

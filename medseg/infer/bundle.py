@@ -42,7 +42,7 @@ class ModelBundle:
         """The fold networks, weights loaded, in eval mode on ``device``."""
         models = []
         for fold in sorted(self.checkpoints):
-            model = build_network(self.cfg)
+            model = build_network(self.cfg.network)
             load_weights(model, self.checkpoints[fold])
             models.append(model.to(device).eval())
         return models

@@ -43,7 +43,7 @@ class SoftmaxEnsemble(nn.Module):
 
 def example_input(bundle: ModelBundle, batch: int = 1) -> torch.Tensor:
     """A seeded batch of the network's input size, for tracing and checks."""
-    channels = int(network_args(bundle.cfg).get("in_channels", bundle.cfg.data.in_channels))
+    channels = int(network_args(bundle.cfg.network).get("in_channels", bundle.cfg.data.in_channels))
     return torch.randn(batch, channels, *bundle.cfg.roi_size, generator=torch.Generator().manual_seed(0))
 
 

@@ -64,8 +64,8 @@ def predict_heldout(
     """
     from monai.data import Dataset
 
-    dataset = Dataset([c.item() for c in cases], transform=original_size_transforms(cfg))
-    inferer = build_inferer(cfg)
+    dataset = Dataset([c.item() for c in cases], transform=original_size_transforms(cfg.data, cfg.transforms))
+    inferer = build_inferer(cfg.infer, cfg.roi_size)
     for i, case in enumerate(cases):
         item = dataset[i]
         label, score = predict_label_scored(

@@ -89,7 +89,7 @@ class Preparer:
             from monai.transforms import Compose
 
             set_pixel_limit(self.cfg.data.max_image_pixels)
-            loaders = load_transforms(self.cfg, with_label=False)
+            loaders = load_transforms(self.cfg.data, self.cfg.transforms, with_label=False)
             preprocess = build_chain(self.cfg.transforms.preprocess, "preprocess")
             self._chain = Compose(loaders[1:] + preprocess)
         return self._chain
@@ -137,7 +137,7 @@ class Segmenter:
         self.cfg = bundle.cfg
         self.device = device
         self.models = bundle.load(device)
-        self.inferer = build_inferer(self.cfg)
+        self.inferer = build_inferer(self.cfg.infer, self.cfg.roi_size)
         self.segments = segments
 
     def infer(self, prep: Prepared, progress: Callable[[float], None] | None = None) -> Any:

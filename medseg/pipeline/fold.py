@@ -105,7 +105,7 @@ def evaluate_fold(
         One metrics row per case and class.
     """
     device = pick_device(cfg.train.device)
-    model = build_network(cfg).to(device)
+    model = build_network(cfg.network).to(device)
     load_weights(model, result.best_path)
     log.info("%s: predicting and scoring %d held-out case(s)", fold.name, len(held_out))
     rows: list[Row] = []

@@ -99,7 +99,7 @@ def measure(cfg: PipelineConfig, cases: list[Case], steps: int = 3) -> Measured:
         device,
         amp,
         DistInfo(),
-        build_inferer(cfg),
+        build_inferer(cfg.infer, cfg.roi_size),
     )
     try:
         if device.type == "cuda":

@@ -177,7 +177,7 @@ def _info(
     return {
         "kind": kind,
         "n_folds": len(bundle.checkpoints),
-        "in_channels": int(network_args(cfg)["in_channels"]),
+        "in_channels": int(network_args(cfg.network)["in_channels"]),
         "modality": "CT"
         if ct or modalities == ["CT"]
         else (modalities[0] if len(modalities) == 1 else "n/a"),

@@ -174,7 +174,7 @@ def write_overlays(
     if cfg.evaluate.overlays == "worst":
         chosen = worst_cases(rows, cfg.evaluate.n_worst)
     by_id = {c.id: c for c in cases}
-    load = Compose(load_transforms(cfg))
+    load = Compose(load_transforms(cfg.data, cfg.transforms))
     out = []
     for case_id in chosen:
         item = load(by_id[case_id].item())

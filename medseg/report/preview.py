@@ -28,7 +28,7 @@ def preview_grid(cfg: PipelineConfig, cases: list[Case], path: Path) -> Path:
 
     chosen = cases[: cfg.preview.n_cases]
     n_draws = cfg.preview.n_draws
-    chain = train_transforms(cfg)
+    chain = train_transforms(cfg.data, cfg.transforms)
     chain.set_random_state(seed=cfg.seed)
     fig, axes = plt.subplots(len(chosen), n_draws, figsize=(2.6 * n_draws, 2.2 * len(chosen)), squeeze=False)
     for i, case in enumerate(chosen):

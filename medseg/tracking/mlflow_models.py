@@ -79,7 +79,7 @@ def log_model(
 
 
 def fold_network(cfg: PipelineConfig, checkpoint: Path) -> nn.Module:
-    model = build_network(cfg)
+    model = build_network(cfg.network)
     load_weights(model, checkpoint)
     return model.eval()
 

@@ -94,7 +94,7 @@ def make_loaders(
     on_device = device if kind == "device" else None
     workers = 0 if kind == "device" else worker_count(cfg, len(fit), device)
     cache = cfg.train.cache_rate
-    chain = train_transforms(cfg, on_device)
+    chain = train_transforms(cfg.data, cfg.transforms, on_device)
     chain.set_random_state(seed=seed)
     # the chain's random part starts from a copy of its own (Untracked): no deep copy of the cache
     train_ds = CacheDataset(
@@ -122,7 +122,9 @@ def make_loaders(
         )
     if not val:
         return train_loader, None
-    val_ds = CacheDataset(items(val), eval_transforms(cfg, on_device), cache_rate=cache, progress=False)
+    val_ds = CacheDataset(
+        items(val), eval_transforms(cfg.data, cfg.transforms, on_device), cache_rate=cache, progress=False
+    )
     # whole images on a resampled grid differ in size, so they are validated one at a time
     val_batch = cfg.train.batch_size if cfg.transforms.spatial_size is not None else 1
     val_loader = loader(val_ds, batch_size=val_batch, shuffle=False, num_workers=0, pin_memory=pin)

@@ -99,7 +99,7 @@ def train_fold(
         device=device,
         amp=amp,
         dist=dist,
-        inferer=build_inferer(cfg),
+        inferer=build_inferer(cfg.infer, cfg.roi_size),
         show_bar=sys.stderr.isatty() and dist.is_main,
     )
     first = cfg.train.epochs if state.stopped else state.epoch

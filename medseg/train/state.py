@@ -104,7 +104,7 @@ def new_state(cfg: PipelineConfig, device: torch.device, amp: bool) -> TrainStat
     Returns:
         The training state at epoch 0.
     """
-    model = build_network(cfg).to(device)
+    model = build_network(cfg.network).to(device)
     opt = cfg.train.optimizer
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)

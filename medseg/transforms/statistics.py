@@ -48,7 +48,7 @@ def gather_foreground_stats(
     """
     from monai.transforms import Compose
 
-    load = Compose(load_transforms(cfg))
+    load = Compose(load_transforms(cfg.data, cfg.transforms))
     rng = np.random.default_rng(cfg.seed)
     samples = []
     for case in cases:

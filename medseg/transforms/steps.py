@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from medseg.config.models import MammographyConfig, PipelineConfig
+from medseg.config.models import DataConfig, MammographyConfig, TransformsConfig, image_channels
 from medseg.transforms.keys import IMAGE_KEY, KEYS, LABEL_KEY, role_modes
 from medseg.transforms.labels import PrepareLabeld, label_selection
 from medseg.transforms.loader import LoadCased
@@ -25,20 +25,19 @@ from medseg.transforms.mammo import MammoPrepared
 from medseg.transforms.resample import ResampleToSpacingd
 
 
-def load_transforms(cfg: PipelineConfig, with_label: bool = True) -> list[Any]:
+def load_transforms(data: DataConfig, transforms: TransformsConfig, with_label: bool = True) -> list[Any]:
     """Steps 1-2: files to MetaTensors on the reference grid, before any intensity change."""
     keys = KEYS if with_label else [IMAGE_KEY]
-    mammo = cfg.data.mammography
+    mammo = data.mammography
     chain: list[Any] = [
         LoadCased(
             keys,
-            spatial_dims=cfg.transforms.spatial_dims,
+            spatial_dims=transforms.spatial_dims,
             voi_lut=bool(mammo and mammo.voi_lut),
-            channels=cfg.image_channels,
+            channels=image_channels(data, transforms),
         )
     ]
     if with_label:
-        data = cfg.data
         chain.append(
             PrepareLabeld(
                 LABEL_KEY,
@@ -58,11 +57,10 @@ def mammo_prepared(mammo: MammographyConfig, keys: Sequence[str] = (IMAGE_KEY, L
     return MammoPrepared(keys, mammo.flip_to, mammo.crop_breast, mammo.crop_margin, mammo.max_size)
 
 
-def grid_transforms(cfg: PipelineConfig, keys: list[str]) -> list[Any]:
-    """Step 4: from the reference grid to the model grid."""
+def grid_transforms(t: TransformsConfig, keys: list[str]) -> list[Any]:
+    """Step 4: from the reference grid to the model grid (``transforms``' size or spacing)."""
     from monai.transforms import Resized, SpatialPadd
 
-    t = cfg.transforms
     chain: list[Any] = []
     if t.spatial_size is not None:
         chain.append(Resized(keys, spatial_size=t.spatial_size, mode=role_modes("Resized", keys)))
@@ -73,18 +71,17 @@ def grid_transforms(cfg: PipelineConfig, keys: list[str]) -> list[Any]:
     return chain
 
 
-def patch_transforms(cfg: PipelineConfig) -> list[Any]:
+def patch_transforms(t: TransformsConfig) -> list[Any]:
     """Step 5: random patches balanced between foreground and background (``transforms.patch_size``).
 
     Args:
-        cfg: the resolved configuration.
+        t: the ``transforms`` section.
 
     Returns:
         The patch sampler, or nothing when whole images are trained on.
     """
     from monai.transforms import RandCropByPosNegLabeld
 
-    t = cfg.transforms
     if t.patch_size is None:
         return []
     return [

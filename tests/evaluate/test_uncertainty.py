@@ -78,7 +78,7 @@ def test_held_out_flip_score_and_progress(tmp_path) -> None:
 
     cfg = load_pipeline(ROOT / "pipelines" / "demo.yaml", ["transforms.spatial_size=[32, 32]"])
     image = torch.rand(3, 32, 32)
-    inferer, cpu = build_inferer(cfg), torch.device("cpu")
+    inferer, cpu = build_inferer(cfg.infer, cfg.roi_size), torch.device("cpu")
     seen: list[float] = []
     _, steady = predict_scored(
         [_Centre()], image, cfg.transforms, cfg.infer, inferer, cpu, score_flips=True, progress=seen.append

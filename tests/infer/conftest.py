@@ -31,7 +31,9 @@ def untrained_run_dir(pipeline: str, overrides: list[str], out: Path, folds: int
     for fold in range(folds):
         torch.manual_seed(fold)
         fold_dir = out / f"fold_{fold}"
-        save_checkpoint(fold_dir / "checkpoints" / "best.pt", {"model": build_network(cfg).state_dict()})
+        save_checkpoint(
+            fold_dir / "checkpoints" / "best.pt", {"model": build_network(cfg.network).state_dict()}
+        )
         (fold_dir / "metrics.csv").write_text("case,label\n")
     return out
 

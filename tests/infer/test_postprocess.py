@@ -54,9 +54,9 @@ def test_tta_flips_average_every_flip(tmp_path):
     assert len(flip_sets(3, True)) == 8
     image = torch.rand(1, 32, 32)
     model = Corner()
-    got = predict_scored([model], image, cfg.transforms, cfg.infer, build_inferer(cfg), torch.device("cpu"))[
-        0
-    ]
+    got = predict_scored(
+        [model], image, cfg.transforms, cfg.infer, build_inferer(cfg.infer, cfg.roi_size), torch.device("cpu")
+    )[0]
     expected = sum(
         torch.softmax(model(image[None].flip(d) if d else image[None]), 1).flip(d) if d
         else torch.softmax(model(image[None]), 1)
@@ -65,6 +65,11 @@ def test_tta_flips_average_every_flip(tmp_path):
     torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=0)
     plain_cfg = cfg.model_copy(update={"infer": InferConfig()})
     plain = predict_scored(
-        [model], image, plain_cfg.transforms, plain_cfg.infer, build_inferer(cfg), torch.device("cpu")
+        [model],
+        image,
+        plain_cfg.transforms,
+        plain_cfg.infer,
+        build_inferer(cfg.infer, cfg.roi_size),
+        torch.device("cpu"),
     )[0]
     assert (plain - got).abs().max() > 0.1  # the flips changed something

@@ -71,7 +71,7 @@ def test_mask_follows_flip_crop_and_downsampling(mammo_root):
     cfg = load_pipeline(
         ROOT / "pipelines" / "mammo.yaml", [f"data.root={mammo_root}", "data.mammography.max_size=256"]
     )
-    load = Compose(load_transforms(cfg))
+    load = Compose(load_transforms(cfg.data, cfg.transforms))
     with open(mammo_root / "cases.csv") as fh:
         cases = list(csv.DictReader(fh))
     for case in cases:

@@ -39,7 +39,7 @@ def test_calibration_times_steps_and_takes_the_peak_from_the_allocator(synthetic
         measured = measure(cfg, cases, steps=1)
         assert measured.seconds_per_step > 0 and measured.seconds_per_val_case > 0
         assert measured.seconds_per_load > 0
-        weights = sum(p.numel() * 4 for p in build_network(cfg).parameters())  # float32 bytes
+        weights = sum(p.numel() * 4 for p in build_network(cfg.network).parameters())  # float32 bytes
         assert measured.peak_bytes >= 4 * weights
         peaks[batch] = measured.peak_bytes
     assert peaks[8] > peaks[2]

@@ -27,7 +27,7 @@ DS_MODEL = {
 def test_the_loss_is_the_weighted_sum_over_the_outputs(tmp_path):
     cfg = tiny_config(make_dataset(tmp_path / "d", n_cases=4), tmp_path / "run", model=DS_MODEL)
     torch.manual_seed(0)
-    net = build_network(cfg).train()
+    net = build_network(cfg.network).train()
     out = net(torch.randn(2, 3, 32, 32))
     assert tuple(out.shape) == (2, 2, 2, 32, 32)  # (batch, full + 1 deep output, classes, H, W)
     target = torch.randint(0, 2, (2, 1, 32, 32))
@@ -54,4 +54,4 @@ def test_a_deep_supervised_fold_trains(tmp_path):
 def test_deep_supervision_of_other_networks_is_refused(tmp_path):
     model = {"name": "UNet", "args": {"channels": [4, 8], "strides": [2], "deep_supervision": True}}
     with pytest.raises(ConfigError, match="only DynUNet's is supported"):
-        build_network(tiny_config(tmp_path, tmp_path / "run", model=model))
+        build_network(tiny_config(tmp_path, tmp_path / "run", model=model).network)

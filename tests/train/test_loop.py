@@ -29,11 +29,11 @@ def test_cosine_schedule_runs_from_lr_to_eta_min(tmp_path: Path) -> None:
 
 def test_checkpoint_round_trip_and_mismatch_is_refused(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, tmp_path)
-    net = build_network(cfg)
+    net = build_network(cfg.network)
     path = tmp_path / "ck" / "best.pt"
     save_checkpoint(path, {"model": net.state_dict(), "epoch": 3})
     assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temporary file left behind
-    other = build_network(cfg)
+    other = build_network(cfg.network)
     load_weights(other, path)
     for a, b in zip(net.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -42,7 +42,7 @@ def test_checkpoint_round_trip_and_mismatch_is_refused(tmp_path: Path) -> None:
         tmp_path, tmp_path, model={"name": "UNet", "args": {"channels": [8, 16, 32], "strides": [2, 2]}}
     )
     with pytest.raises(MedsegError, match="does not fit the configured network"):
-        load_weights(build_network(bigger), path)
+        load_weights(build_network(bigger.network), path)
     with pytest.raises(MedsegError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
 

@@ -15,7 +15,7 @@ def test_every_registered_network_builds_and_keeps_the_image_size(name: str, tmp
     cfg = tiny_config(
         tmp_path, tmp_path, model={"name": name, "args": args}, transforms={"spatial_size": [64, 64]}
     )
-    net = build_network(cfg).eval()
+    net = build_network(cfg.network).eval()
     with torch.no_grad():
         out = net(torch.randn(1, 3, 64, 64))
     assert out.shape == (1, 2, 64, 64)

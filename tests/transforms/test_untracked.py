@@ -24,7 +24,7 @@ AUGMENT = [
 
 def test_the_random_part_gets_plain_copies_and_leaves_the_cache_and_tracking_alone(synthetic_root, tmp_path):
     cfg = tiny_config(synthetic_root, tmp_path, transforms={"train": AUGMENT})
-    chain = train_transforms(cfg)
+    chain = train_transforms(cfg.data, cfg.transforms)
     assert isinstance(chain.transforms[-1], Untracked)
     assert not any(isinstance(t, Untracked) for t in chain.transforms[:-1])
     cases, _ = build_datalist(cfg.data, 2, 3)
@@ -52,7 +52,7 @@ def test_the_same_seed_gives_the_same_draws(synthetic_root, tmp_path):
     cases, _ = build_datalist(cfg.data, 2, 3)
     runs = []
     for _ in range(2):
-        chain = train_transforms(cfg)
+        chain = train_transforms(cfg.data, cfg.transforms)
         chain.set_random_state(seed=11)
         runs.append([chain(cases[0].item()) for _ in range(2)])
     for a, b in zip(*runs, strict=True):

@@ -28,7 +28,7 @@ PRED = "pred"
 
 def network_def(cfg: PipelineConfig, n_folds: int) -> Step:
     """The fold networks side by side, each built as the study built it."""
-    fold = {"_target_": cfg.model.name, **yaml_safe(network_args(cfg))}
+    fold = {"_target_": cfg.model.name, **yaml_safe(network_args(cfg.network))}
     return {"_target_": "scripts.fold_stack.FoldStack", "folds": [dict(fold) for _ in range(n_folds)]}
 
 
