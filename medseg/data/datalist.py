@@ -24,9 +24,10 @@ from medseg.data.layouts import list_cases
 from medseg.errors import DataError
 from medseg.io.case import Case
 from medseg.io.dicom import walk_files
-from medseg.io.privacy import Redactor, hidden
+from medseg.io.privacy import Redactor, hidden, pseudonym
 from medseg.io.raster import set_pixel_limit
 from medseg.io.readers import reader_by_name
+from medseg.io.source import Source
 
 log = logging.getLogger(__name__)
 BadCase = dict[str, str]  # {"id", "reason"}
@@ -90,6 +91,37 @@ def names_hidden(root: Path, cases: Iterable[Case]) -> Redactor:
     hidden_files = (p for p in walk_files(root) if reader_by_name(p) is None) if root.is_dir() else ()
     redact.add(hidden_files)  # also files no case lists (a bad case's reason may name them)
     return redact
+
+
+def shareable(root: Path, cases: list[Case]) -> list[dict[str, object]]:
+    """The cases as ``datalist.json`` holds them, each DICOM file and folder path replaced by its
+    keyed pseudonym inside ``root`` (what may leave the run folder, such as MLflow's copy).
+
+    Example:
+        >>> from medseg.io.source import Source
+        >>> series, label = Source.one("/d/DOE^J/CT", "dicom_series"), Source.one("/d/c.nii.gz", "nifti")
+        >>> case = Case("c", (series,), label)
+        >>> out = shareable(Path("/d"), [case])[0]
+        >>> out["images"][0]["path"].startswith("<p"), out["label"]["path"]
+        (True, '/d/c.nii.gz')
+    """
+    out = []
+    for case in cases:
+        entry = case.to_json()
+        entry["images"] = [_hidden(root, s) for s in case.images]
+        entry["label"] = _hidden(root, case.label) if case.label else None
+        out.append(entry)
+    return out
+
+
+def _hidden(root: Path, src: Source) -> dict[str, object]:
+    """A source as JSON, its paths pseudonyms unless its own name may be shown."""
+
+    if src.named_by_path:
+        return src.to_json()
+    rel = [f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name for f in src.files]
+    shown = [f"<{pseudonym(r)}>" for r in rel]
+    return {"kind": src.kind, "path": shown[0]} if len(shown) == 1 else {"kind": src.kind, "files": shown}
 
 
 def _digest(path: Path) -> str:

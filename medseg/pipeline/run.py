@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from medseg.config.load import dump_config
 from medseg.config.models import PipelineConfig
+from medseg.data.datalist import shareable
 from medseg.data.digest import cases_digest
 from medseg.data.splits import load_or_make_splits
 from medseg.errors import ConfigError, MedsegError
@@ -219,9 +220,9 @@ def _log_inputs(
         tracker.log_dataset(tracker.parent_id, cfg.name, digest, "datalist.json", profile)
         tags["medseg.data_digest"] = digest
     tracker.set_tags(tracker.parent_id, tags)
+    _log_datalist(tracker, run_dir)
     for path in (
         run_dir.config,
-        run_dir.datalist,
         run_dir.splits,
         run_dir.intensity_stats,
         run_dir.fingerprint,
@@ -231,6 +232,21 @@ def _log_inputs(
     first_fold_train = set(splits[0]["train"])
     fit_cases = [c for c in cases if c.id in first_fold_train]
     tracker.log_artifact(tracker.parent_id, preview_grid(cfg, fit_cases or cases, run_dir.preview))
+
+
+def _log_datalist(tracker: Tracker, run_dir: RunDir) -> None:
+    """MLflow's copy of ``datalist.json``: DICOM files and folders named by their pseudonyms (the
+    run folder's own copy keeps the paths the folds read)."""
+    if not (tracker.enabled and run_dir.datalist.is_file()):
+        return
+    import tempfile
+
+    written = json.loads(run_dir.datalist.read_text())
+    written["cases"] = shareable(Path(written["root"]), run_dir.read_cases())
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / run_dir.datalist.name
+        copy.write_text(json.dumps(written, indent=1))
+        tracker.log_artifact(tracker.parent_id, copy)
 
 
 def _folds(cfg: PipelineConfig, splits: list[dict[str, Any]]) -> list[int]:

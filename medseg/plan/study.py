@@ -165,11 +165,20 @@ def choose(
         _fit(cand, cand.measured, None, fp, budget)  # confirmed on the device
         if cand.epochs >= B.MIN_EPOCHS and fits(cand.measured):
             return cand
-    raise MedsegError(_infeasible(fp, cands[-1], refs[(cands[-1].network, cands[-1].base)], budget or 0.0))
+    last = cands[-1]
+    if last.measured is not None and last.epochs >= B.MIN_EPOCHS:  # time enough, memory not
+        raise MedsegError(
+            f"even the smallest plan ({last.network}, scale {last.scale:g}) needs "
+            f"{last.measured.peak_bytes / 2**20:.0f} MB per training step, more than the memory free "
+            "for it here; free memory (or give a larger --gpu-memory on a larger GPU) and plan again"
+        )
+    own = (last, last.measured) if last.measured is not None else refs[(last.network, last.base)]
+    raise MedsegError(_infeasible(fp, last, own, budget or 0.0))
 
 
 def _infeasible(fp: dict[str, Any], last: Candidate, ref: tuple[Candidate, Any], budget: float) -> str:
-    """What to do when no candidate fits: the smallest budget for the smallest plan."""
+    """What to do when no candidate fits: the smallest budget for the smallest plan, from its own
+    measurement where it was measured (``ref`` is then the candidate itself)."""
     work = _workload(last, ref[1], None if last is ref[0] else ref[0], fp)
     needed = work.study_seconds(B.MIN_EPOCHS) / B.MARGIN
     minutes = max(1, math.ceil(needed / 60))
@@ -244,7 +253,7 @@ def plan_study(
     chosen.reasons["epochs"] = (
         f"{B.MAX_EPOCHS} epochs, nnU-Net's schedule"
         if budget is None
-        else f"the most epochs for which 5 folds fit {B.MARGIN:.0%} of the {budget / 60:.0f} min budget"
+        else f"the most epochs for which {folds(fp)} folds fit {B.MARGIN:.0%} of the {_shown(budget)} budget"
     )
     return _write(fp, chosen, root, workflow, out, where, memory_gb, budget)
 

@@ -78,7 +78,7 @@ def test_real_mammograms_are_segmented_on_their_stored_grid(mammo_files, tmp_pat
         by_uid[str(ds.SOPInstanceUID)] = f
     current: dict[str, float] = {}
 
-    def bright(models, image, cfg, inferer, device, on_device=False, progress=None):
+    def bright(models, image, *settings, **options):
         fg = (torch.as_tensor(image[0]) > current["cut"]).float()
         return torch.stack([1 - fg, fg]), float("nan")
 

@@ -44,6 +44,15 @@ def test_synthetic_ct_run_writes_volumes_on_the_input_grid(tmp_path):
     assert {r["label"] for r in rows} == {"1", "2"}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["fold_mean"]) == {"liver", "spleen", "mean"}
+    # the copy that leaves the run folder names the DICOM series by its pseudonym only
+    from mlflow.tracking import MlflowClient
+
+    store = next(p for p in (run_dir / "mlflow.db", run_dir.parent / "mlflow.db") if p.is_file())
+    parent = json.loads((run_dir / "run_state.json").read_text())["parent_run_id"]
+    copy = MlflowClient(f"sqlite:///{store}").download_artifacts(parent, "datalist.json", str(tmp_path))
+    shared = json.loads(Path(copy).read_text())
+    assert "ct_000" not in json.dumps([c["images"] for c in shared["cases"]])
+    assert any(c["images"][0]["path"].startswith("<p") for c in shared["cases"])
 
 
 def test_real_ct_run_on_dicom_series_and_nifti(tmp_path):

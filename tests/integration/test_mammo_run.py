@@ -124,18 +124,20 @@ def test_mammography_pipeline_runs_end_to_end(mammo_root, tmp_path):
 def test_a_planned_mammography_study_keeps_patients_apart_and_runs(mammo_root, tmp_path):
     from medseg.pipeline import run
     from medseg.plan.fingerprint import fingerprint
-    from medseg.plan.study import _candidate, raw_config
+    from medseg.plan.sections import planned_config
+    from medseg.plan.study import _candidate
     from medseg.plan.write import to_yaml
 
     fp = fingerprint(mammo_root, "mammo")
     assert fp["modality"] == "MG" and fp["n_cases"] == 8 and fp["n_patients"] == 2
     # measured on the grid trained on: flipped, cropped to the breast, capped at 1024 pixels
     assert all(max(c["shape"]) == 1024 and min(c["shape"]) < 600 for c in fp["cases"])
-    cand = _candidate(fp, 0.25, "UNet", 8, 8.0, 2)
+    cand = _candidate(fp, 0.25, "UNet", 8, 8.0)
     cand.epochs = 1
     out = tmp_path / "plans" / "mg.yaml"
     out.parent.mkdir()
-    raw, reasons = raw_config(fp, cand, "mg", out, "cpu")
+    cfg, reasons = planned_config(fp, cand, "mg", out, "cpu")
+    raw = cfg.model_dump(mode="json", exclude_unset=True)
     out.write_text(to_yaml(raw, reasons, ["a mammography plan"]))
     assert raw["data"]["mammography"] == {} and raw["predict"] == {"modalities": ["MG"]}
     assert raw["data"]["num_classes"] == 2 and sorted(fp["classes"]) == ["0", "255"]  # 0/255 masks

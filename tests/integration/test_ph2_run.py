@@ -38,5 +38,5 @@ def test_ph2_ingest_reads_every_real_case(ph2_root: Path) -> None:
 
     cases, bad = build_datalist(DataConfig(root=ph2_root))
     assert len(cases) == 150 and not bad
-    assert {c["diagnosis"] for c in cases} == {"common_nevus", "atypical_nevus", "melanoma"}
-    assert all(c["shape"][0] > 500 and c["shape"][1] > 700 for c in cases)
+    assert {c.diagnosis for c in cases} == {"common_nevus", "atypical_nevus", "melanoma"}
+    assert all(c.shape is not None and c.shape[0] > 500 and c.shape[1] > 700 for c in cases)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import yaml
 
 from medseg.config.load import load_pipeline
@@ -14,13 +15,23 @@ from medseg.plan.study import plan_study
 from ..conftest import make_dataset
 
 
-def test_a_plan_runs_unchanged_and_chooses_post_processing(tmp_path):
+def test_a_plan_runs_unchanged_and_chooses_post_processing(tmp_path, monkeypatch):
+    from medseg.plan import calibrate
+
     data = make_dataset(tmp_path / "data", n_cases=20, height=48, width=64)
+
+    # step times of an idle 2-core machine (0.04 s for a UNet on 32x40 patches, batch 2), so that
+    # a busy one plans the same study (the calibration itself is tested in tests/plan)
+    def measure(cfg, cases, **options):  # type: ignore[no-untyped-def]
+        voxels = np.prod(cfg.transforms.spatial_size) * cfg.train.batch_size
+        return calibrate.Measured(0.04 * voxels / 2560, 0.01, 0.002, 200 * 2**20)
+
+    monkeypatch.setattr(calibrate, "measure", measure)
     out = tmp_path / "plans" / "syn.yaml"
     summary = plan_study(data, "isic", out, device="cpu", budget=90.0)
     cfg = load_pipeline(out, [f"output_dir={tmp_path / 'run'}", "tracking.enabled=false"])
     run_dir = run(cfg)
-    assert (run_dir / "fingerprint.json").read_text() == (out.parent / "fingerprint.json").read_text()
+    assert (run_dir / "fingerprint.json").read_text() == (out.parent / "syn.fingerprint.json").read_text()
     choice = json.loads((run_dir / "postprocessing.json").read_text())
     assert choice["value"] in (False, "foreground", [1]) and set(choice["mean_dice"]) == {
         "none",

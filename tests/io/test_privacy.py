@@ -59,6 +59,9 @@ def test_library_warnings_reach_the_log_redacted(fresh_key, capsys):
     handler.addFilter(log_filter())
     logger = logging.getLogger()
     logger.addHandler(handler)
+    # pytest restores warnings.showwarning after each test, so a command run by an earlier test may
+    # have left logging believing it still captures warnings: start from scratch
+    logging.captureWarnings(False)
     logging.captureWarnings(True)
     try:
         secret = Path("/in/ÉLODIE_DURAND/ÉLODIE_DURAND_0013.dcm")
