@@ -13,11 +13,12 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, hide
 from medseg.io.atomic import atomic_path
 
 SCHEME = "dicomweb+"
@@ -34,17 +35,19 @@ class Credentials:
     password_env: str | None = None
 
     def _secret(self, path: Path | None, env: str | None, what: str) -> str | None:
+        """The secret from its file or variable; it is masked in every message from then on."""
+        value = None
         if path is not None:
             try:
-                return Path(path).read_text().strip()
+                value = Path(path).read_text().strip()
             except OSError as err:
                 raise MedsegError(f"{what} file {path}: cannot be read ({err.strerror})") from None
-        if env is not None:
+        elif env is not None:
             value = os.environ.get(env)
             if not value:
                 raise MedsegError(f"{what}: the environment variable {env} is not set")
-            return value
-        return None
+        hide(value)
+        return value
 
     def apply(self, session: Any) -> None:
         token = self._secret(self.token_file, self.token_env, "DICOMweb token")
@@ -59,14 +62,85 @@ def is_dicomweb(text: str) -> bool:
     return str(text).startswith(SCHEME)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """A ``dicomweb+http(s)://`` URL taken apart; only :attr:`shown` may appear in a message.
+
+    Attributes:
+        base: ``http(s)://host[:port]/path``, without user or password.
+        shown: the URL as messages show it (no user, no password).
+        host: the host name or address.
+        port: the port (80 or 443 when the URL gives none).
+        user: the user written into the URL, percent-decoded, or None.
+        password: the password written into the URL, percent-decoded, or None.
+    """
+
+    base: str
+    shown: str
+    host: str
+    port: int
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
 def shown(url: str) -> str:
-    """``url`` without a user name or password written into it.
+    """``url`` without a user name or password written into it, whether or not it parses: the
+    user information is everything from ``://`` to the last ``@`` (an ``@`` in a path must be
+    written ``%40``).
 
     Example:
-        >>> shown("dicomweb+http://ann:secret@pacs:8042/dicom-web")
+        >>> shown("dicomweb+http://ann:se/cr@t@pacs:8042/dicom-web")
         'dicomweb+http://pacs:8042/dicom-web'
     """
-    return re.sub(r"//[^/@]*@", "//", url)
+    head, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.rsplit("@", 1)[1]
+    if not sep and "@" in head:  # no "://": the scheme, then only what follows the last "@"
+        head = head.split(":", 1)[0] + ":***@" + head.rsplit("@", 1)[1]
+    return head + sep + rest
+
+
+def parse_url(url: str, what: str = "--input") -> Endpoint:
+    """Take a ``dicomweb+http(s)://[user[:password]@]host[:port]/path`` URL apart, or say what is
+    wrong with it; a password in it is masked in every message from then on.
+
+    Raises:
+        MedsegError: not such a URL (the message shows it without user or password).
+    """
+    rest = url.partition("://")[2]
+    userinfo = rest.rsplit("@", 1)[0] if "@" in rest else None
+    user, password = _userinfo(userinfo)
+    hide(password)
+    name = shown(url)
+    scheme = url.partition("://")[0].removeprefix(SCHEME).lower() if is_dicomweb(url) else ""
+    expected = "expected dicomweb+http://HOST[:PORT]/PATH or dicomweb+https://..."
+    if scheme not in ("http", "https") or "://" not in url:
+        raise MedsegError(f"{what} {name}: {expected}")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise MedsegError(f"{what} {name}: a URL holds no spaces or control characters; percent-encode them")
+    after = rest.rsplit("@", 1)[-1]
+    authority, path = re.match(r"([^/?#]*)(.*)", after).groups()  # type: ignore[union-attr]
+    if "?" in path or "#" in path or "?" in authority or "#" in authority:
+        raise MedsegError(f"{what} {name}: the service's base URL takes no query (?) or fragment (#)")
+    try:
+        parts = urlsplit(f"{scheme}://{authority}")
+        host, port = parts.hostname, parts.port or (443 if scheme == "https" else 80)
+        if parts.port == 0:
+            raise ValueError("port 0")
+    except ValueError:
+        raise MedsegError(f"{what} {name}: the port must be a number from 1 to 65535") from None
+    if not host:
+        raise MedsegError(f"{what} {name}: no host; {expected}")
+    base = f"{scheme}://{authority}{path.rstrip('/')}"
+    return Endpoint(base, name, host, port, user, password)
+
+
+def _userinfo(userinfo: str | None) -> tuple[str | None, str | None]:
+    """(user, password) of ``user[:password]``, percent-decoded; (None, None) without user info."""
+    if userinfo is None:
+        return None, None
+    user, sep, password = userinfo.partition(":")
+    return unquote(user), unquote(password) if sep else None
 
 
 def _session(timeout: float, retries: int) -> Any:
@@ -110,16 +184,13 @@ class Pacs:
     ) -> None:
         from dicomweb_client.api import DICOMwebClient
 
-        self.url, self.name = url, shown(url)
+        endpoint = parse_url(url)
+        self.url, self.name, self.endpoint = url, endpoint.shown, endpoint
         session = _session(timeout, retries)
         (credentials or Credentials()).apply(session)
-        base = url.removeprefix(SCHEME)
-        if "@" in base.split("/")[2]:  # credentials in the URL go to the session, not the log
-            userinfo, host = base.split("/")[2].rsplit("@", 1)
-            user, _, password = userinfo.partition(":")
-            session.auth = (user, password)
-            base = base.replace(f"{userinfo}@", "", 1)
-        self.client = DICOMwebClient(url=base, session=session)
+        if endpoint.user is not None:  # credentials in the URL go to the session, never to a message
+            session.auth = (endpoint.user, endpoint.password or "")
+        self.client = DICOMwebClient(url=endpoint.base, session=session)
         self.client.set_http_retry_params(retry=False)  # the session's bounded retries only
 
     @contextmanager
