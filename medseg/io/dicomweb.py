@@ -9,8 +9,10 @@ appear in a message, a log or a manifest, and neither does a password written in
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +20,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import requests
+
 from medseg.errors import MedsegError, hide
 from medseg.io.atomic import atomic_path
+from medseg.io.http_session import AnswerTimeout, DeadlineSession, causes, refused
 
 SCHEME = "dicomweb+"
+MAX_PAGES = 10_000  # of one QIDO-RS search
+ADVICE = {401: "the credentials", 403: "the credentials", 404: "the URL"}  # by HTTP status
 
 
 @dataclass(frozen=True)
@@ -143,32 +150,6 @@ def _userinfo(userinfo: str | None) -> tuple[str | None, str | None]:
     return unquote(user), unquote(password) if sep else None
 
 
-def _session(timeout: float, retries: int) -> Any:
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    class TimeoutSession(requests.Session):
-        def request(self, *args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("timeout", timeout)
-            return super().request(*args, **kwargs)
-
-    session = TimeoutSession()
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        backoff_factor=0.2,
-        status_forcelist=(502, 503, 504),
-        allowed_methods=None,
-        raise_on_status=False,
-    )
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 class Pacs:
     """One DICOMweb service.
 
@@ -185,31 +166,47 @@ class Pacs:
         from dicomweb_client.api import DICOMwebClient
 
         endpoint = parse_url(url)
-        self.url, self.name, self.endpoint = url, endpoint.shown, endpoint
-        session = _session(timeout, retries)
+        self.url, self.name, self.endpoint, self.timeout = url, endpoint.shown, endpoint, timeout
+        session = DeadlineSession(timeout, retries)
         (credentials or Credentials()).apply(session)
         if endpoint.user is not None:  # credentials in the URL go to the session, never to a message
             session.auth = (endpoint.user, endpoint.password or "")
-        self.client = DICOMwebClient(url=endpoint.base, session=session)
+        self.client = DICOMwebClient(url=endpoint.base, session=session, timeout=timeout)
         self.client.set_http_retry_params(retry=False)  # the session's bounded retries only
 
     @contextmanager
     def _asking(self, what: str) -> Iterator[None]:
         """Turn what ``requests`` raises into a message that names the PACS and what to do."""
-        import requests
-
         try:
             yield
         except requests.exceptions.HTTPError as err:
-            code = err.response.status_code if err.response is not None else "?"
-            raise MedsegError(
-                f"{self.name}: {what} was refused (HTTP {code}); check the URL and the credentials"
-            ) from None
+            code = err.response.status_code if err.response is not None else 0
+            advice = ADVICE.get(code, "the URL and the credentials")
+            raise MedsegError(f"{self.name}: {what} was refused (HTTP {code}); check {advice}") from None
         except requests.exceptions.RequestException as err:
             raise MedsegError(
-                f"{self.name}: the PACS does not answer ({type(err).__name__}) while {what}; check "
-                "that it runs and the URL, or raise predict.dicomweb.timeout"
+                f"{self.name}: the PACS does not answer while {what}: {self._why(err)}"
             ) from None
+        except (ValueError, KeyError, TypeError) as err:  # dicomweb-client reading a garbled answer
+            raise MedsegError(
+                f"{self.name}: the answer while {what} is not DICOMweb ({type(err).__name__}); check the URL"
+            ) from None
+
+    def _why(self, err: requests.exceptions.RequestException) -> str:
+        """What went wrong with a request that got no answer, and what to do."""
+        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        if isinstance(err, AnswerTimeout):
+            return (
+                f"no complete answer within {self.timeout:g} s; check that it runs and is not "
+                "overloaded, or raise predict.dicomweb.timeout"
+            )
+        if refused(err):
+            return f"nothing listens at {where}; check that the PACS runs and the URL"
+        if isinstance(err, requests.exceptions.SSLError):
+            return f"no TLS connection to {where}; check https:// against http:// and the certificate"
+        if any(isinstance(e, socket.gaierror) for e in causes(err)):
+            return f"the host {self.endpoint.host} is not known; check the URL"
+        return f"the connection to {where} broke ({type(err).__name__}); check that the PACS runs and the URL"
 
     def find_series(
         self,
@@ -243,25 +240,48 @@ class Pacs:
         return list(found.values())
 
     def fetch_series(self, study_uid: str, series_uid: str, folder: Path) -> int:
-        """WADO-RS: the series' instances, one at a time, each written to ``folder``; the count."""
+        """WADO-RS: the series' instances, each in a request of its own (so each has the whole
+        timeout) and written to ``folder`` as it arrives; the count."""
         folder.mkdir(parents=True, exist_ok=True)
-        count = 0
-        with self._asking("retrieving a series"):
-            # as stored (transfer syntax "*"): a PACS need not transcode JPEG 2000, nor can every one
-            as_stored = (("application/dicom", "*"),)
-            instances = self.client.iter_series(study_uid, series_uid, media_types=as_stored)
-            for ds in instances:  # one instance in memory at a time
-                with atomic_path(folder / f"{count:05d}.dcm") as tmp:
-                    ds.save_as(tmp, enforce_file_format=True)
-                count += 1
-        return count
+        listed = self._all(
+            "listing a series' instances",
+            self.client.search_for_instances,
+            study_instance_uid=study_uid,
+            series_instance_uid=series_uid,
+            fields=["SOPInstanceUID"],
+        )
+        uids = sorted({_value(entry, "00080018") for entry in listed} - {""})
+        # as stored (transfer syntax "*"): a PACS need not transcode JPEG 2000, nor can every one
+        as_stored = (("application/dicom", "*"),)
+        for count, uid in enumerate(uids):
+            with self._asking("retrieving a series"):
+                ds = self.client.retrieve_instance(study_uid, series_uid, uid, media_types=as_stored)
+            with atomic_path(folder / f"{count:05d}.dcm") as tmp:
+                ds.save_as(tmp, enforce_file_format=True)
+        return len(uids)
+
+    def _all(self, what: str, search: Any, **query: Any) -> list[dict[str, Any]]:
+        """Every match of a QIDO-RS search, page after page (a PACS may cap the matches it sends
+        at once); a page with nothing new ends it, for a PACS that ignores ``offset``."""
+        found: dict[str, dict[str, Any]] = {}
+        offset = 0
+        for _ in range(MAX_PAGES):
+            with self._asking(what):
+                page = search(**query, offset=offset)
+            by_text = {json.dumps(entry, sort_keys=True): entry for entry in page}
+            if not by_text.keys() - found.keys():
+                break
+            found.update(by_text)
+            offset += len(page)
+        return list(found.values())
 
     def store(self, path: Path) -> str:
         """STOW-RS of one file; the PACS's answer in a line."""
         import pydicom
 
+        dataset = pydicom.dcmread(path)
         with self._asking("storing a result"):
-            answer = self.client.store_instances([pydicom.dcmread(path)])
+            answer = self.client.store_instances([dataset])
         failed = answer.get("FailedSOPSequence") if answer is not None else None
         if failed:
             reason = failed[0].get("FailureReason", "?")

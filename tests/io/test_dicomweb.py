@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import requests
 
 from medseg.errors import MedsegError, hide, mask_credentials
 from medseg.io.dicomweb import Credentials, Pacs, parse_url, shown
+
+from .dicomweb_server import THREAD_PREFIX, FakeDicomweb, refusing_port
 
 
 def test_a_token_from_a_file_or_the_environment_goes_into_the_header_only(tmp_path, monkeypatch):
@@ -91,3 +96,59 @@ def test_a_malformed_url_is_one_clear_line_without_its_credentials(url, says):
     with pytest.raises(MedsegError, match="^--input ") as err:
         parse_url(url)
     assert says in str(err.value) and "FAKE" not in str(err.value)
+
+
+def _threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if not t.name.startswith(THREAD_PREFIX)}
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+@pytest.mark.parametrize("mode", ["silent", "trickle", "trickle_headers"])
+def test_a_pacs_that_is_silent_or_trickles_ends_within_the_timeout_retries_included(mode, retries):
+    before = _threads()
+    with FakeDicomweb(mode, interval=0.5) as server:
+        pacs = Pacs(server.url, timeout=2, retries=retries)
+        t0 = time.perf_counter()
+        with pytest.raises(MedsegError) as err:
+            pacs.find_series()
+        elapsed = time.perf_counter() - t0
+    assert str(err.value) == (
+        f"dicomweb+http://127.0.0.1:{server.port}/dicom-web: the PACS does not answer while searching "
+        "for series: no complete answer within 2 s; check that it runs and is not overloaded, or raise "
+        "predict.dicomweb.timeout"
+    )
+    assert 2 <= elapsed < 3.5, elapsed  # the whole answer's deadline, not one read's
+    assert server.requests >= 1
+    assert _threads() == before  # no watchdog left running
+
+
+def test_the_timeout_given_wins_over_dicomweb_clients_own():
+    with FakeDicomweb("silent") as server:
+        pacs = Pacs(server.url, timeout=30, retries=0)
+        assert pacs.client._timeout == 30
+        pacs.timeout = pacs.client._session.timeout = 1  # a caller's own timeout is overridden too
+        pacs.client._timeout = 20
+        t0 = time.perf_counter()
+        with pytest.raises(MedsegError, match="no complete answer within 1 s"):
+            pacs.find_series()
+        assert time.perf_counter() - t0 < 2
+
+
+def test_a_refused_connection_fails_at_once_without_retries_and_says_nothing_listens(caplog):
+    with refusing_port() as port:
+        pacs = Pacs(f"dicomweb+http://127.0.0.1:{port}/dicom-web", timeout=30, retries=5)
+        t0 = time.perf_counter()
+        with caplog.at_level("DEBUG"), pytest.raises(MedsegError) as err:
+            pacs.find_series()
+        assert time.perf_counter() - t0 < 1
+    assert str(err.value).endswith(
+        f"the PACS does not answer while searching for series: nothing listens at 127.0.0.1:{port}; "
+        "check that the PACS runs and the URL"
+    )
+    assert "Retrying" not in caplog.text and "timeout" not in str(err.value)
+
+
+def test_an_unknown_host_is_named():
+    pacs = Pacs("dicomweb+http://no-such-host.invalid:8042/dicom-web", timeout=5, retries=0)
+    with pytest.raises(MedsegError, match=r"the host no-such-host\.invalid is not known; check the URL"):
+        pacs.find_series()
