@@ -388,24 +388,28 @@ def predict(
     Writes <name>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
     for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done. With --part I/N,
     N jobs share the inputs; the last to finish (or --merge) writes manifest.csv and summary.json."""
-    from medseg.infer import parts
-
     if merge:
+        from medseg.infer import parts
+
         summary = parts.merge(output, strict=True)
         assert summary is not None
         typer.echo(_predict_result(summary, output / "manifest.csv"))
         return
     if model is None or input_dir is None:
         raise MedsegError("--model and --input are needed (only --merge goes without them)")
-    from medseg.infer.batch import predict_folder
+    _predict_checks(output, model, input_dir, device, part, send, set_ or [])
+    since = _date(since)  # checked before any model loads
+    from medseg.infer import parts
     from medseg.io.dicomweb import is_dicomweb
+
+    share = parts.parse_part(part) if part else parts.WHOLE
+    if not is_dicomweb(input_dir) and not Path(input_dir).exists():
+        raise MedsegError(f"{Path(input_dir).resolve()}: input folder not found")
+    from medseg.infer.batch import predict_folder
     from medseg.io.lock import hold
     from medseg.runtime import pick_device
     from medseg.tracking.models import load_bundle
 
-    if device not in (None, "auto", "cpu", "cuda"):
-        raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
-    share = parts.parse_part(part) if part else parts.WHOLE
     # parts started together fetch a runs:/ or models:/ model once
     with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):
         bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
@@ -413,20 +417,43 @@ def predict(
     if is_dicomweb(input_dir):
         from medseg.infer.pacs import Query, predict_pacs
 
-        if share != parts.WHOLE:
-            raise MedsegError("--part splits a folder of inputs; a DICOMweb query runs as one job")
-        query = Query(study or [], series or [], modality, _date(since))
+        query = Query(study or [], series or [], modality, since)
         options = {"log_paths": log_paths, "workers": workers}
         summary = predict_pacs(bundle, input_dir, output, where, query, send, **options)
     else:
-        if send is not None:
-            raise MedsegError("--send stores results in a PACS read with --input dicomweb+http://...")
         summary = predict_folder(bundle, Path(input_dir), output, where, log_paths, workers, share)
     merged = summary.get("merged")
     name = "manifest.csv" if merged or share == parts.WHOLE else parts.manifest_name(share)
     typer.echo(_predict_result(merged or summary, output / name))
     if summary["failed"]:
         raise typer.Exit(code=EXIT_PARTIAL)
+
+
+def _predict_checks(
+    output: Path,
+    model: str,
+    input_dir: str,
+    device: str | None,
+    part: str | None,
+    send: str | None,
+    overrides: list[str],
+) -> None:
+    """What ``predict`` can refuse before torch and the models load (about a second, not ten): the
+    output and device, and for a PACS its URLs, credentials and one answer."""
+    from medseg.io.dicomweb import is_dicomweb
+
+    if output.exists() and not output.is_dir():
+        raise MedsegError(f"--output {output}: is a file; give a folder (it is made when missing)")
+    if device not in (None, "auto", "cpu", "cuda"):
+        raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
+    if is_dicomweb(input_dir) or "://" in input_dir:
+        from medseg.infer.pacs import check_first
+
+        if part is not None:
+            raise MedsegError("--part splits a folder of inputs; a DICOMweb query runs as one job")
+        check_first(model, overrides, input_dir, send)
+    elif send is not None:
+        raise MedsegError("--send stores results in a PACS read with --input dicomweb+http://...")
 
 
 def _date(text: str | None) -> str | None:

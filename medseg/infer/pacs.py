@@ -16,18 +16,23 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import yaml
+from pydantic import ValidationError
 
+from medseg.config import strict_yaml
 from medseg.config.models import DicomwebConfig
 from medseg.errors import MedsegError
-from medseg.infer.batch import predict_folder
-from medseg.infer.bundle import ModelBundle
 from medseg.infer.manifest import Manifest
 from medseg.io.atomic import write_json
-from medseg.io.dicomweb import Credentials, Pacs
+from medseg.io.dicomweb import Credentials, Pacs, parse_url
 from medseg.io.names import safe_name
+
+if TYPE_CHECKING:  # torch loads with the models, after the checks that need none
+    import torch
+
+    from medseg.infer.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 CACHE = ".dicomweb"
@@ -48,6 +53,51 @@ def connect(url: str, cfg: DicomwebConfig) -> Pacs:
         cfg.token_file, cfg.token_env, cfg.username, cfg.password_file, cfg.password_env
     )
     return Pacs(url, credentials, cfg.timeout, cfg.retries)
+
+
+def check_first(model: str, overrides: list[str], url: str, send_to: str | None) -> None:
+    """What can fail without a model, before any model or torch loads: the URLs parse and, for a
+    run folder (whose ``predict.dicomweb`` settings are read from its ``config.yaml`` and
+    ``--set``), the PACS answers one cheap query with the credentials given.
+
+    Raises:
+        MedsegError: a malformed URL, a credential file or variable that is missing, or a PACS
+            that refuses, does not answer or refuses the credentials.
+    """
+    endpoints = {parse_url(url).base: url}
+    if send_to is not None:
+        endpoints.setdefault(parse_url(send_to, "--send").base, send_to)
+    cfg = dicomweb_settings(Path(model) / "config.yaml", overrides)
+    if cfg is None:
+        return  # an MLflow model, or settings load_pipeline will name the fault of
+    for target in endpoints.values():
+        connect(target, cfg).check()
+
+
+def dicomweb_settings(config: Path, overrides: list[str]) -> DicomwebConfig | None:
+    """``predict.dicomweb`` of a run folder's ``config.yaml`` with the ``--set`` values for it, read
+    without loading the pipeline (which imports torch); None where it cannot be read so."""
+    try:
+        raw = strict_yaml.load(config.read_text()) if config.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
+        return None
+    predict = raw.get("predict") if isinstance(raw, dict) else None
+    section = (predict.get("dicomweb") or {}) if isinstance(predict, dict) else None
+    if not isinstance(section, dict):
+        return None
+    for item in overrides:
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        if parts[:2] != ["predict", "dicomweb"] or len(parts) != 3:
+            continue
+        try:
+            section[parts[2]] = strict_yaml.load(text) if text.strip() else None
+        except (ValueError, yaml.YAMLError):
+            section[parts[2]] = text
+    try:
+        return DicomwebConfig.model_validate(section)
+    except ValidationError:
+        return None
 
 
 def fetch(pacs: Pacs, query: Query, out_dir: Path, modalities: list[str] | None) -> dict[str, int]:
@@ -114,6 +164,8 @@ def predict_pacs(
     Raises:
         MedsegError: the PACS does not answer or refuses (what was done is kept for a rerun).
     """
+    from medseg.infer.batch import predict_folder
+
     cfg = bundle.cfg.predict
     out_dir.mkdir(parents=True, exist_ok=True)
     fetched = fetch(connect(url, cfg.dicomweb), query, out_dir, cfg.modalities)

@@ -163,16 +163,23 @@ class Pacs:
     def __init__(
         self, url: str, credentials: Credentials | None = None, timeout: float = 30.0, retries: int = 2
     ) -> None:
-        from dicomweb_client.api import DICOMwebClient
-
         endpoint = parse_url(url)
         self.url, self.name, self.endpoint, self.timeout = url, endpoint.shown, endpoint, timeout
-        session = DeadlineSession(timeout, retries)
-        (credentials or Credentials()).apply(session)
+        self.session = DeadlineSession(timeout, retries)
+        (credentials or Credentials()).apply(self.session)
         if endpoint.user is not None:  # credentials in the URL go to the session, never to a message
-            session.auth = (endpoint.user, endpoint.password or "")
-        self.client = DICOMwebClient(url=endpoint.base, session=session, timeout=timeout)
-        self.client.set_http_retry_params(retry=False)  # the session's bounded retries only
+            self.session.auth = (endpoint.user, endpoint.password or "")
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """The ``dicomweb-client`` on the session, made on first use (it imports pydicom)."""
+        if self._client is None:
+            from dicomweb_client.api import DICOMwebClient
+
+            self._client = DICOMwebClient(url=self.endpoint.base, session=self.session, timeout=self.timeout)
+            self._client.set_http_retry_params(retry=False)  # the session's bounded retries only
+        return self._client
 
     @contextmanager
     def _asking(self, what: str) -> Iterator[None]:
@@ -207,6 +214,16 @@ class Pacs:
         if any(isinstance(e, socket.gaierror) for e in causes(err)):
             return f"the host {self.endpoint.host} is not known; check the URL"
         return f"the connection to {where} broke ({type(err).__name__}); check that the PACS runs and the URL"
+
+    def check(self) -> None:
+        """One cheap QIDO-RS request (a study at most): the PACS answers, and takes the credentials."""
+        with self._asking("searching for studies"):
+            answer = self.session.get(
+                f"{self.endpoint.base}/studies",
+                params={"limit": "1", "includefield": "StudyInstanceUID"},
+                headers={"Accept": "application/dicom+json, application/json"},
+            )
+            answer.raise_for_status()
 
     def find_series(
         self,

@@ -1,7 +1,7 @@
 """`medseg predict --input dicomweb+...` through the real command line: a PACS that refuses, stays
 silent or trickles, URLs with credentials in every awkward form, and malformed URLs. Each ends with
-one line on stderr and exit code 1, in bounded time, and no credential in stderr (the log included)
-or in any file under the output folder.
+one line on stderr and exit code 1, in bounded time, and no credential in stderr (the log included),
+stdout or any file under the output folder.
 
 The PACS here is a socket server of the test's own on 127.0.0.1 (:mod:`tests.io.dicomweb_server`).
 """
@@ -30,12 +30,13 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def predict(model: Path, url: str, out: Path, *args: str, timeout: float = 120) -> tuple[int, str, float]:
-    """``medseg predict`` in a process of its own: exit code, stderr and seconds taken."""
+    """``medseg predict`` in a process of its own: exit code, all it printed (stderr, with the log,
+    then stdout) and seconds taken."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "medseg", "predict", "-m", str(model), "-i", url, "-o", str(out), *args]
     t0 = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=out.parent)
-    return done.returncode, done.stderr, time.perf_counter() - t0
+    return done.returncode, done.stderr + done.stdout, time.perf_counter() - t0
 
 
 def no_secret_under(folder: Path) -> None:
@@ -44,8 +45,8 @@ def no_secret_under(folder: Path) -> None:
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
 
-def error_line(stderr: str) -> str:
-    (line,) = [x for x in stderr.splitlines() if x.startswith("error: ")]
+def error_line(printed: str) -> str:
+    (line,) = [x for x in printed.splitlines() if x.startswith("error: ")]
     return line
 
 
@@ -58,9 +59,9 @@ def test_credentials_in_a_url_never_reach_the_error_line_the_log_or_a_file(model
 
     with refusing_port() as port:
         url = f"dicomweb+http://{userinfo}@127.0.0.1:{port}/dicom-web"
-        code, stderr, _ = predict(model, url, tmp_path / "o")
-    assert code == 1 and SECRET not in stderr and "Traceback" not in stderr, stderr
-    assert error_line(stderr).startswith(f"error: dicomweb+http://127.0.0.1:{port}/dicom-web: ")
+        code, printed, _ = predict(model, url, tmp_path / "o")
+    assert code == 1 and SECRET not in printed and "Traceback" not in printed, printed
+    assert error_line(printed).startswith(f"error: dicomweb+http://127.0.0.1:{port}/dicom-web: ")
     no_secret_under(tmp_path / "o")
 
 
@@ -74,6 +75,93 @@ def test_credentials_in_a_url_never_reach_the_error_line_the_log_or_a_file(model
     ],
 )
 def test_a_malformed_url_is_one_clear_line(model, tmp_path, url, says):
-    code, stderr, _ = predict(model, url, tmp_path / "o")
-    assert code == 1 and error_line(stderr).startswith(says) and SECRET not in stderr, stderr
+    code, printed, _ = predict(model, url, tmp_path / "o")
+    assert code == 1 and error_line(printed).startswith(says) and SECRET not in printed, printed
     no_secret_under(tmp_path / "o")
+
+
+FAST = ["--set", "predict.dicomweb.timeout=2", "--set", "predict.dicomweb.retries=0"]
+
+
+@pytest.mark.parametrize("mode", ["silent", "trickle", "trickle_headers"])
+def test_a_silent_or_trickling_pacs_ends_within_the_timeout_before_any_model_loads(model, tmp_path, mode):
+    from ..io.dicomweb_server import FakeDicomweb
+
+    with FakeDicomweb(mode, interval=1.0) as server:
+        url = f"dicomweb+http://alice:FAKE/PW-1@127.0.0.1:{server.port}/dicom-web"
+        code, printed, seconds = predict(model, url, tmp_path / "o", *FAST)
+    assert code == 1 and SECRET not in printed, printed
+    assert error_line(printed) == (
+        f"error: dicomweb+http://127.0.0.1:{server.port}/dicom-web: the PACS does not answer while "
+        "searching for studies: no complete answer within 2 s; check that it runs and is not "
+        "overloaded, or raise predict.dicomweb.timeout"
+    )
+    assert 2 <= seconds < 2 + 3, seconds
+    no_secret_under(tmp_path / "o")
+
+
+def test_a_refused_connection_fails_at_once_with_the_right_advice(model, tmp_path):
+    from ..io.dicomweb_server import refusing_port
+
+    with refusing_port() as port:  # the default timeout and retries: no waiting, no retry
+        code, printed, seconds = predict(model, f"dicomweb+http://127.0.0.1:{port}/dicom-web", tmp_path / "o")
+    assert code == 1 and error_line(printed) == (
+        f"error: dicomweb+http://127.0.0.1:{port}/dicom-web: the PACS does not answer while searching "
+        f"for studies: nothing listens at 127.0.0.1:{port}; check that the PACS runs and the URL"
+    )
+    assert seconds < 3, seconds
+
+
+def test_a_missing_token_file_or_an_output_that_is_a_file_is_named_before_any_model_loads(model, tmp_path):
+    from ..io.dicomweb_server import FakeDicomweb
+
+    token = tmp_path / "no-token"
+    with FakeDicomweb("silent") as server:
+        args = ("--set", f"predict.dicomweb.token_file={token}")
+        code, printed, seconds = predict(model, server.url, tmp_path / "o", *args)
+        assert server.requests == 0
+    assert (
+        code == 1
+        and error_line(printed)
+        == f"error: DICOMweb token file {token}: cannot be read (No such file or directory)"
+    )
+    assert seconds < 3, seconds
+    (tmp_path / "file").write_text("x")
+    code, printed, seconds = predict(model, server.url, tmp_path / "file")
+    assert code == 1 and error_line(printed) == (
+        f"error: --output {tmp_path / 'file'}: is a file; give a folder (it is made when missing)"
+    )
+    assert seconds < 3, seconds
+    code, printed, _ = predict(model, str(tmp_path / "nowhere"), tmp_path / "o", "--send", server.url)
+    assert code == 1 and error_line(printed).startswith("error: --send stores results in a PACS read with")
+
+
+def test_credentials_are_checked_in_a_second_and_a_url_password_with_slash_and_at_works(
+    model, tmp_path, monkeypatch
+):
+    from .test_pacs import Orthanc
+
+    server = Orthanc(tmp_path / "orthanc-home", users={"alice": "FAKE/right@pw"})
+    try:
+        refused = f"error: {server.url}: searching for studies was refused (HTTP 401); check the credentials"
+        settings = [
+            "--set",
+            "predict.dicomweb.username=alice",
+            "--set",
+            "predict.dicomweb.password_env=PACS_PW",
+        ]
+        monkeypatch.setenv("PACS_PW", "FAKE-wrong")
+        code, printed, seconds = predict(model, server.url, tmp_path / "o", *settings)
+        assert code == 1 and error_line(printed) == refused and SECRET not in printed, printed
+        assert seconds < 3, seconds
+        code, printed, seconds = predict(
+            model, server.url.replace("//", "//alice:FAKE%2Fwrong@"), tmp_path / "o"
+        )
+        assert code == 1 and error_line(printed) == refused and SECRET not in printed, printed
+        right = server.url.replace("//", "//alice:FAKE%2Fright%40pw@")  # "/" and "@" percent-encoded
+        code, printed, _ = predict(model, right, tmp_path / "o")
+        assert code == 0 and "done 0, done earlier 0, skipped 0, failed 0" in printed, printed
+        assert SECRET not in printed
+        no_secret_under(tmp_path / "o")
+    finally:
+        server.stop()
