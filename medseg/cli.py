@@ -70,8 +70,13 @@ def _setup() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _MaskCredentials) for f in handler.filters):
             handler.addFilter(_MaskCredentials())
-    for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib", "highdicom"):
+    for noisy in ("alembic", "mlflow", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # HTTP to a PACS: urllib3's retry lines, dicomweb-client's request notices and its retrying
+    # package's tracebacks would fall between medseg's lines; what went wrong reaches the user as
+    # medseg's own one-line error (naming the PACS and what to do). `medseg --debug` shows them.
+    for library in ("urllib3", "dicomweb_client", "retrying"):
+        logging.getLogger(library).setLevel(logging.WARNING if _options["debug"] else logging.CRITICAL)
     # MONAI logs this on every LoadImage once pydicom is imported; the pydicom decoders still work.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*NvImgCodecPydicomReader.*")

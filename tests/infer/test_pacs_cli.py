@@ -165,3 +165,17 @@ def test_credentials_are_checked_in_a_second_and_a_url_password_with_slash_and_a
         no_secret_under(tmp_path / "o")
     finally:
         server.stop()
+
+
+def test_retries_are_not_logged_between_medsegs_lines_only_the_error_is_printed(model, tmp_path):
+    from ..io.dicomweb_server import FakeDicomweb
+
+    with FakeDicomweb("hangup") as server:  # urllib3 retries a dropped connection, and would say so
+        code, printed, seconds = predict(
+            model, server.url, tmp_path / "o", "--set", "predict.dicomweb.retries=2"
+        )
+    assert server.requests == 3 and code == 1 and seconds < 5
+    assert printed.strip() == (
+        f"error: {server.url}: the PACS does not answer while searching for studies: the connection to "
+        f"127.0.0.1:{server.port} broke (ConnectionError); check that the PACS runs and the URL"
+    )

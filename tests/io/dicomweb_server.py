@@ -4,6 +4,7 @@ test process that stop (sockets shut and closed, threads joined) when the ``with
 - ``silent``: accepts a connection, reads the request and never answers.
 - ``trickle``: answers the headers at once, then the body one byte every ``interval`` seconds.
 - ``trickle_headers``: sends even the status line and headers one byte every ``interval`` seconds.
+- ``hangup``: reads the request and closes the connection without a word.
 
 :func:`refusing_port` gives a port where nothing listens.
 """
@@ -41,7 +42,7 @@ class FakeDicomweb:
     """
 
     def __init__(self, mode: str, interval: float = 1.0) -> None:
-        if mode not in ("silent", "trickle", "trickle_headers"):
+        if mode not in ("silent", "trickle", "trickle_headers", "hangup"):
             raise ValueError(mode)
         self.mode, self.interval, self.requests = mode, interval, 0
         self.listener = socket.socket()
@@ -90,6 +91,9 @@ class FakeDicomweb:
                     return
                 request += chunk
             self.requests += 1
+            if self.mode == "hangup":
+                client.shutdown(socket.SHUT_RDWR)
+                return
             if self.mode == "silent":
                 self.stopping.wait()
                 return
