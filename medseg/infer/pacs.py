@@ -6,8 +6,12 @@ fetched instance by instance (WADO-RS) into ``OUTPUT/.dicomweb/``, each series i
 is renamed into place only once complete. They then go through the same selection, segmentation
 and outputs as a folder of DICOM files (:func:`medseg.infer.batch.predict_folder`), keyed by
 SeriesInstanceUID in ``manifest.csv``, so a rerun fetches and segments only what is not done.
-With ``--send``, every DICOM SEG not yet sent is stored back (STOW-RS); the manifest records
-``sent`` and the PACS's answer. A fetched series is removed once its outputs are written.
+With ``--send``, every DICOM SEG not yet sent is stored back (STOW-RS), unless the PACS holds it
+already (its UIDs derive from the source and the model); the manifest records ``sent`` and the
+PACS's answer. A fetched series is removed once its outputs are written.
+
+Before any model loads, :func:`check_first` checks the URLs, the credentials and that each PACS
+answers; this module imports torch only inside :func:`predict_pacs`.
 """
 
 from __future__ import annotations
@@ -123,14 +127,27 @@ def fetch(pacs: Pacs, query: Query, out_dir: Path, modalities: list[str] | None)
     return counts
 
 
+ALREADY = "already in the PACS"  # manifest.csv's ``sent`` for a SEG the PACS held before sending
+
+
 def send(pacs: Pacs, out_dir: Path) -> dict[str, int]:
-    """STOW-RS of every DICOM SEG the manifest lists as done and not yet sent."""
+    """STOW-RS of every DICOM SEG the manifest lists as done and not yet sent, unless the PACS
+    already holds it: its UIDs derive from the source series and the model
+    (:func:`medseg.io.dicom_seg.uid_seed`), so the same result made in another output folder is
+    found by one QIDO-RS request and never stored twice."""
+    import pydicom
+
     manifest = Manifest(out_dir)
-    counts = {"sent": 0, "send_failed": 0}
+    counts = {"sent": 0, "send_failed": 0, "already_in_pacs": 0}
     for row in list(manifest.rows.values()):
-        if row.get("status") != "done" or not row.get("seg") or row.get("sent") == "yes":
+        if row.get("status") != "done" or not row.get("seg") or row.get("sent") in ("yes", ALREADY):
             continue
+        seg = pydicom.dcmread(out_dir / row["seg"], stop_before_pixels=True)
         try:
+            if pacs.holds(str(seg.StudyInstanceUID), str(seg.SOPInstanceUID)):
+                manifest.record({**row, "sent": ALREADY, "pacs_answer": f"holds {seg.SOPInstanceUID}"})
+                counts["already_in_pacs"] += 1
+                continue
             answer = pacs.store(out_dir / row["seg"])
         except MedsegError as err:
             manifest.record({**row, "sent": "failed", "pacs_answer": str(err)[:300]})
@@ -138,6 +155,8 @@ def send(pacs: Pacs, out_dir: Path) -> dict[str, int]:
             raise
         manifest.record({**row, "sent": "yes", "pacs_answer": answer})
         counts["sent"] += 1
+    if not counts["already_in_pacs"]:
+        del counts["already_in_pacs"]  # summary.json says it only when it happened
     return counts
 
 
@@ -150,7 +169,7 @@ def predict_pacs(
     send_to: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Fetch, segment and (with ``send_to``) send back; the batch's summary.
+    """Fetch, segment and (with ``send_to``) send back.
 
     Args:
         bundle: the study's models.
@@ -160,6 +179,10 @@ def predict_pacs(
         query: which series.
         send_to: ``dicomweb+http(s)://...`` to store the SEGs in (may be ``url``).
         options: passed on to :func:`medseg.infer.batch.predict_folder`.
+
+    Returns:
+        The batch's summary (also ``summary.json``) with ``pacs``: series found, done earlier and
+        fetched, SEGs sent, failed to send and (when any) already in the PACS.
 
     Raises:
         MedsegError: the PACS does not answer or refuses (what was done is kept for a rerun).

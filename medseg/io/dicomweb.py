@@ -292,6 +292,16 @@ class Pacs:
             offset += len(page)
         return list(found.values())
 
+    def holds(self, study_uid: str, sop_uid: str) -> bool:
+        """QIDO-RS: whether the PACS holds the instance ``sop_uid`` in the study ``study_uid``."""
+        with self._asking("searching for an instance"):
+            answer = self.client.search_for_instances(
+                study_instance_uid=study_uid,
+                search_filters={"SOPInstanceUID": sop_uid},
+                fields=["SOPInstanceUID"],
+            )
+        return any(_value(entry, "00080018") == sop_uid for entry in answer)
+
     def store(self, path: Path) -> str:
         """STOW-RS of one file; the PACS's answer in a line."""
         import pydicom
