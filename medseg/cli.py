@@ -111,8 +111,8 @@ def command(interrupted: str = "interrupted") -> Callable[[F], F]:
             except KeyboardInterrupt:
                 raise _exit(interrupted, EXIT_INTERRUPTED) from None
             except Exception as err:
-                if _options["debug"]:
-                    traceback.print_exc()
+                if _options["debug"]:  # masked as every other line is
+                    typer.echo(mask_credentials(traceback.format_exc()).rstrip(), err=True)
                 cause = medseg_cause(err)
                 if cause is not None:
                     raise _exit(f"error: {cause}", EXIT_ERROR) from None
@@ -430,6 +430,10 @@ def predict(
     merged = summary.get("merged")
     name = "manifest.csv" if merged or share == parts.WHOLE else parts.manifest_name(share)
     typer.echo(_predict_result(merged or summary, output / name))
+    if "pacs" in summary:
+        from medseg.infer.pacs import pacs_line
+
+        typer.echo(pacs_line(summary["pacs"]))
     if summary["failed"]:
         raise typer.Exit(code=EXIT_PARTIAL)
 

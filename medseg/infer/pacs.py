@@ -8,7 +8,8 @@ and outputs as a folder of DICOM files (:func:`medseg.infer.batch.predict_folder
 SeriesInstanceUID in ``manifest.csv``, so a rerun fetches and segments only what is not done.
 With ``--send``, every DICOM SEG not yet sent is stored back (STOW-RS), unless the PACS holds it
 already (its UIDs derive from the source and the model); the manifest records ``sent`` and the
-PACS's answer. A fetched series is removed once its outputs are written.
+PACS's answer. A fetched series is removed once its outputs are written. ``summary.json`` counts
+the series done by earlier runs, and keeps the earlier runs' summaries.
 
 Before any model loads, :func:`check_first` checks the URLs, the credentials and that each PACS
 answers; this module imports torch only inside :func:`predict_pacs`.
@@ -16,9 +17,11 @@ answers; this module imports torch only inside :func:`predict_pacs`.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +30,7 @@ from pydantic import ValidationError
 
 from medseg.config import strict_yaml
 from medseg.config.models import DicomwebConfig
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, mask_credentials
 from medseg.infer.manifest import Manifest
 from medseg.io.atomic import write_json
 from medseg.io.dicomweb import Credentials, Pacs, parse_url
@@ -40,6 +43,7 @@ if TYPE_CHECKING:  # torch loads with the models, after the checks that need non
 
 log = logging.getLogger(__name__)
 CACHE = ".dicomweb"
+SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ def fetch(pacs: Pacs, query: Query, out_dir: Path, modalities: list[str] | None)
         uid = entry["series_uid"]
         folder = out_dir / CACHE / safe_name(uid)
         if manifest.finished_earlier(uid) is not None:
-            counts["done_earlier"] += 1
+            counts["done_earlier"] += 1  # counted here: the batch never sees it
+            shutil.rmtree(folder, ignore_errors=True)  # a copy left by a run stopped before cleaning
             continue
         if folder.is_dir():
             continue  # fetched by an earlier run that stopped before segmenting it
@@ -150,7 +155,7 @@ def send(pacs: Pacs, out_dir: Path) -> dict[str, int]:
                 continue
             answer = pacs.store(out_dir / row["seg"])
         except MedsegError as err:
-            manifest.record({**row, "sent": "failed", "pacs_answer": str(err)[:300]})
+            manifest.record({**row, "sent": "failed", "pacs_answer": mask_credentials(str(err))[:300]})
             counts["send_failed"] += 1
             raise
         manifest.record({**row, "sent": "yes", "pacs_answer": answer})
@@ -181,8 +186,10 @@ def predict_pacs(
         options: passed on to :func:`medseg.infer.batch.predict_folder`.
 
     Returns:
-        The batch's summary (also ``summary.json``) with ``pacs``: series found, done earlier and
-        fetched, SEGs sent, failed to send and (when any) already in the PACS.
+        The batch's summary (also ``summary.json``), its ``done_earlier`` including the series done
+        by earlier runs (not fetched again); ``pacs``: series found, done earlier and fetched,
+        SEGs sent, failed to send and (when any) already in the PACS; ``finished``; and
+        ``earlier_runs``, the summaries of the runs before this one into ``out_dir``.
 
     Raises:
         MedsegError: the PACS does not answer or refuses (what was done is kept for a rerun).
@@ -191,17 +198,50 @@ def predict_pacs(
 
     cfg = bundle.cfg.predict
     out_dir.mkdir(parents=True, exist_ok=True)
+    earlier = earlier_runs(out_dir / SUMMARY)  # before the batch writes its own summary.json
     fetched = fetch(connect(url, cfg.dicomweb), query, out_dir, cfg.modalities)
     (out_dir / CACHE).mkdir(exist_ok=True)
     summary = predict_folder(bundle, out_dir / CACHE, out_dir, device, **options)
-    summary["pacs"] = fetched
+    summary["done_earlier"] += fetched["done_earlier"]  # never fetched, so never seen by the batch
+    summary |= {"pacs": fetched, "finished": datetime.now().isoformat(timespec="seconds")}
+    summary["earlier_runs"] = earlier
+    write_json(out_dir / SUMMARY, summary)  # at once: the batch's file lacks the PACS and earlier runs
     try:
         if send_to:
             summary["pacs"].update(send(connect(send_to, cfg.dicomweb), out_dir))
     finally:
-        write_json(out_dir / "summary.json", summary)
+        write_json(out_dir / SUMMARY, summary)
         _clean(out_dir)
     return summary
+
+
+def pacs_line(counts: dict[str, int]) -> str:
+    """What a run did with the PACS, in the line ``medseg predict`` prints after its summary.
+
+    Example:
+        >>> pacs_line({"found": 2, "done_earlier": 1, "fetched": 1, "sent": 0, "send_failed": 0,
+        ...            "already_in_pacs": 1})
+        'PACS: 2 series found, 1 done earlier, 1 fetched; 0 SEG(s) sent, 1 already in the PACS, 0 failed'
+    """
+    found, earlier, fetched = counts["found"], counts["done_earlier"], counts["fetched"]
+    line = f"PACS: {found} series found, {earlier} done earlier, {fetched} fetched"
+    if "sent" in counts:
+        line += f"; {counts['sent']} SEG(s) sent, {counts.get('already_in_pacs', 0)} already in the PACS"
+        line += f", {counts['send_failed']} failed"
+    return line
+
+
+def earlier_runs(path: Path) -> list[dict[str, Any]]:
+    """The summaries of the runs before this one into a folder, oldest first: ``summary.json``
+    itself and the runs it keeps in ``earlier_runs``, so that no run's counts are lost."""
+    try:
+        last = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(last, dict):
+        return []
+    kept = last.pop("earlier_runs", None)
+    return [*(kept if isinstance(kept, list) else []), last]
 
 
 def _clean(out_dir: Path) -> None:

@@ -179,3 +179,34 @@ def test_retries_are_not_logged_between_medsegs_lines_only_the_error_is_printed(
         f"error: {server.url}: the PACS does not answer while searching for studies: the connection to "
         f"127.0.0.1:{server.port} broke (ConnectionError); check that the PACS runs and the URL"
     )
+
+
+def test_a_rerun_counts_the_series_done_earlier_and_summary_json_keeps_the_first_run(model, tmp_path):
+    import json
+
+    from .test_pacs import Orthanc, _series_copy
+
+    server = Orthanc(tmp_path / "orthanc-home")
+    try:
+        _series_copy(tmp_path / "series", 11)
+        server.upload(tmp_path / "series")
+        out = tmp_path / "out"
+        code, printed, _ = predict(model, server.url, out, "--send", server.url)
+        assert code == 0 and "done 1, done earlier 0, skipped 0, failed 0" in printed, printed
+        assert (
+            "PACS: 1 series found, 0 done earlier, 1 fetched; 1 SEG(s) sent, 0 already in the PACS, 0 failed"
+            in printed
+        )
+        code, printed, _ = predict(model, server.url, out, "--send", server.url, "--modality", "CT")
+    finally:
+        server.stop()
+    assert code == 0 and "done 0, done earlier 1, skipped 0, failed 0" in printed, printed
+    assert (
+        "PACS: 1 series found, 1 done earlier, 0 fetched; 0 SEG(s) sent, 0 already in the PACS, 0 failed"
+        in printed
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["done_earlier"], summary["pacs"]["done_earlier"]) == (0, 1, 1)
+    (first,) = summary["earlier_runs"]
+    assert (first["done"], first["done_earlier"], first["pacs"]["sent"]) == (1, 0, 1)
+    assert "earlier_runs" not in first and first["finished"] <= summary["finished"]
