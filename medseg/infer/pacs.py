@@ -83,27 +83,43 @@ def check_first(model: str, overrides: list[str], url: str, send_to: str | None)
 
 
 def dicomweb_settings(config: Path, overrides: list[str]) -> DicomwebConfig | None:
-    """``predict.dicomweb`` of a run folder's ``config.yaml`` with the ``--set`` values for it, read
-    without loading the pipeline (which imports torch); None where it cannot be read so."""
+    """``predict.dicomweb`` of a run folder's ``config.yaml`` with the ``--set`` values that reach
+    into it (``predict.dicomweb.username=...``, ``predict.dicomweb={...}``, ``predict={...}``),
+    read without loading the pipeline (which imports torch); None where it cannot be read so.
+
+    Example:
+        >>> import tempfile
+        >>> config = Path(tempfile.mkdtemp()) / "config.yaml"
+        >>> _ = config.write_text("predict: {dicomweb: {timeout: 30, username: ann}}")
+        >>> cfg = dicomweb_settings(config, ["predict.dicomweb.timeout=2", "train.epochs=1"])
+        >>> cfg.timeout, cfg.username
+        (2.0, 'ann')
+    """
     try:
         raw = strict_yaml.load(config.read_text()) if config.is_file() else None
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError):
         return None
-    predict = raw.get("predict") if isinstance(raw, dict) else None
-    section = (predict.get("dicomweb") or {}) if isinstance(predict, dict) else None
-    if not isinstance(section, dict):
+    if not isinstance(raw, dict):
         return None
     for item in overrides:
         key, _, text = item.partition("=")
         parts = key.strip().split(".")
-        if parts[:2] != ["predict", "dicomweb"] or len(parts) != 3:
-            continue
+        if parts != ["predict", "dicomweb", *parts[2:]][: len(parts)] or len(parts) > 3:
+            continue  # a setting outside predict.dicomweb
         try:
-            section[parts[2]] = strict_yaml.load(text) if text.strip() else None
+            value = strict_yaml.load(text) if text.strip() else None
         except (ValueError, yaml.YAMLError):
-            section[parts[2]] = text
+            value = text
+        node = raw
+        for part in parts[:-1]:  # as the pipeline loader sets a dotted key
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    predict = raw.get("predict")
+    section = (predict.get("dicomweb") or {}) if isinstance(predict, dict) else None
     try:
-        return DicomwebConfig.model_validate(section)
+        return DicomwebConfig.model_validate(section) if isinstance(section, dict) else None
     except ValidationError:
         return None
 

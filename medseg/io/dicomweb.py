@@ -1,10 +1,13 @@
 """A PACS over DICOMweb: find series (QIDO-RS), fetch them instance by instance (WADO-RS), store
 results (STOW-RS), with ``dicomweb-client``.
 
-Every request has a timeout and a bounded number of retries (the library sets neither), so a PACS
-that does not answer gives a clear error in seconds. Credentials (a bearer token, or a user name
-and password) are read from a file or an environment variable the configuration names; they never
-appear in a message, a log or a manifest, and neither does a password written into the URL.
+Every request has a deadline for its whole answer and a bounded number of retries
+(:mod:`medseg.io.http_session`), so a PACS that does not answer, or trickles, gives a clear error
+within the timeout, and one that refuses the connection at once; a series is fetched one instance
+per request, so the timeout bounds an instance, not a series. Credentials (a bearer token, or a
+user name and password) are read from a file or an environment variable the configuration names;
+they never appear in a message, a log or a manifest, and neither does a password written into the
+URL (:func:`parse_url` takes it apart at the last ``@``, and masks it from then on).
 """
 
 from __future__ import annotations
@@ -154,10 +157,14 @@ class Pacs:
     """One DICOMweb service.
 
     Args:
-        url: ``dicomweb+http(s)://host:port/prefix``.
+        url: ``dicomweb+http(s)://[user[:password]@]host:port/prefix``.
         credentials: where a token or password comes from.
-        timeout: seconds per request.
-        retries: further attempts of a request that fails to connect or gets a 502/503/504.
+        timeout: seconds for a request's whole answer, retries included.
+        retries: further attempts of a request whose connection or reading fails (not a refused
+            connection), or that gets a 502/503/504.
+
+    Raises:
+        MedsegError: a malformed URL, or a credential file or variable that cannot be read.
     """
 
     def __init__(

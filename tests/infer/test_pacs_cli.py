@@ -104,12 +104,15 @@ def test_a_refused_connection_fails_at_once_with_the_right_advice(model, tmp_pat
     from ..io.dicomweb_server import refusing_port
 
     with refusing_port() as port:  # the default timeout and retries: no waiting, no retry
-        code, printed, seconds = predict(model, f"dicomweb+http://127.0.0.1:{port}/dicom-web", tmp_path / "o")
+        url = f"dicomweb+http://alice:FAKE@/:x@127.0.0.1:{port}/dicom-web"
+        code, printed, seconds = predict(model, url, tmp_path / "o")
     assert code == 1 and error_line(printed) == (
         f"error: dicomweb+http://127.0.0.1:{port}/dicom-web: the PACS does not answer while searching "
         f"for studies: nothing listens at 127.0.0.1:{port}; check that the PACS runs and the URL"
     )
     assert seconds < 3, seconds
+    assert SECRET not in printed
+    no_secret_under(tmp_path / "o")
 
 
 def test_a_missing_token_file_or_an_output_that_is_a_file_is_named_before_any_model_loads(model, tmp_path):
@@ -210,3 +213,20 @@ def test_a_rerun_counts_the_series_done_earlier_and_summary_json_keeps_the_first
     (first,) = summary["earlier_runs"]
     assert (first["done"], first["done_earlier"], first["pacs"]["sent"]) == (1, 0, 1)
     assert "earlier_runs" not in first and first["finished"] <= summary["finished"]
+
+
+def test_the_early_check_reads_the_settings_the_pipeline_loader_would(model):
+    from medseg.config.load import load_pipeline
+    from medseg.infer.pacs import dicomweb_settings
+
+    for overrides in (
+        ["predict.dicomweb.timeout=2", "predict.dicomweb.username=ann", "train.epochs=1"],
+        ["predict.dicomweb={username: bob, password_env: PW, retries: 0}"],
+        ["predict={dicomweb: {token_file: /run/secrets/t}}", "predict.dicomweb.timeout=5"],
+    ):
+        expected = load_pipeline(model / "config.yaml", overrides).predict.dicomweb
+        assert dicomweb_settings(model / "config.yaml", overrides) == expected
+    assert (
+        dicomweb_settings(model / "config.yaml", ["predict.dicomweb.timeout=soon"]) is None
+    )  # left to the loader
+    assert dicomweb_settings(model / "missing.yaml", []) is None
