@@ -74,8 +74,13 @@ def _setup() -> None:
         if not any(isinstance(f, _MaskCredentials) for f in handler.filters):
             handler.addFilter(log_filter())  # names that may not be shown, control characters
             handler.addFilter(_MaskCredentials())
-    for noisy in ("alembic", "mlflow", "urllib3", "PIL", "matplotlib", "highdicom"):
+    for noisy in ("alembic", "mlflow", "PIL", "matplotlib", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # HTTP to a PACS: urllib3's retry lines, dicomweb-client's request notices and its retrying
+    # package's tracebacks would fall between medseg's lines; what went wrong reaches the user as
+    # medseg's own one-line error (naming the PACS and what to do). `medseg --debug` shows them.
+    for library in ("urllib3", "dicomweb_client", "retrying"):
+        logging.getLogger(library).setLevel(logging.WARNING if _options["debug"] else logging.CRITICAL)
     # MONAI logs this on every LoadImage once pydicom is imported; the pydicom decoders still work.
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*NvImgCodecPydicomReader.*")
@@ -110,8 +115,8 @@ def command(interrupted: str = "interrupted") -> Callable[[F], F]:
             except KeyboardInterrupt:
                 raise _exit(interrupted, EXIT_INTERRUPTED) from None
             except Exception as err:
-                if _options["debug"]:
-                    traceback.print_exc()
+                if _options["debug"]:  # masked as every other line is
+                    typer.echo(mask_credentials(traceback.format_exc()).rstrip(), err=True)
                 cause = medseg_cause(err)
                 if cause is not None:
                     raise _exit(f"error: {cause}", EXIT_ERROR) from None
@@ -458,24 +463,28 @@ def predict(
     Writes <name>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
     for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done. With --part I/N,
     N jobs share the inputs; the last to finish (or --merge) writes manifest.csv and summary.json."""
-    from medseg.infer import parts
-
     if merge:
+        from medseg.infer import parts
+
         summary = parts.merge(output, strict=True)
         assert summary is not None
         typer.echo(_predict_result(summary, output / "manifest.csv"))
         return
     if model is None or input_dir is None:
         raise MedsegError("--model and --input are needed (only --merge goes without them)")
-    from medseg.infer.batch import predict_folder
+    _predict_checks(output, model, input_dir, device, part, send, set_ or [])
+    since = _date(since)  # checked before any model loads
+    from medseg.infer import parts
     from medseg.io.dicomweb import is_dicomweb
+
+    share = parts.parse_part(part) if part else parts.WHOLE
+    if not is_dicomweb(input_dir) and not Path(input_dir).exists():
+        raise MedsegError(f"{Path(input_dir).resolve()}: input folder not found")
+    from medseg.infer.batch import predict_folder
     from medseg.io.lock import hold
     from medseg.runtime import pick_device
     from medseg.tracking.models import load_bundle
 
-    if device not in (None, "auto", "cpu", "cuda"):
-        raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
-    share = parts.parse_part(part) if part else parts.WHOLE
     pacs = is_dicomweb(input_dir)
     request = _parts_request(executor, parts_, part, pacs, wait, devices, cancel_on_interrupt)
     # parts started together fetch a runs:/ or models:/ model once
@@ -493,18 +502,18 @@ def predict(
     if is_dicomweb(input_dir):
         from medseg.infer.pacs import Query, predict_pacs
 
-        if share != parts.WHOLE:
-            raise MedsegError("--part splits a folder of inputs; a DICOMweb query runs as one job")
-        query = Query(study or [], series or [], modality, _date(since))
+        query = Query(study or [], series or [], modality, since)
         options = {"log_paths": log_paths, "workers": workers}
         summary = predict_pacs(bundle, input_dir, output, where, query, send, **options)
     else:
-        if send is not None:
-            raise MedsegError("--send stores results in a PACS read with --input dicomweb+http://...")
         summary = predict_folder(bundle, Path(input_dir), output, where, log_paths, workers, share)
     merged = summary.get("merged")
     name = "manifest.csv" if merged or share == parts.WHOLE else parts.manifest_name(share)
     typer.echo(_predict_result(merged or summary, output / name))
+    if "pacs" in summary:
+        from medseg.infer.pacs import pacs_line
+
+        typer.echo(pacs_line(summary["pacs"]))
     if summary["failed"]:
         raise typer.Exit(code=EXIT_PARTIAL)
 
@@ -539,6 +548,33 @@ def _forward(
         *(["--tracking-uri", uri] if uri else []),
         *(["--device", device] if device else []),
     ]
+
+
+def _predict_checks(
+    output: Path,
+    model: str,
+    input_dir: str,
+    device: str | None,
+    part: str | None,
+    send: str | None,
+    overrides: list[str],
+) -> None:
+    """What ``predict`` can refuse before torch and the models load (about a second, not ten): the
+    output and device, and for a PACS its URLs, credentials and one answer."""
+    from medseg.io.dicomweb import is_dicomweb
+
+    if output.exists() and not output.is_dir():
+        raise MedsegError(f"--output {output}: is a file; give a folder (it is made when missing)")
+    if device not in (None, "auto", "cpu", "cuda"):
+        raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
+    if is_dicomweb(input_dir) or "://" in input_dir:
+        from medseg.infer.pacs import check_first
+
+        if part is not None:
+            raise MedsegError("--part splits a folder of inputs; a DICOMweb query runs as one job")
+        check_first(model, overrides, input_dir, send)
+    elif send is not None:
+        raise MedsegError("--send stores results in a PACS read with --input dicomweb+http://...")
 
 
 def _date(text: str | None) -> str | None:

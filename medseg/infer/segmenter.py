@@ -29,7 +29,7 @@ from medseg.infer.discover import InputItem
 from medseg.infer.postprocess import postprocess
 from medseg.infer.sliding import class_argmax, predict_scored
 from medseg.infer.source_grid import label_to_source_3d, probabilities_to_source_2d
-from medseg.io.dicom_seg import Segments
+from medseg.io.dicom_seg import Segments, model_digest
 from medseg.io.raster import set_pixel_limit
 from medseg.io.source import Properties
 from medseg.registry import build_chain, build_inferer
@@ -186,11 +186,14 @@ def default_workers(device: torch.device) -> int:
 
 def algorithm_parameters(bundle: ModelBundle) -> dict[str, str]:
     """The run and folds a bundle's models come from, as a SEG's algorithm parameters: the run
-    folder's name and its MLflow pipeline run, or the model URI."""
+    folder's name and its MLflow pipeline run, or the model URI; and a digest of the fold weights
+    and the settings that shape a prediction (the SEG's UIDs derive from these)."""
     from medseg.run_dir import RunDir
 
     run = bundle.source
     if Path(run).is_dir():
         parent = RunDir(Path(run)).read_state().get("parent_run_id")
         run = Path(run).resolve().name + (f" (MLflow run {parent})" if parent else "")
-    return {"run": run[:64], "folds": ",".join(str(k) for k in sorted(bundle.checkpoints))}
+    shaping = bundle.cfg.model_dump(mode="json", include={"model", "transforms", "infer"})
+    digest = model_digest([bundle.checkpoints[k] for k in sorted(bundle.checkpoints)], shaping)
+    return {"run": run[:64], "folds": ",".join(str(k) for k in sorted(bundle.checkpoints)), "model": digest}

@@ -5,11 +5,20 @@ A written SEG is BINARY, one segment per class, every frame of the source presen
 empty frames included, so viewers never misplace a segment), each frame referencing its source
 image. Each segment carries its SNOMED CT category and type (and laterality), a recommended CIELab
 display colour, a tracking id and UID (:mod:`medseg.io.segment_codes`), and the algorithm that
-made it: the pipeline, the run, the folds and the medseg version.
+made it: the pipeline, the run, the folds, a digest of the model and the medseg version.
+
+Its UIDs (series, instance, each segment's tracking UID) are not random: they are name-based
+(``2.25.`` and a UUID of :func:`uid_seed`), derived from the source instances and the algorithm's
+identity, so the same series segmented by the same model gives the same SEG UIDs in any output
+folder, on any machine. A PACS can tell it holds that SEG already (:mod:`medseg.infer.pacs` asks
+before sending), and a different model, fold set or setting gives different UIDs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +31,8 @@ from medseg.io.atomic import atomic_path
 from medseg.io.dicom import LPS_TO_RAS, SliceGeometry, folder_geometry, read_header, series_geometry
 from medseg.io.geometry import AFFINE_TOL, canonical_geometry, reorient, to_canonical
 from medseg.io.segment_codes import SegmentCode, segment_code
+
+UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "medseg:dicom-uid")  # of medseg's name-based UIDs
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,47 @@ class Segments:
 
     def code(self, value: int) -> SegmentCode:
         return self.codes.get(value) or segment_code(self.names[value], value)
+
+
+def model_digest(checkpoints: list[Path], settings: dict[str, Any]) -> str:
+    """A short digest of a model: its weight files' bytes (in the order given) and the settings
+    that shape its predictions, for a SEG's algorithm parameters and so for its UIDs.
+
+    Example:
+        >>> model_digest([], {"overlap": 0.5}) == model_digest([], {"overlap": 0.5})
+        True
+        >>> model_digest([], {"overlap": 0.5}) == model_digest([], {"overlap": 0.25})
+        False
+    """
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in checkpoints:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def uid_seed(sources: list[Any], segments: Segments) -> str:
+    """What makes a SEG this SEG: the source series and instances it references, the algorithm's
+    identity (name, version, run, folds, model digest) and the segments' names."""
+    series = sorted({str(s.get("SeriesInstanceUID", "")) for s in sources})
+    instances = sorted(str(s.get("SOPInstanceUID", "")) for s in sources)
+    names = json.dumps(sorted(segments.names.items()))
+    return "\n".join([segments.identity, names, *series, *instances])
+
+
+def derived_uid(role: str, seed: str) -> str:
+    """A UID under ``2.25`` (ISO/IEC 9834-8: the integer of a UUID), the UUID name-based on
+    ``role`` and ``seed``: the same on every machine and in every run.
+
+    Example:
+        >>> uid = derived_uid("series", "seed")
+        >>> uid == derived_uid("series", "seed") != derived_uid("instance", "seed")
+        True
+        >>> uid.startswith("2.25.") and len(uid) <= 64
+        True
+    """
+    return f"2.25.{uuid.uuid5(UID_NAMESPACE, role + chr(10) + seed).int}"
 
 
 def read_seg(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +223,8 @@ def _save_seg(
     import warnings
 
     import highdicom as hd
-    from pydicom.uid import generate_uid
 
+    seed = uid_seed(sources, segments)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=segments.algorithm[:64],
         version=segments.version[:64],
@@ -182,7 +234,8 @@ def _save_seg(
     )
     descriptions, masks = [], []
     for number, (value, name) in enumerate(sorted(segments.names.items()), start=1):
-        descriptions.append(_description(number, name, segments.code(value), algorithm))
+        tracking_uid = derived_uid(f"segment {number}", seed)
+        descriptions.append(_description(number, name, segments.code(value), algorithm, tracking_uid))
         masks.append(frames == value)
     with warnings.catch_warnings():
         # highdicom warns about odd person names by quoting them: that would put PatientName in logs
@@ -192,9 +245,9 @@ def _save_seg(
             pixel_array=np.stack(masks, axis=-1).astype(np.uint8),
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
-            series_instance_uid=generate_uid(),
+            series_instance_uid=derived_uid("series", seed),
             series_number=900,
-            sop_instance_uid=generate_uid(),
+            sop_instance_uid=derived_uid("instance", seed),
             instance_number=1,
             manufacturer="medseg",
             manufacturer_model_name=segments.algorithm[:64],
@@ -211,10 +264,9 @@ def _save_seg(
     return Path(path)
 
 
-def _description(number: int, name: str, code: SegmentCode, algorithm: Any) -> Any:
+def _description(number: int, name: str, code: SegmentCode, algorithm: Any, tracking_uid: str) -> Any:
     """One segment's description: label, codes, laterality, colour, tracking id and UID."""
     import highdicom as hd
-    from pydicom.uid import generate_uid
 
     concept = hd.sr.CodedConcept
     description = hd.seg.SegmentDescription(
@@ -225,7 +277,7 @@ def _description(number: int, name: str, code: SegmentCode, algorithm: Any) -> A
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
         tracking_id=name[:64],
-        tracking_uid=generate_uid(),
+        tracking_uid=tracking_uid,
         display_color=hd.color.CIELabColor.from_rgb(*code.rgb),
     )
     if code.laterality is not None:

@@ -226,3 +226,44 @@ def test_basic_credentials_come_from_the_environment_and_stay_out_of_every_outpu
             predict_pacs(bundle, server.url, tmp_path / "out", CPU, Query())
     finally:
         server.stop()
+
+
+def test_the_same_series_predicted_into_two_folders_is_stored_once(orthanc, ct_model, tmp_path):
+    import pydicom
+
+    uid = _series_copy(tmp_path / "series", 7)
+    orthanc.upload(tmp_path / "series")
+    query = Query(modality="CT")
+    first = predict_pacs(
+        load_bundle(str(ct_model)), orthanc.url, tmp_path / "a", CPU, query, send_to=orthanc.url
+    )
+    second = predict_pacs(
+        load_bundle(str(ct_model)), orthanc.url, tmp_path / "b", CPU, query, send_to=orthanc.url
+    )
+    assert first["pacs"]["sent"] == 1 and "already_in_pacs" not in first["pacs"]
+    assert second["done"] == 1 and second["pacs"]["sent"] == 0 and second["pacs"]["already_in_pacs"] == 1
+    (row_a,), (row_b,) = manifest(tmp_path / "a"), manifest(tmp_path / "b")
+    assert row_a["sent"] == "yes" and row_b["sent"] == "already in the PACS" and row_b["key"] == uid
+    seg_a, seg_b = (
+        pydicom.dcmread(d / r["seg"]) for d, r in ((tmp_path / "a", row_a), (tmp_path / "b", row_b))
+    )
+    assert seg_a.SOPInstanceUID == seg_b.SOPInstanceUID and seg_a.SeriesInstanceUID == seg_b.SeriesInstanceUID
+    assert seg_a.SOPInstanceUID.startswith("2.25.") and seg_a.SOPInstanceUID != seg_a.SeriesInstanceUID
+    assert row_b["pacs_answer"] == f"holds {seg_a.SOPInstanceUID}"
+    # the PACS holds one SEG: one series, one instance
+    pacs = Pacs(orthanc.url)
+    (found,) = pacs.find_series(modality="SEG")
+    assert found["series_uid"] == seg_a.SeriesInstanceUID
+    listed = pacs.client.search_for_instances(found["study_uid"], found["series_uid"])
+    assert len(listed) == 1
+    # other settings make another algorithm: its SEG has other UIDs and is stored
+    assert load_bundle(str(ct_model)).cfg.infer.overlap != 0.25
+    other = predict_pacs(
+        load_bundle(str(ct_model), ["infer.overlap=0.25"]),
+        orthanc.url,
+        tmp_path / "c",
+        CPU,
+        query,
+        send_to=orthanc.url,
+    )
+    assert other["pacs"]["sent"] == 1 and len(pacs.find_series(modality="SEG")) == 2
