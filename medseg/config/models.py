@@ -338,7 +338,9 @@ class DicomwebConfig(Strict):
     """How ``medseg predict`` talks to a PACS over DICOMweb; secrets are read from a file or an
     environment variable named here, never written here."""
 
-    timeout: float = Field(30.0, gt=0, description="seconds per request")
+    timeout: float = Field(
+        30.0, gt=0, description="seconds a request's whole answer may take (a trickling server is cut off)"
+    )
     retries: int = Field(2, ge=0, description="further attempts of a request that fails to connect")
     token_file: Path | None = Field(None, description="file holding a bearer token")
     token_env: str | None = Field(None, description="environment variable holding a bearer token")
