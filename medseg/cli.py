@@ -491,6 +491,7 @@ def predict(
     for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done. With --part I/N,
     N jobs share the inputs; the last to finish (or --merge) writes manifest.csv and summary.json."""
     from medseg.infer import parts
+    from medseg.io.dicomweb import is_dicomweb
 
     if merge:
         summary = parts.merge(output, strict=True)
@@ -501,9 +502,10 @@ def predict(
         raise MedsegError("--model and --input are needed (only --merge goes without them)")
     if device not in (None, "auto", "cpu", "cuda"):
         raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
-    pacs = _check_predict_places(model, input_dir, output)
     share = parts.parse_part(part) if part else parts.WHOLE
+    pacs = is_dicomweb(input_dir)
     request = _parts_request(executor, parts_, part, pacs, wait, devices, cancel_on_interrupt)
+    _check_predict_places(model, input_dir, output, pacs)
     bundle = _predict_model(model, set_, fold, tracking_uri, output)
     if request is not None:
         from medseg.cluster.batch import predict_parts
@@ -575,23 +577,20 @@ def _segment_inputs(
     return predict_folder(bundle, Path(input_dir), output, where, log_paths, workers, share)
 
 
-def _check_predict_places(model: str, input_dir: str, output: Path) -> bool:
-    """Before torch and the models load: a folder input that is missing, an ``--output`` that is a
-    file or inside the input, a run folder without ``config.yaml`` (:mod:`medseg.infer.places`);
-    then, on the way out of the command, the locks no other job holds and an output folder left
-    empty are removed. Whether the input is a DICOMweb address."""
+def _check_predict_places(model: str, input_dir: str, output: Path, pacs: bool) -> None:
+    """Before torch and the models load, once the options are known to go together: a folder input
+    that is missing, an ``--output`` that is a file or inside the input, a run folder without
+    ``config.yaml`` (:mod:`medseg.infer.places`); then, on the way out of the command, the locks no
+    other job holds and an output folder left empty are removed."""
     from medseg.infer import parts
     from medseg.infer.places import check_model, check_output, check_places
-    from medseg.io.dicomweb import is_dicomweb
 
-    pacs = is_dicomweb(input_dir)
     if pacs:
         check_output(output)
     else:
         check_places(Path(input_dir), output)
     check_model(model)
     _on_exit.enter_context(parts.tidied(output))
-    return pacs
 
 
 def _parts_request(
