@@ -93,8 +93,10 @@ def eval_transforms(
 
 
 def original_size_transforms(data: DataConfig, transforms: TransformsConfig, with_label: bool = True) -> Any:
-    """Held-out evaluation: images and labels on the reference grid (inference resamples itself)."""
+    """Held-out evaluation: images and labels on the reference grid (inference resamples itself);
+    the label keeps its own dtype (uint8 classes), not the int64 a loss takes: scoring needs no
+    more, and a large picture's label takes an eighth of the memory."""
     from monai.transforms import Compose, EnsureTyped
 
-    tail = finish_transforms() if with_label else [EnsureTyped(IMAGE_KEY, dtype=torch.float32)]
-    return Compose(read_transforms(data, transforms, with_label) + tail)
+    image = EnsureTyped(IMAGE_KEY, dtype=torch.float32)
+    return Compose([*read_transforms(data, transforms, with_label), image])

@@ -1,8 +1,9 @@
 """The ``medseg`` command: parsing and one error wrapper only.
 
 Every command goes through :func:`command`, which sets up logging, turns a :class:`MedsegError`
-(also when MONAI wraps it) into one line on stderr and exit code 1, an unexpected error into one
-line and exit code 3, and Ctrl-C into exit code 130; ``medseg --debug <command>`` prints the full
+(also when MONAI wraps it) into one line on stderr and exit code 1, running out of memory where no
+case names it into one line with what to do and exit code 1, an unexpected error into one line and
+exit code 3, and Ctrl-C into exit code 130; ``medseg --debug <command>`` prints the full
 traceback instead. ``predict`` exits with 2 when some inputs failed.
 
 Heavy libraries (torch, MONAI, MLflow) load with the stage modules, so this is the one module that
@@ -17,13 +18,14 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from medseg import __version__
-from medseg.errors import MedsegError, mask_credentials, medseg_cause
+from medseg.errors import MedsegError, mask_credentials, medseg_cause, out_of_memory
 
 app = typer.Typer(
     add_completion=False,
@@ -38,6 +40,7 @@ SetOpt = Annotated[
 ]
 EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 3, 130
 _options = {"debug": False}
+_on_exit = ExitStack()  # what a command made that goes on its way out, whatever happened
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -97,7 +100,11 @@ class _MaskCredentials(logging.Filter):
 
 
 def _exit(message: str, code: int) -> typer.Exit:
-    typer.echo(mask_credentials(message), err=True)
+    """The one line of an error: credentials masked, control characters of a crafted file name
+    escaped (``\\x1b``), so an error cannot drive the terminal."""
+    from medseg.io.privacy import escape_controls
+
+    typer.echo(escape_controls(mask_credentials(message)), err=True)
     return typer.Exit(code=code)
 
 
@@ -120,11 +127,19 @@ def command(interrupted: str = "interrupted") -> Callable[[F], F]:
                 cause = medseg_cause(err)
                 if cause is not None:
                     raise _exit(f"error: {cause}", EXIT_ERROR) from None
+                if out_of_memory(err):
+                    raise _exit(
+                        f"error: out of memory ({type(err).__name__}: {str(err)[:200]}); free memory (other "
+                        "jobs on this machine) or run where there is more; `medseg --debug ...` shows where",
+                        EXIT_ERROR,
+                    ) from None
                 raise _exit(
                     f"error: unexpected {type(err).__name__}: {err}\n"
                     "run again with `medseg --debug ...` for the full traceback",
                     EXIT_INTERNAL,
                 ) from None
+            finally:
+                _on_exit.close()
 
         app.command()(wrapper)
         return fn
@@ -409,51 +424,68 @@ def compare(
     typer.echo(f"written: {paths['csv']}, {paths['md']}, {paths['png']}")
 
 
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", "-m", help="run folder, runs:/<id> or models:/<name>/<version>")
+]
+InputOpt = Annotated[
+    str | None,
+    typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG, or dicomweb+http://..."),
+]
+FoldOpt = Annotated[list[int] | None, typer.Option(help="use only this fold's model (repeatable)")]
+TrackingUriOpt = Annotated[
+    str | None, typer.Option(help="MLflow store of a runs:/ model, e.g. sqlite:///runs/ct/mlflow.db")
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: train.device)")]
+LogPathsOpt = Annotated[
+    bool, typer.Option(help="show DICOM file and folder names in manifest.csv and the log")
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="GPU: reading processes (default: spare cores, at most 4); CPU: processes segmenting "
+        "whole inputs, one thread each (default: one per core, at most 8); 0, or fewer inputs: all "
+        "in one process",
+    ),
+]
+PartOpt = Annotated[
+    str | None, typer.Option(help="I/N: this job's share of the inputs, into the same --output")
+]
+MergeOpt = Annotated[
+    bool, typer.Option(help="only merge the --part jobs' manifests and summaries in --output")
+]
+StudyOpt = Annotated[list[str] | None, typer.Option(help="DICOMweb: StudyInstanceUID (repeatable)")]
+SeriesOpt = Annotated[list[str] | None, typer.Option(help="DICOMweb: SeriesInstanceUID (repeatable)")]
+ModalityOpt = Annotated[str | None, typer.Option(help="DICOMweb: only series of this Modality")]
+SinceOpt = Annotated[str | None, typer.Option(help="DICOMweb: studies from this date, YYYY-MM-DD")]
+SendOpt = Annotated[str | None, typer.Option(help="store each DICOM SEG with STOW-RS at dicomweb+http://...")]
+PartsOpt = Annotated[
+    int | None, typer.Option("--parts", min=2, help="--executor: N jobs over --part I/N, then a merge")
+]
+# a DICOMweb query as given: studies, series, modality, date, and where results are sent
+PacsQuery = tuple[list[str] | None, list[str] | None, str | None, str | None, str | None]
+
+
 @command(interrupted="interrupted: finished inputs are in manifest.csv; run again to go on")
 def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="where predictions and manifest.csv go")],
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="run folder, runs:/<id> or models:/<name>/<version>")
-    ] = None,
-    input_dir: Annotated[
-        str | None,
-        typer.Option("--input", "-i", help="folder tree of DICOM, NIfTI or PNG/JPEG, or dicomweb+http://..."),
-    ] = None,
+    model: ModelOpt = None,
+    input_dir: InputOpt = None,
     set_: SetOpt = None,
-    fold: Annotated[list[int] | None, typer.Option(help="use only this fold's model (repeatable)")] = None,
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow store of a runs:/ model, e.g. sqlite:///runs/ct/mlflow.db")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: train.device)")] = None,
-    log_paths: Annotated[
-        bool, typer.Option(help="show DICOM file and folder names in manifest.csv and the log")
-    ] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="GPU: reading processes (default: spare cores, at most 4); CPU: processes segmenting "
-            "whole inputs, one thread each (default: one per core, at most 8); 0, or fewer inputs: all "
-            "in one process",
-        ),
-    ] = None,
-    part: Annotated[
-        str | None, typer.Option(help="I/N: this job's share of the inputs, into the same --output")
-    ] = None,
-    merge: Annotated[
-        bool, typer.Option(help="only merge the --part jobs' manifests and summaries in --output")
-    ] = False,
-    study: Annotated[list[str] | None, typer.Option(help="DICOMweb: StudyInstanceUID (repeatable)")] = None,
-    series: Annotated[list[str] | None, typer.Option(help="DICOMweb: SeriesInstanceUID (repeatable)")] = None,
-    modality: Annotated[str | None, typer.Option(help="DICOMweb: only series of this Modality")] = None,
-    since: Annotated[str | None, typer.Option(help="DICOMweb: studies from this date, YYYY-MM-DD")] = None,
-    send: Annotated[
-        str | None, typer.Option(help="store each DICOM SEG with STOW-RS at dicomweb+http://...")
-    ] = None,
+    fold: FoldOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+    device: DeviceOpt = None,
+    log_paths: LogPathsOpt = False,
+    workers: WorkersOpt = None,
+    part: PartOpt = None,
+    merge: MergeOpt = False,
+    study: StudyOpt = None,
+    series: SeriesOpt = None,
+    modality: ModalityOpt = None,
+    since: SinceOpt = None,
+    send: SendOpt = None,
     executor: ExecutorOpt = None,
-    parts_: Annotated[
-        int | None, typer.Option("--parts", min=2, help="--executor: N jobs over --part I/N, then a merge")
-    ] = None,
+    parts_: PartsOpt = None,
     wait: WaitOpt = False,
     devices: DevicesOpt = None,
     cancel_on_interrupt: CancelOpt = False,
@@ -478,18 +510,10 @@ def predict(
     from medseg.io.dicomweb import is_dicomweb
 
     share = parts.parse_part(part) if part else parts.WHOLE
-    if not is_dicomweb(input_dir) and not Path(input_dir).exists():
-        raise MedsegError(f"{Path(input_dir).resolve()}: input folder not found")
-    from medseg.infer.batch import predict_folder
-    from medseg.io.lock import hold
-    from medseg.runtime import pick_device
-    from medseg.tracking.models import load_bundle
-
     pacs = is_dicomweb(input_dir)
     request = _parts_request(executor, parts_, part, pacs, wait, devices, cancel_on_interrupt)
-    # parts started together fetch a runs:/ or models:/ model once
-    with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):
-        bundle = load_bundle(model, set_, fold, tracking_uri, output / ".model")
+    _check_predict_places(model, input_dir, output, pacs)
+    bundle = _predict_model(model, set_, fold, tracking_uri, output)
     if request is not None:
         from medseg.cluster.batch import predict_parts
 
@@ -498,15 +522,17 @@ def predict(
         forward += ["--log-paths"] if log_paths else []
         code = predict_parts(output, parts_ or 2, forward, bundle.cfg.executor, bundle.cfg.name, request)
         raise typer.Exit(code)
-    where = pick_device(device or bundle.cfg.train.device)
-    if is_dicomweb(input_dir):
-        from medseg.infer.pacs import Query, predict_pacs
+    query = (study, series, modality, since, send)
+    summary = _segment_inputs(bundle, input_dir, output, device, share, (log_paths, workers), query)
+    _echo_predicted(summary, output, share)
+    if summary["failed"]:
+        raise typer.Exit(code=EXIT_PARTIAL)
 
-        query = Query(study or [], series or [], modality, since)
-        options = {"log_paths": log_paths, "workers": workers}
-        summary = predict_pacs(bundle, input_dir, output, where, query, send, **options)
-    else:
-        summary = predict_folder(bundle, Path(input_dir), output, where, log_paths, workers, share)
+
+def _echo_predicted(summary: dict, output: Path, share: tuple[int, int]) -> None:
+    """The batch's result line (the merged batch's when this part finished it), and the PACS's."""
+    from medseg.infer import parts
+
     merged = summary.get("merged")
     name = "manifest.csv" if merged or share == parts.WHOLE else parts.manifest_name(share)
     typer.echo(_predict_result(merged or summary, output / name))
@@ -514,8 +540,75 @@ def predict(
         from medseg.infer.pacs import pacs_line
 
         typer.echo(pacs_line(summary["pacs"]))
-    if summary["failed"]:
-        raise typer.Exit(code=EXIT_PARTIAL)
+
+
+def _predict_model(
+    model: str, set_: list[str] | None, fold: list[int] | None, uri: str | None, output: Path
+) -> Any:
+    """The model bundle of ``predict``; parts started together fetch a runs:/ or models:/ model once."""
+    from medseg.infer import parts
+    from medseg.io.lock import hold
+    from medseg.tracking.models import load_bundle
+
+    with hold(output / parts.LOCKS / "model.lock", f"the model copy in {output}", wait=True):
+        return load_bundle(model, set_, fold, uri, output / ".model")
+
+
+def _segment_inputs(
+    bundle: Any,
+    input_dir: str,
+    output: Path,
+    device: str | None,
+    share: tuple[int, int],
+    options: tuple[bool, int | None],
+    query: PacsQuery,
+) -> dict:
+    """Segment a folder's inputs, or a DICOMweb query's series, with the loaded model.
+
+    Args:
+        options: ``--log-paths`` and ``--workers``.
+        query: the studies, series, modality, date and STOW-RS address given (DICOMweb only).
+
+    Returns:
+        The batch's summary.
+    """
+    from medseg.infer import parts
+    from medseg.io.dicomweb import is_dicomweb
+    from medseg.runtime import pick_device
+
+    study, series, modality, since, send = query
+    log_paths, workers = options
+    where = pick_device(device or bundle.cfg.train.device)
+    if is_dicomweb(input_dir):
+        from medseg.infer.pacs import Query, predict_pacs
+
+        if share != parts.WHOLE:
+            raise MedsegError("--part splits a folder of inputs; a DICOMweb query runs as one job")
+        found = Query(study or [], series or [], modality, since)
+        return predict_pacs(
+            bundle, input_dir, output, where, found, send, log_paths=log_paths, workers=workers
+        )
+    if send is not None:
+        raise MedsegError("--send stores results in a PACS read with --input dicomweb+http://...")
+    from medseg.infer.batch import predict_folder
+
+    return predict_folder(bundle, Path(input_dir), output, where, log_paths, workers, share)
+
+
+def _check_predict_places(model: str, input_dir: str, output: Path, pacs: bool) -> None:
+    """Before torch and the models load, once the options are known to go together: a folder input
+    that is missing, an ``--output`` that is a file or inside the input, a run folder without
+    ``config.yaml`` (:mod:`medseg.infer.places`); then, on the way out of the command, the locks no
+    other job holds and an output folder left empty are removed."""
+    from medseg.infer import parts
+    from medseg.infer.places import check_model, check_output, check_places
+
+    if pacs:
+        check_output(output)
+    else:
+        check_places(Path(input_dir), output)
+    check_model(model)
+    _on_exit.enter_context(parts.tidied(output))
 
 
 def _parts_request(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class MedsegError(Exception):
@@ -63,3 +65,53 @@ def mask_credentials(text: str) -> str:
     for secret in sorted(_SECRETS, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def _failed_allocation(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+    )
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err``, or an error behind it, is a failed allocation: Python's and numpy's
+    ``MemoryError``, torch's ``can't allocate memory`` on the CPU, or CUDA's ``out of memory``.
+
+    Example:
+        >>> out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried ..."))
+        True
+        >>> out_of_memory(ValueError("bad value"))
+        False
+    """
+    return any(_failed_allocation(e) for e in exception_chain(err))
+
+
+# what to do when one case or input does not fit in memory
+MEMORY_ADVICE = (
+    "free memory (other jobs on this machine), run where there is more, or leave such large images "
+    "out with a lower data.max_image_pixels (pictures) or a coarser transforms.spacing (volumes)"
+)
+
+
+@contextmanager
+def out_of_memory_named(what: str, advice: str = MEMORY_ADVICE) -> Iterator[None]:
+    """Turn running out of memory in the block into a :class:`MedsegError` naming ``what`` (a case,
+    an input) and ``advice``; every other error goes on as it is.
+
+    Example:
+        >>> try:
+        ...     with out_of_memory_named("case BIG"):
+        ...         raise MemoryError("Unable to allocate 366. MiB")
+        ... except MedsegError as err:
+        ...     str(err)[:49]
+        'case BIG: out of memory (Unable to allocate 366. '
+    """
+    try:
+        yield
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        inner = [e for e in exception_chain(err) if _failed_allocation(e)][-1]
+        detail = str(inner).strip() or type(inner).__name__
+        raise MedsegError(f"{what}: out of memory ({detail[:200]}); {advice}") from err

@@ -35,7 +35,7 @@ from typing import Any
 from medseg.io.atomic import write_json
 from medseg.io.case import Case
 from medseg.io.lock import hold
-from medseg.io.names import inside
+from medseg.io.names import file_stem, inside
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,14 @@ class FoldDir:
         return self.path / "predictions"
 
     def prediction(self, case_id: str, spatial_dims: int) -> Path:
-        """Held-out prediction of a case: PNG for 2D workflows, NIfTI for 3D (ids are checked at
-        ingest to name files; :func:`~medseg.io.names.inside` checks once more)."""
-        return inside(self.predictions, f"{case_id}{'.png' if spatial_dims == 2 else '.nii.gz'}")
+        """Held-out prediction of a case: PNG for 2D workflows, NIfTI for 3D, named by the case id
+        (shortened with a hash when it would not fit a file name: :func:`~medseg.io.names.file_stem`;
+        ids are checked at ingest to name files, :func:`~medseg.io.names.inside` checks once more)."""
+        return inside(self.predictions, f"{file_stem(case_id)}{'.png' if spatial_dims == 2 else '.nii.gz'}")
+
+    def overlay(self, case_id: str) -> Path:
+        """The report's overlay picture of a held-out case, named as its prediction."""
+        return inside(self.overlays, f"{file_stem(case_id)}.png")
 
     @property
     def is_finished(self) -> bool:

@@ -56,8 +56,10 @@ def test_run_with_missing_data_folder_names_it(tmp_path: Path) -> None:
 
 
 def test_predict_bad_arguments_name_what_is_wrong(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
     result = runner.invoke(
-        app, ["predict", "-m", str(tmp_path), "-i", str(tmp_path), "-o", str(tmp_path / "o")]
+        app, ["predict", "-m", str(tmp_path), "-i", str(inputs), "-o", str(tmp_path / "o")]
     )
     assert result.exit_code == 1 and "no config.yaml" in result.output and "Traceback" not in result.output
     from tests.infer.conftest import untrained_run_dir
@@ -65,10 +67,10 @@ def test_predict_bad_arguments_name_what_is_wrong(tmp_path: Path) -> None:
     run_dir = untrained_run_dir("demo.yaml", ["transforms.spatial_size=[32, 32]"], tmp_path / "run", folds=1)
     args = ["predict", "-m", str(run_dir), "-o", str(tmp_path / "o")]
     result = runner.invoke(app, [*args, "-i", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1 and "input folder not found" in result.output
-    result = runner.invoke(app, [*args, "-i", str(tmp_path), "--fold", "3"])
+    assert result.exit_code == 1 and f"--input {tmp_path / 'nowhere'}: folder not found" in result.output
+    result = runner.invoke(app, [*args, "-i", str(inputs), "--fold", "3"])
     assert result.exit_code == 1 and "fold(s) [3] not finished" in result.output
-    result = runner.invoke(app, [*args, "-i", str(tmp_path), "--device", "tpu"])
+    result = runner.invoke(app, [*args, "-i", str(inputs), "--device", "tpu"])
     assert result.exit_code == 1 and "--device tpu" in result.output
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from medseg.config.models import DataConfig
 from medseg.data.checks import check_case
 from medseg.data.layouts import list_cases
-from medseg.errors import DataError
+from medseg.errors import DataError, out_of_memory_named
 from medseg.io.case import Case
 from medseg.io.dicom import walk_files
 from medseg.io.privacy import Redactor, hidden, pseudonym
@@ -58,7 +58,8 @@ def build_datalist(
     good = []
     with hidden(redact):  # pydicom's warnings name the files it reads
         for case in cases:
-            checked = check_case(case, data, spatial_dims, read_channels or data.in_channels)
+            with out_of_memory_named(f"case {case.id}"):
+                checked = check_case(case, data, spatial_dims, read_channels or data.in_channels)
             if isinstance(checked, Case):
                 good.append(checked)
             else:

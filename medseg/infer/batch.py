@@ -195,12 +195,19 @@ def _select(
             manifest.record(skipped)
             counts["skipped"] += 1
             log.info("%s (%s): skipped: %s", item.key, item.kind, skipped["reason"])
-        elif (row := manifest.finished_earlier(item.key)) is not None:
+        elif (row := manifest.finished_earlier(item.key, _own_ref(item))) is not None:
             manifest.record(row)
             counts["done_earlier"] += 1
         else:
             todo.append(item)
     return todo
+
+
+def _own_ref(item: InputItem) -> str | None:
+    """What an earlier row must have been made from to stand for ``item``: the ``ref`` of an input
+    named by its path (``a.png`` and a later ``a.jpg`` share the key ``a``); None for a DICOM input,
+    named by its UID wherever its files lie."""
+    return item.ref if item.named_by_path else None
 
 
 def _segment_all(

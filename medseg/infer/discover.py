@@ -13,7 +13,10 @@ Names and privacy: a NIfTI or picture input is named by its own path inside the 
 (``sub/case1.nii.gz`` -> ``sub__case1``; the channels ``imagesTs/la_001_0000.nii.gz`` ... ->
 ``la_001``, nnU-Net's name), so ``medseg evaluate`` pairs its outputs with references by name; a
 DICOM input by its UID (SOPInstanceUID for 2D models, SeriesInstanceUID for 3D), never by
-a header value such as PatientName. Every name is made safe (:func:`medseg.io.names.safe_name`).
+a header value such as PatientName. Every name is made safe (:func:`medseg.io.names.safe_name`)
+and fits a file name with its longest suffix (:func:`medseg.io.names.file_stem`, in bytes). The
+files of two inputs never share a name: inputs whose names coincide get a hash of their path
+(:func:`_unique_keys`), checked over every file each input may write before anything is written.
 DICOM file and folder names, which in real exports often hold the patient's name, are never
 written: an input's ``ref`` (a hash of its path inside the input folder) stands for them, unless
 ``medseg predict --log-paths`` asks for the paths.
@@ -21,7 +24,9 @@ written: an input's ``ref`` (a hash of its path inside the input folder) stands 
 
 from __future__ import annotations
 
+import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +37,20 @@ from medseg.config.models import PredictConfig
 from medseg.data.layouts.nnunet import gapped
 from medseg.errors import DataError
 from medseg.io.dicom import is_image, read_header, walk_files
-from medseg.io.names import safe_name
+from medseg.io.names import MAX_STEM_BYTES, digest, file_stem, safe_name, shorten
 from medseg.io.privacy import pseudonym
-from medseg.io.readers import case_stem, known_suffixes, reader_by_name
-from medseg.io.source import DICOM_IMAGE, DICOM_SERIES, NAMED_BY_PATH, Source
+from medseg.io.readers import case_stem, known_suffixes, reader_by_name, reader_of
+from medseg.io.source import DICOM_IMAGE, DICOM_SERIES, KINDS, NAMED_BY_PATH, Source
 
+log = logging.getLogger(__name__)
 AXIAL_COS = 0.95  # |slice normal . head-foot axis| at least this: within about 18 degrees
+# what medseg predict writes beside an input's label map (medseg.infer.outputs), after its key
+OUTPUT_TAILS = {
+    "overlay": "_overlay.png",
+    "seg": "_seg.dcm",
+    "rtstruct": "_rtstruct.dcm",
+    "probabilities": "_probabilities.nii.gz",
+}
 
 
 @dataclass
@@ -97,14 +110,15 @@ def ref(relative: str) -> str:
 
 def path_key(relative: str) -> str:
     """Output key of a NIfTI or picture input: its path inside the input folder, format suffix
-    dropped, folders joined by ``__``, each part made safe.
+    dropped, folders joined by ``__``, each part made safe, the whole shortened with a hash when it
+    would not fit a file name (:func:`~medseg.io.names.file_stem`).
 
     Example:
         >>> path_key("site A/case 1.nii.gz")
         'site_A__case_1'
     """
     *folders, name = relative.split("/")
-    return "__".join(safe_name(part) for part in (*folders, case_stem(name)))
+    return file_stem("__".join(safe_name(part) for part in (*folders, case_stem(name))))
 
 
 def hashed_key(relative: str) -> str:
@@ -259,13 +273,78 @@ def _series_rule(item: InputItem, first: Any, rules: PredictConfig) -> str | Non
     return None
 
 
+def output_names(key: str, kind: str) -> list[str]:
+    """Every file ``medseg predict`` may write for an input named ``key`` of reader kind ``kind``:
+    its label map (:meth:`~medseg.io.readers.Reader.label_name`) and each of :data:`OUTPUT_TAILS`.
+
+    Example:
+        >>> output_names("x", "raster")
+        ['x.png', 'x_overlay.png', 'x_seg.dcm', 'x_rtstruct.dcm', 'x_probabilities.nii.gz']
+    """
+    mask = reader_of(kind).label_name(key) if kind in KINDS else f"{key}.nii.gz"
+    return [mask, *(key + tail for tail in OUTPUT_TAILS.values())]
+
+
 def _unique_keys(items: list[InputItem]) -> None:
-    """Inputs whose names coincide (copies of one SOPInstanceUID, ``a/b.png`` and ``a__b.png``,
-    names that differ only in letter case on a case-blind file system) get distinct ones."""
-    seen: dict[str, int] = {}
-    for item in items:
-        folded = item.key.casefold()
-        n = seen.get(folded, 0)
-        seen[folded] = n + 1
-        if n:
-            item.key = f"{item.key}-{n + 1}"
+    """Give every input a key whose files no other input writes, checked before anything is written.
+
+    A key stays the input's own name unless another input has it too (letter case ignored, for
+    case-blind file systems: ``a.jpg`` and ``a.png``, ``a/b.png`` and ``a__b.png``, copies of one
+    SOPInstanceUID) or its label map would be named as another input's extra file (``x_overlay.jpg``
+    -> ``x_overlay.png``, the overlay of ``x.jpg``). Those inputs, every one of them, take ``-`` and
+    a hash of their own path (:func:`_path_hash`), so which input gets which name never depends on
+    the order of the listing. Then every name of every input is checked against all the others.
+
+    Raises:
+        DataError: two inputs would still write one file (a hash colliding with a real name).
+    """
+    counts = Counter(item.key.casefold() for item in items)
+    marked = [i for i in items if counts[i.key.casefold()] > 1 or _looks_derived(i.key, i.kind)]
+    renamed = {id(i) for i in marked}
+    taken: dict[str, InputItem] = {}
+    for item in [i for i in items if id(i) not in renamed] + marked:
+        if id(item) in renamed:
+            item.key = _free_key(item, taken)
+        for name in output_names(item.key, item.kind):
+            other = taken.setdefault(name.casefold(), item)
+            if other is not item:
+                raise DataError(
+                    f"inputs {_shown(other)} and {_shown(item)} would both write {name}; rename one"
+                )
+    if marked:
+        log.warning(
+            "%d input(s) share a name with another input, or are named as another input's extra file, "
+            "and are named with a hash of their path: %s",
+            len(marked),
+            ", ".join(f"{_shown(i)} -> {i.key}" for i in marked[:20]),
+        )
+
+
+def _looks_derived(key: str, kind: str) -> bool:
+    """Whether the label map of ``key`` would be named as another input's extra file."""
+    mask = output_names(key, kind)[0].casefold()
+    return any(mask.endswith(tail) and len(mask) > len(tail) for tail in OUTPUT_TAILS.values())
+
+
+def _free_key(item: InputItem, taken: dict[str, InputItem]) -> str:
+    """``key-HASH``: the first length of :func:`_path_hash` whose names are all free."""
+    for n in (8, 16, 40):
+        tail = "-" + _path_hash(item, n)
+        key = shorten(item.key, MAX_STEM_BYTES - len(tail)) + tail
+        names = output_names(key, item.kind)
+        if not _looks_derived(key, item.kind) and all(name.casefold() not in taken for name in names):
+            return key
+    raise DataError(f"input {_shown(item)}: no free output name; rename it")
+
+
+def _path_hash(item: InputItem, n: int) -> str:
+    """A hash of the input's path inside the input folder: a plain one for NIfTI and pictures, whose
+    paths are shown anyway; the keyed pseudonym for DICOM files, whose paths may name the patient."""
+    if item.named_by_path:
+        return digest(item.source, n)
+    return pseudonym(item.source, n)[1:]
+
+
+def _shown(item: InputItem) -> str:
+    """An input as a message may name it: its path for NIfTI and pictures, else its key."""
+    return item.source if item.named_by_path else item.key

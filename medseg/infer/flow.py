@@ -6,10 +6,12 @@ On a GPU, worker processes (a ``torch`` ``DataLoader``, ``--workers``) read and 
 inputs while the device segments the current one; a writer thread puts each result back on its
 source grid and writes its files while the device goes on. At most two inputs per worker wait
 decoded and two wait to be written, so memory stays bounded whatever the batch size. Results come
-back in input order; an input that fails at any stage comes back with its reason."""
+back in input order; an input that fails at any stage comes back with its reason. The reading
+processes die with this one, even when it is killed with ``kill -9``."""
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,15 +45,30 @@ def _as_is(sample: Any) -> Any:
 
 
 def prepared(items: list[InputItem], preparer: Preparer, workers: int) -> Iterator[Prepared]:
-    """``items`` read and prepared, in order; by ``workers`` processes (0: in this one)."""
+    """``items`` read and prepared, in order; by ``workers`` processes (0: in this one), which die
+    with this process (:func:`~medseg.infer.processes.die_with_parent`)."""
     loader = torch.utils.data.DataLoader(
         _Inputs(items, preparer),
         batch_size=None,
         num_workers=workers,
         collate_fn=_as_is,
         prefetch_factor=2 if workers else None,
+        worker_init_fn=_WithParent(os.getpid()) if workers else None,
     )
     return iter(loader)
+
+
+class _WithParent:
+    """A reading process's start: it dies with the process that started it (picklable, so a
+    ``spawn`` start works as a ``fork`` does)."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    def __call__(self, worker_id: int) -> None:
+        from medseg.infer.processes import die_with_parent
+
+        die_with_parent(self.parent)
 
 
 def segment_all(

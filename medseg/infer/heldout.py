@@ -3,7 +3,9 @@
 Writes ``fold_k/predictions/<id>.png`` for 2D workflows (0/255 for two classes, class index
 otherwise) or ``<id>.nii.gz`` for 3D (on the canonical RAS grid of the input). Each case is handed
 on with its reference label and spacing, so :mod:`medseg.evaluate` scores it without reading the
-files again.
+files again. Labels stay uint8 from reader to score, and a case's image is let go before it is
+scored, so memory holds one case's arrays at a time; a case that does not fit is named, with what
+to do, rather than an unexpected MemoryError.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 
 from medseg.chains import original_size_transforms
 from medseg.config.models import PipelineConfig
+from medseg.errors import out_of_memory_named
 from medseg.infer.sliding import image_spacing, predict_label_scored
 from medseg.io.case import Case
 from medseg.io.readers import NIFTI, RASTER
@@ -67,16 +70,18 @@ def predict_heldout(
     dataset = Dataset([c.item() for c in cases], transform=original_size_transforms(cfg.data, cfg.transforms))
     inferer = build_inferer(cfg.infer, cfg.roi_size)
     for i, case in enumerate(cases):
-        item = dataset[i]
-        label, score = predict_label_scored(
-            models, item["image"], cfg, inferer, device, cfg.evaluate.uncertainty
-        )
-        pred = label.numpy().astype(np.uint8)
-        path = write_prediction(
-            cfg, fold.prediction(case.id, cfg.transforms.spatial_dims), pred, item["image"]
-        )
-        ref = np.asarray(item["label"])[0]
-        yield HeldOutCase(case.id, pred, ref, image_spacing(item["image"]), path, score)
+        with out_of_memory_named(f"{fold.name}: held-out case {case.id}"):
+            item = dataset[i]
+            label, score = predict_label_scored(
+                models, item["image"], cfg, inferer, device, cfg.evaluate.uncertainty
+            )
+            pred = np.asarray(label.numpy(), dtype=np.uint8)  # no copy: class_argmax gives uint8
+            path = write_prediction(
+                cfg, fold.prediction(case.id, cfg.transforms.spatial_dims), pred, item["image"]
+            )
+            ref, spacing = np.asarray(item["label"])[0], image_spacing(item["image"])
+            del item, label  # the image goes before scoring: one picture's arrays at a time
+        yield HeldOutCase(case.id, pred, ref, spacing, path, score)
 
 
 def write_prediction(cfg: PipelineConfig, path: Path, pred: np.ndarray, image: Any) -> Path:

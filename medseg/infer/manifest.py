@@ -69,10 +69,13 @@ class Manifest:
             self.earlier.update(_read(self.out_dir / other))
         self.earlier.update(self.rows)
 
-    def finished_earlier(self, key: str) -> dict[str, Any] | None:
-        """The earlier row of ``key`` when it is done and its outputs are all still there."""
+    def finished_earlier(self, key: str, ref: str | None = None) -> dict[str, Any] | None:
+        """The earlier row of ``key`` when it is done and its outputs are all still there, and, given
+        ``ref``, when it was made from that input (``a.png`` removed and ``a.jpg`` added: both ``a``)."""
         row = self.earlier.get(key)
         if not row or row.get("status") != "done":
+            return None
+        if ref and row.get("ref") and row["ref"] != ref:
             return None
         if any(row.get(k) and not (self.out_dir / row[k]).is_file() for k in OUTPUTS):
             return None

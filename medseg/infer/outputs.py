@@ -25,7 +25,7 @@ import numpy as np
 from medseg import __version__
 from medseg.config.models import LabelCode, PipelineConfig, PredictConfig
 from medseg.errors import MedsegError
-from medseg.infer.discover import InputItem
+from medseg.infer.discover import OUTPUT_TAILS, InputItem
 from medseg.io import dicom_seg
 from medseg.io.dicom_seg import Segments
 from medseg.io.names import inside
@@ -80,10 +80,10 @@ def write_outputs(
     dicom, note = _dicom_jobs(item, source, props, rules, label, segments)
     jobs += dicom
     if "probabilities" in source:
-        name = f"{item.key}_probabilities.nii.gz"
+        name = item.key + OUTPUT_TAILS["probabilities"]
         jobs.append(("probabilities", name, lambda p: write_probabilities(p, source, props, label.ndim)))
     if rules.overlays and label.ndim == 2:
-        overlay = f"{item.key}_overlay.png"
+        overlay = item.key + OUTPUT_TAILS["overlay"]
         jobs.append(("overlay", overlay, lambda p: write_overlay(p, source["picture"], label)))
     written, failed = _run(jobs, out_dir)
     return written, failed or note
@@ -104,7 +104,7 @@ def _dicom_jobs(
     if missing:
         return [], f"no DICOM SEG: the source has no {missing} to reference"
     headers = props.headers
-    seg_name = f"{item.key}_seg.dcm"
+    seg_name = item.key + OUTPUT_TAILS["seg"]
     if item.kind != DICOM_SERIES:
         first = headers[0] if headers else None
         return [
@@ -120,7 +120,7 @@ def _dicom_jobs(
         ("seg", seg_name, lambda p: dicom_seg.write_seg(canonical, affine, files, p, about, headers=headers))
     ]
     if rules.write_rtstruct:
-        rt = f"{item.key}_rtstruct.dcm"
+        rt = item.key + OUTPUT_TAILS["rtstruct"]
         jobs.append(("rtstruct", rt, lambda p: write_rtstruct(canonical, affine, files, p, about, headers)))
     return jobs, ""
 

@@ -6,9 +6,10 @@ writes its own ``manifest.partIofN.csv`` and ``summary.partIofN.json`` beside th
 (every file written under a temporary name and renamed, so a shared filesystem never shows a half
 file); the part that finishes last, or ``medseg predict --merge``, writes ``manifest.csv`` and
 ``summary.json`` for the whole batch. Locks in ``.locks/`` (``predict.lock`` shared by parts, held
-alone by a whole batch; one per part) keep a part from running twice and a whole batch from running beside
-its parts. ``parts.json`` records how many parts share the folder: a part of another count is refused
-while that batch has parts without a summary, since the two would split the inputs differently.
+alone by a whole batch; one per part) keep a part from running twice and a whole batch from running
+beside its parts; a job removes on its way out the locks no other job holds. ``parts.json`` records
+how many parts share the folder: a part of another count is refused while that batch has parts
+without a summary, since the two would split the inputs differently.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from medseg.errors import MedsegError
 from medseg.infer.discover import InputItem
 from medseg.infer.manifest import NAME, Manifest
 from medseg.io.atomic import write_json
-from medseg.io.lock import hold
+from medseg.io.lock import hold, remove_free
 
 Part = tuple[int, int]
 WHOLE: Part = (1, 1)
@@ -83,6 +84,22 @@ def holding(out_dir: Path, part: Part) -> Iterator[None]:
             stack.enter_context(hold(locks / f"predict{suffix(part)}.lock", what))
             claim(out_dir, part)
         yield
+
+
+@contextmanager
+def tidied(out_dir: Path) -> Iterator[None]:
+    """On the way out of a predict, whatever happened: the lock files no other job holds, and the
+    ``.locks`` folder once empty (:func:`~medseg.io.lock.remove_free`); ``out_dir`` itself when this
+    command made it and leaves it empty. What finished inputs wrote stays."""
+    out_dir = Path(out_dir)
+    made = not out_dir.exists()
+    try:
+        yield
+    finally:
+        remove_free(out_dir / LOCKS)
+        if made:
+            with suppress(OSError):
+                out_dir.rmdir()
 
 
 def claim(out_dir: Path, part: Part) -> None:

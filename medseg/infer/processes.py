@@ -8,10 +8,12 @@ back on the source grid and write. The models are loaded once, before the proces
 fresh interpreter takes seconds to import torch and MONAI), and each process runs one thread: a
 forked process cannot safely start OpenMP threads once its parent has used them. Results come
 back in input order, at most two per process wait, and an input that fails at any stage, or whose
-process dies, comes back with its reason."""
+process dies, comes back with its reason. A process dies with its parent (``kill -9`` included), so
+no worker writes outputs that no manifest will record."""
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -29,10 +31,10 @@ AHEAD = 2  # inputs handed to each process before the first comes back
 _worker: dict[str, Any] = {}  # the models and transforms, set before the processes are forked
 
 
-def _one_thread() -> None:
+def _one_thread(parent: int, out_dir: Any) -> None:
     """A worker process starts: one thread (its models came with the fork); Ctrl-C is for the
     parent, which stops the workers itself; ``terminate`` ends the input under way cleanly (its
-    temporary files removed)."""
+    temporary files removed); the parent's death ends it too (:func:`die_with_parent`)."""
     import signal
     import sys
 
@@ -41,6 +43,47 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    die_with_parent(parent, out_dir)
+
+
+PARENT_DIED = 1  # prctl's PR_SET_PDEATHSIG
+
+
+def die_with_parent(parent: int, out_dir: Any = None) -> None:
+    """End this worker process when ``parent`` dies, even by ``kill -9``, before it writes again.
+
+    On Linux the kernel sends SIGHUP when the parent goes (``prctl(PR_SET_PDEATHSIG)``); the
+    handler removes this process's temporary files in ``out_dir`` (``.NAME.PID.tmp``, see
+    :mod:`medseg.io.atomic`) and exits at once, so no output appears that no manifest records.
+    Elsewhere, or where the call fails, nothing changes (the pool's own end still stops idle workers).
+    A parent already gone before this call ends the process now.
+
+    Args:
+        parent: the process id of the process that forked this one.
+        out_dir: the output folder this process writes into, or None (a reading process).
+    """
+    import ctypes
+    import signal
+    import sys
+    from pathlib import Path
+
+    def orphaned(*_: Any) -> None:
+        if os.getppid() == parent:  # a hangup of the terminal, or the forking thread ended
+            return
+        if out_dir is not None:
+            for tmp in Path(out_dir).glob(f".*.{os.getpid()}.tmp"):
+                tmp.unlink(missing_ok=True)
+        os._exit(1)
+
+    if not sys.platform.startswith("linux"):
+        return
+    signal.signal(signal.SIGHUP, orphaned)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PARENT_DIED, int(signal.SIGHUP), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    orphaned()  # the parent died between the fork and the call above
 
 
 # what the stages import on first use: imported once before the fork, not again in every process
@@ -125,7 +168,8 @@ def _until_broken(todo: deque[InputItem], out_dir: Any, workers: int) -> Iterato
     fork = multiprocessing.get_context("fork")
     pending: deque[tuple[InputItem, Future[Done]]] = deque()
     broken = False
-    with ProcessPoolExecutor(workers, fork, _one_thread) as pool, _stopped_on_interrupt(pool):
+    start = (os.getpid(), out_dir)
+    with ProcessPoolExecutor(workers, fork, _one_thread, start) as pool, _stopped_on_interrupt(pool):
         while pending or (todo and not broken):
             while todo and not broken and len(pending) < AHEAD * workers:
                 try:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from medseg.config.models import PipelineConfig
-from medseg.errors import MedsegError, exception_chain, medseg_cause
+from medseg.errors import MEMORY_ADVICE, MedsegError, exception_chain, medseg_cause, out_of_memory
 from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem
 from medseg.infer.postprocess import postprocess
@@ -60,7 +60,12 @@ def plain(err: BaseException) -> str:
     """An error as the message that says what to do: a MedsegError's own; otherwise the innermost
     error (MONAI wraps transform errors), its type named."""
     chosen = medseg_cause(err) or exception_chain(err)[-1]
-    return str(chosen) if isinstance(chosen, MedsegError) else f"{type(chosen).__name__}: {chosen}"
+    if isinstance(chosen, MedsegError):
+        return str(chosen)
+    text = f"{type(chosen).__name__}: {chosen}"
+    if out_of_memory(err):  # each worker process holds one input's arrays
+        return f"out of memory ({text[:200]}); {MEMORY_ADVICE}, or give fewer --workers"
+    return text
 
 
 def check_statistics(cfg: PipelineConfig, source: str) -> None:

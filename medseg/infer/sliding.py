@@ -184,12 +184,22 @@ class _Members:
 
 
 def class_argmax(probs: torch.Tensor) -> torch.Tensor:
-    """``probs.argmax(0)`` (ties to the lower class). On the CPU a running maximum over the classes,
-    several times faster than ``argmax`` over the outer dimension of a large volume."""
+    """``probs.argmax(0)`` (ties to the lower class) as a label map in its own dtype: uint8 class
+    indices up to 256 classes (an eighth of argmax's int64: 48 MB rather than 384 MB for an
+    8000x6000 picture), int64 beyond. On the CPU a running maximum over the classes (two classes:
+    one comparison), several times faster than ``argmax`` over the outer dimension of a volume.
+
+    Example:
+        >>> class_argmax(torch.tensor([[0.2, 0.5, 0.6], [0.8, 0.5, 0.4]])).tolist()
+        [1, 0, 0]
+    """
+    dtype = torch.uint8 if probs.shape[0] <= 256 else torch.int64
     if probs.device.type != "cpu" or probs.shape[0] > 16:
-        return probs.argmax(0)
+        return probs.argmax(0).to(dtype)
+    if probs.shape[0] == 2:
+        return (probs[1] > probs[0]).to(dtype)
     best = probs[0].clone()
-    index = torch.zeros(probs.shape[1:], dtype=torch.int64)
+    index = torch.zeros(probs.shape[1:], dtype=dtype)
     for c in range(1, probs.shape[0]):
         index.masked_fill_(probs[c] > best, c)
         torch.maximum(best, probs[c], out=best)

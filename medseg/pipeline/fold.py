@@ -10,6 +10,7 @@ import logging
 
 from medseg.config.models import PipelineConfig
 from medseg.data.splits import inner_validation
+from medseg.errors import out_of_memory_named
 from medseg.evaluate.casewise import Row, class_summaries, score_case, write_metrics_csv
 from medseg.evaluate.postprocessing import variant_rows, write_variants
 from medseg.infer.heldout import predict_heldout
@@ -117,12 +118,13 @@ def evaluate_fold(
             progress.note(fold.index, f"held-out case {i}/{len(held_out)}")
         if i in marks:
             log.info("%s: %d/%d held-out case(s) predicted and scored", fold.name, i, len(held_out))
-        scored = score_case(cfg, case.case_id, case.pred, case.ref, case.spacing)
-        rows += [{**r, "uncertainty": case.uncertainty} for r in scored]
-        if auto:
-            variants += variant_rows(
-                case.case_id, case.pred, case.ref, cfg.data.num_classes, cfg.data.ignore_value
-            )
+        with out_of_memory_named(f"{fold.name}: scoring held-out case {case.case_id}"):
+            scored = score_case(cfg, case.case_id, case.pred, case.ref, case.spacing)
+            rows += [{**r, "uncertainty": case.uncertainty} for r in scored]
+            if auto:
+                variants += variant_rows(
+                    case.case_id, case.pred, case.ref, cfg.data.num_classes, cfg.data.ignore_value
+                )
     if auto:
         write_variants(fold.postprocessing, variants)
     write_metrics_csv(fold.metrics, rows)

@@ -25,7 +25,14 @@ from medseg.io.atomic import write_json, write_text
 from medseg.io.case import Case
 from medseg.pipeline.fold import fit_fold, run_fold
 from medseg.pipeline.rerun import refuse_changed_rerun, unfinished_folds
-from medseg.pipeline.stages import ingest, resolve_channel_files, resolve_statistics
+from medseg.pipeline.stages import (
+    Before,
+    before_run,
+    ingest,
+    resolve_channel_files,
+    resolve_statistics,
+    undo_set_up,
+)
 from medseg.progress import StudyBar
 from medseg.provenance import provenance
 from medseg.report.pages import write_report
@@ -73,9 +80,14 @@ def run(cfg: PipelineConfig, force: bool = False, stage: Stage = "all") -> Path:
     if stage == "report" and force:
         raise ConfigError("--force starts afresh, the report stage ends a study: give one of them")
     run_dir = RunDir(cfg.output_dir)
+    before = before_run(run_dir)
     run_dir.root.mkdir(parents=True, exist_ok=True)
-    with run_dir.running(None if stage == "report" else cfg.split.folds):  # the report: the folder alone
-        return _run(cfg, run_dir, dist, force, stage)
+    try:
+        with run_dir.running(None if stage == "report" else cfg.split.folds):  # the report: the folder alone
+            return _run(cfg, run_dir, dist, force, stage)
+    except BaseException:
+        undo_set_up(run_dir, Before(before.folder, frozenset(), frozenset()) if force else before)
+        raise
 
 
 def _run(cfg: PipelineConfig, run_dir: RunDir, dist: DistInfo, force: bool, stage: Stage) -> Path:

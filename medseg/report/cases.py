@@ -12,6 +12,7 @@ import html
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from medseg.evaluate.casewise import CLASS_MEAN, Row, case_means, class_name
 from medseg.report.figures import volume_unit
@@ -114,13 +115,14 @@ def _row(run: RunDir, fold: int, r: Row, factor: float, spatial_dims: int, mlflo
     text, v = _num(r.get("uncertainty"))
     attrs["uncertainty"] = v
     cells.append(f'<td data-v="{v}">{text}</td>')
-    overlay = fd.overlays / f"{r['case']}.png"
-    src = html.escape(overlay.relative_to(run.root).as_posix())
+    overlay = fd.overlay(r["case"])
+    src = html.escape(quote(overlay.relative_to(run.root).as_posix()))  # ids may hold # ? %
     thumb = f'<a href="{src}"><img class="thumb" loading="lazy" alt="overlay" src="{src}"></a>'
     cells.append(f"<td>{thumb if overlay.is_file() else ''}</td>")
     pred = fd.prediction(r["case"], spatial_dims)
     kind = "".join(pred.suffixes).lstrip(".")
-    cells.append(f"<td>{_link(pred.relative_to(run.root).as_posix(), kind) if pred.is_file() else ''}</td>")
+    link = _link(quote(pred.relative_to(run.root).as_posix()), kind) if pred.is_file() else ""
+    cells.append(f"<td>{link}</td>")
     cells.append(f"<td>{mlflow_run}</td>")
     data = " ".join(f'data-{k}="{v}"' for k, v in attrs.items())
     return f'<tr data-fold="{fold}" data-class="{html.escape(name)}" {data}>{"".join(cells)}</tr>'

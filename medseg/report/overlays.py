@@ -5,7 +5,9 @@ Written to ``fold_k/overlays/<id>.png`` for every case (``evaluate.overlays: all
 ``evaluate.n_worst`` (``worst``). 2D: image, reference, prediction side by side. 3D: the axial,
 coronal and sagittal planes through the centre of the structure (the reference's, else the
 prediction's), reference above prediction, shown the radiological way (patient's right on the
-left), with the slice indices; CT in a soft-tissue window (W 400, L 40 HU).
+left), with the slice indices; CT in a soft-tissue window (W 400, L 40 HU). Images and labels are
+thinned to at most :data:`DRAWN` pixels a side before drawing (an 8000x6000 picture: every 8th
+pixel), labels in their own dtype, so an overlay needs little more memory than reading its case.
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ from typing import Any
 import numpy as np
 
 from medseg.config.models import PipelineConfig
+from medseg.errors import out_of_memory_named
 from medseg.evaluate.casewise import Row, worst_cases
 from medseg.infer.heldout import read_prediction
 from medseg.infer.sliding import image_spacing
 from medseg.io.atomic import atomic_path
 from medseg.io.case import Case
-from medseg.io.names import inside
+from medseg.io.names import file_stem, inside
 from medseg.io.segment_codes import PALETTE
 from medseg.transforms.steps import load_transforms
 
 SOFT_TISSUE = (-160.0, 240.0)  # HU: window 400, level 40
+DRAWN = 1024  # longest side drawn, pixels or voxels: a 9-inch figure at 72 dpi shows fewer
 PLANES = ("axial", "coronal", "sagittal")
 
 
@@ -177,23 +181,62 @@ def write_overlays(
     load = Compose(load_transforms(cfg.data, cfg.transforms))
     out = []
     for case_id in chosen:
-        item = load(by_id[case_id].item())
-        ref = np.asarray(item["label"])[0].astype(np.int64)
-        if cfg.data.ignore_value is not None:
-            ref[ref == cfg.data.ignore_value] = 0
-        pred = read_prediction(predictions(case_id))
-        if cfg.transforms.spatial_dims == 2 and cfg.data.num_classes == 2:
-            pred = (pred > 0).astype(np.int64)
-        dice = {r["class"]: r["dice"] for r in rows if r["case"] == case_id}
-        title = f"{case_id}: " + ", ".join(f"{n} Dice {_fmt(d)}" for n, d in dice.items())
-        image = np.asarray(item["image"], dtype=np.float32)
-        fig = overlay_figure(image, ref, pred, cfg.class_names, title, image_spacing(item["image"]))
-        path = inside(fold_overlays, f"{case_id}.png")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=72)
-        plt.close(fig)
+        with out_of_memory_named(f"overlay of held-out case {case_id}"):
+            image, ref, spacing, step = _shown_case(cfg, load(by_id[case_id].item()))
+            pred = shrink(read_prediction(predictions(case_id)), step)
+            if cfg.transforms.spatial_dims == 2 and cfg.data.num_classes == 2:
+                pred = (pred > 0).astype(np.uint8)
+            dice = {r["class"]: r["dice"] for r in rows if r["case"] == case_id}
+            title = f"{case_id}: " + ", ".join(f"{n} Dice {_fmt(d)}" for n, d in dice.items())
+            fig = overlay_figure(image, ref, pred, cfg.class_names, title, spacing)
+            path = inside(fold_overlays, f"{file_stem(case_id)}.png")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format="png", dpi=72)
+            plt.close(fig)
         out.append(path)
     return out
+
+
+def display_step(shape: tuple[int, ...]) -> int:
+    """Every how many pixels (voxels) an overlay draws: the longest side at most :data:`DRAWN`.
+
+    Example:
+        >>> display_step((6000, 8000)), display_step((765, 573)), display_step((512, 512, 300))
+        (8, 1, 1)
+    """
+    return max(1, -(-max(shape) // DRAWN))
+
+
+def shrink(array: np.ndarray, step: int, spatial_dims: int | None = None) -> np.ndarray:
+    """Every ``step``-th pixel (voxel) along the last ``spatial_dims`` axes (default: all) of
+    ``array``, copied in its own dtype; ``array`` itself when ``step`` is 1.
+
+    Example:
+        >>> shrink(np.zeros((3, 60, 80), np.float32), 8, 2).shape
+        (3, 8, 10)
+    """
+    array = np.asarray(array)
+    if step == 1:
+        return array
+    n = array.ndim if spatial_dims is None else spatial_dims
+    every: tuple[Any, ...] = (Ellipsis, *[slice(None, None, step)] * n)
+    return np.array(array[every])
+
+
+def _shown_case(
+    cfg: PipelineConfig, item: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, list[float] | None, int]:
+    """(image, reference with the ignore value as background, spacing, step) of a loaded case, each
+    spatial axis thinned to what the figure shows (every ``step``-th pixel: :func:`display_step`),
+    the label in its own dtype."""
+    label = np.asarray(item["label"])[0]
+    step = display_step(label.shape)
+    ref = shrink(label, step)
+    image = shrink(np.asarray(item["image"], dtype=np.float32), step, label.ndim)
+    spacing = image_spacing(item["image"])
+    if cfg.data.ignore_value is not None:
+        ref = np.where(ref == cfg.data.ignore_value, 0, ref).astype(ref.dtype)
+    return image, ref, None if spacing is None else [s * step for s in spacing], step
 
 
 def _fmt(dice: float) -> str:

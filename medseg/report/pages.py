@@ -17,6 +17,7 @@ import math
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from medseg.errors import MedsegError
 from medseg.evaluate.casewise import CLASS_MEAN, case_means
@@ -245,9 +246,10 @@ def worst_overlays(run_dir: Path, summary_rows: dict[int, list[Any]], n: int = 1
     )
     out = []
     for dice, fold, case in ranked:
-        path = run.fold(fold).overlays / f"{case}.png"
+        path = run.fold(fold).overlay(case)
         if path.is_file():
-            out.append((f"fold {fold}, {case}: Dice {_num(dice)}", path.relative_to(run.root).as_posix()))
+            where = quote(path.relative_to(run.root).as_posix())  # case ids may hold # ? %
+            out.append((f"fold {fold}, {case}: Dice {_num(dice)}", where))
         if len(out) == n:
             break
     return out

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medseg.config.models import PipelineConfig
-from medseg.errors import DataError
+from medseg.errors import DataError, out_of_memory_named
 from medseg.io.case import Case
 from medseg.transforms.labels import foreground
 from medseg.transforms.steps import load_transforms
@@ -52,10 +52,11 @@ def gather_foreground_stats(
     rng = np.random.default_rng(cfg.seed)
     samples = []
     for case in cases:
-        item = load(case.item())
-        image = np.asarray(item["image"], dtype=np.float32)[channels or [0]]
-        fg = foreground(np.asarray(item["label"])[0], cfg.data.ignore_value)
-        values = image[:, fg].ravel()
+        with out_of_memory_named(f"intensity statistics of case {case.id}"):
+            item = load(case.item())
+            image = np.asarray(item["image"], dtype=np.float32)[channels or [0]]
+            fg = foreground(np.asarray(item["label"])[0], cfg.data.ignore_value)
+            values = image[:, fg].ravel()
         if values.size > samples_per_case:
             values = rng.choice(values, samples_per_case, replace=False)
         samples.append(values)

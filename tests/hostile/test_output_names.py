@@ -104,3 +104,112 @@ def test_pictures_keep_their_names_and_pair_with_references(synthetic_root, tmp_
         extra.unlink()
     result = evaluate_folders(out, refs, tmp_path / "eval", ref_suffix="_segmentation")
     assert result["n_cases"] == 2, result
+
+
+def _picture(path: Path, height: int, width: int, seed: int) -> Path:
+    """A picture of its own size, so a mask written for another input shows by its shape."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), np.uint8)).save(path)
+    return path
+
+
+COLLIDING = {  # name: (height, width)
+    "a-2.png": (40, 48),
+    "a.jpg": (44, 52),
+    "a.png": (36, 60),
+    "x.jpg": (50, 50),
+    "x_overlay.jpg": (30, 70),
+    "A.PNG": (34, 42),  # `a` again on a case-blind file system
+    "s/b.png": (38, 38),
+    "s__b.png": (42, 40),
+    "y_probabilities.png": (32, 36),
+}
+
+
+def test_output_names_never_collide_and_every_input_keeps_its_own_files(tmp_path):
+    """``a.png`` once overwrote ``a-2.png``'s mask and ``x_overlay.jpg``'s mask was ``x.jpg``'s
+    overlay: 'done 5' with 4 manifest rows. Each input's mask now has its own picture's shape."""
+    run_dir = untrained_run_dir("demo.yaml", [*TINY_2D, "transforms.spatial_size=[32, 32]"], tmp_path / "run")
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    for i, (name, (h, w)) in enumerate(COLLIDING.items()):
+        _picture(inputs / name, h, w, i)
+    bundle = load_bundle(str(run_dir))
+    summary = predict_folder(bundle, inputs, out, CPU, workers=0)
+    rows = {r["source"]: r for r in manifest(out)}
+    assert summary["done"] == len(COLLIDING) == len(rows) and summary["failed"] == 0
+    files = [r[k] for r in rows.values() for k in ("mask", "overlay")]
+    assert len(set(files)) == len(files) == 2 * len(COLLIDING)
+    assert {p.name for p in out.iterdir() if p.suffix == ".png"} == set(files)
+    for name, (h, w) in COLLIDING.items():
+        assert read_raster(out / rows[name]["mask"]).shape == (h, w), name
+    assert rows["x.jpg"]["mask"] == "x.png" and rows["x.jpg"]["overlay"] == "x_overlay.png"
+    # names that clash with no other stay as they are (a PNG mask never ends as _probabilities.nii.gz)
+    assert rows["a-2.png"]["mask"] == "a-2.png" and rows["y_probabilities.png"]["key"] == "y_probabilities"
+    for clashing in ("a.jpg", "a.png", "A.PNG", "x_overlay.jpg", "s/b.png", "s__b.png"):
+        assert rows[clashing]["key"] not in ("a", "A", "x_overlay", "s__b")
+    # a rerun finds every input done; one input replaced by another of the same key is done again
+    (inputs / "a-2.png").unlink()
+    _picture(inputs / "a-2.jpg", 46, 46, 99)
+    again = predict_folder(bundle, inputs, out, CPU, workers=0)
+    assert (again["done"], again["done_earlier"]) == (1, len(COLLIDING) - 1)
+    assert read_raster(out / "a-2.png").shape == (46, 46)
+
+
+def test_keys_are_unique_whatever_the_listing_order_and_checked_over_every_file(tmp_path):
+    from medseg.config.models import PredictConfig
+    from medseg.infer.discover import InputItem, _unique_keys, discover, output_names
+
+    for name in COLLIDING:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"not read by discover")
+    items = discover(tmp_path, 2, PredictConfig())
+    names = [n.casefold() for i in items for n in output_names(i.key, i.kind)]
+    assert len(names) == len(set(names)) == 5 * len(COLLIDING)
+    keys = {i.source: i.key for i in items}
+    again = [InputItem(k, "raster", [], source) for source, k in reversed(_plain_keys(tmp_path).items())]
+    _unique_keys(again)
+    assert {i.source: i.key for i in again} == keys  # a key does not depend on the listing's order
+
+
+def _plain_keys(root: Path) -> dict[str, str]:
+    from medseg.infer.discover import path_key
+
+    relative = [p.relative_to(root).as_posix() for p in root.rglob("*.*")]
+    return {r: path_key(r) for r in relative}
+
+
+@pytest.mark.parametrize("name", ["病" * 80 + ".png", "é" * 120 + ".jpg", "x" * 250 + ".png"])
+def test_input_names_of_many_bytes_give_outputs_that_fit_a_file_name(name, tmp_path):
+    """255 bytes a name: 80 CJK characters are 240 bytes, and ``_probabilities.nii.gz`` adds 21."""
+    run_dir = untrained_run_dir(
+        "demo.yaml",
+        [*TINY_2D, "transforms.spatial_size=[32, 32]", "predict.write_probabilities=true"],
+        tmp_path / "run",
+        folds=1,
+    )
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    _picture(inputs / name, 30, 40, 0)
+    _picture(inputs / "sub" / name, 30, 40, 1)
+    summary = predict_folder(load_bundle(str(run_dir)), inputs, out, CPU, workers=0)
+    assert summary["done"] == 2 and summary["failed"] == 0, manifest(out)
+    written = [p.name for p in out.iterdir() if p.is_file()]
+    assert len(written) == 2 * 3 + 2  # mask, overlay, probabilities each; manifest.csv, summary.json
+    assert max(len(n.encode()) for n in written) <= 255 - 16
+
+
+def test_case_ids_of_many_bytes_name_files_that_fit(tmp_path):
+    from medseg.io.names import MAX_STEM_BYTES, byte_length
+    from medseg.run_dir import FoldDir
+
+    fold = FoldDir(tmp_path / "fold_0", 0)
+    long_ids = ["肝" * 100, "肝" * 99 + "臓", "x" * 400]
+    paths = [fold.prediction(i, 2) for i in long_ids] + [fold.overlay(i) for i in long_ids]
+    assert len({p.name for p in paths}) == len(paths) // 2  # prediction and overlay share a stem
+    for path in paths:
+        assert byte_length(path.stem.removesuffix(".nii")) <= MAX_STEM_BYTES
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"fits")  # OSError "File name too long" otherwise
+    assert fold.prediction("IMD002", 2).name == "IMD002.png"  # ids that fit are kept as they are
