@@ -92,23 +92,13 @@ def case_metrics(
         0.6667
     """
 
-    if pred.shape != ref.shape:
-        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
-    valid = np.ones(ref.shape, bool) if ignore_value is None else ref != ignore_value
-    p = (pred == label) & valid
-    r = (ref == label) & valid
-    spacing = list(spacing) if spacing is not None else [1.0] * ref.ndim
-    if len(spacing) != ref.ndim:
-        raise ValueError(f"spacing {spacing} has {len(spacing)} values for a {ref.ndim}D image")
+    p, r, spacing = _class_masks(pred, ref, label, spacing, ignore_value)
     n_p, n_r = int(p.sum()), int(r.sum())
     out: dict[str, float] = {"ref_voxels": n_r, "pred_voxels": n_p, "diagonal": diagonal(ref.shape, spacing)}
-    if n_p == 0 and n_r == 0:
-        return {**out, "dice": 1.0, "iou": 1.0, "jaccard_thresholded": 1.0, "nsd": 1.0} | {
-            m: 0.0 for m in DISTANCE_METRICS
-        }
-    if n_p == 0 or n_r == 0:
-        return {**out, "dice": 0.0, "iou": 0.0, "jaccard_thresholded": 0.0, "nsd": 0.0} | {
-            m: math.inf for m in DISTANCE_METRICS
+    if n_p == 0 or n_r == 0:  # both empty score 1, one empty 0
+        score, distance = (1.0, 0.0) if n_p == n_r else (0.0, math.inf)
+        return {**out, "dice": score, "iou": score, "jaccard_thresholded": score, "nsd": score} | {
+            m: distance for m in DISTANCE_METRICS
         }
     inter = int((p & r).sum())
     dice = 2 * inter / (n_p + n_r)
@@ -120,6 +110,20 @@ def case_metrics(
         "jaccard_thresholded": iou if iou >= jaccard_threshold else 0.0,
         **surface_metrics(p, r, spacing, nsd_tolerance),
     }
+
+
+def _class_masks(
+    pred: np.ndarray, ref: np.ndarray, label: int, spacing: Sequence[float] | None, ignore: int | None
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Class ``label`` of the prediction and the reference, ignored voxels left out of both, and the
+    spacing checked (1 mm per axis when None)."""
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    valid = np.ones(ref.shape, bool) if ignore is None else ref != ignore
+    spacing = list(spacing) if spacing is not None else [1.0] * ref.ndim
+    if len(spacing) != ref.ndim:
+        raise ValueError(f"spacing {spacing} has {len(spacing)} values for a {ref.ndim}D image")
+    return (pred == label) & valid, (ref == label) & valid, spacing
 
 
 def summarize(values: Sequence[float], caps: Sequence[float] | None = None) -> dict[str, float | int]:

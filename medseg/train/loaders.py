@@ -104,22 +104,8 @@ def make_loaders(
     pin = kind == "standard" and device.type == "cuda"
     loader: Any = ThreadDataLoader if kind == "device" else DataLoader
     log.info("training loader: %s, %d worker process(es)", kind, workers)
-    if dist is not None and distributed:
-        local = local_batch_size(cfg.train.batch_size, dist)
-        sampler = ShardedBatchSampler(len(train_ds), cfg.train.batch_size, dist, generator)
-        train_loader = DataLoader(
-            train_ds, batch_sampler=sampler, num_workers=workers, generator=generator, pin_memory=pin
-        )
-        log.info("rank %d of %d: %d cases per step", dist.rank, dist.world, local)
-    else:
-        train_loader = loader(
-            train_ds,
-            batch_size=cfg.train.batch_size,
-            shuffle=True,
-            num_workers=workers,
-            generator=generator,
-            pin_memory=pin,
-        )
+    shards = dist if dist is not None and distributed else None
+    train_loader = _train_loader(train_ds, loader, cfg.train.batch_size, workers, generator, pin, shards)
     if not val:
         return train_loader, None
     val_ds = CacheDataset(
@@ -129,3 +115,27 @@ def make_loaders(
     val_batch = cfg.train.batch_size if cfg.transforms.spatial_size is not None else 1
     val_loader = loader(val_ds, batch_size=val_batch, shuffle=False, num_workers=0, pin_memory=pin)
     return train_loader, val_loader
+
+
+def _train_loader(
+    dataset: Any,
+    loader: Any,
+    batch: int,
+    workers: int,
+    generator: torch.Generator,
+    pin: bool,
+    dist: DistInfo | None,
+) -> Any:
+    """The shuffled training loader: ``loader`` (threads for a device cache, processes otherwise),
+    or with ``dist`` each torchrun rank's share of every batch."""
+    from monai.data import DataLoader
+
+    if dist is None:
+        return loader(
+            dataset, batch_size=batch, shuffle=True, num_workers=workers, generator=generator, pin_memory=pin
+        )
+    sampler = ShardedBatchSampler(len(dataset), batch, dist, generator)
+    log.info("rank %d of %d: %d cases per step", dist.rank, dist.world, local_batch_size(batch, dist))
+    return DataLoader(
+        dataset, batch_sampler=sampler, num_workers=workers, generator=generator, pin_memory=pin
+    )
