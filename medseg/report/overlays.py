@@ -150,6 +150,7 @@ def write_overlays(
     rows: list[Row],
     fold_overlays: Path,
     predictions: Callable[[str], Path],
+    keep: set[str] | frozenset[str] = frozenset(),
 ) -> list[Path]:
     """Overlays of a fold's held-out cases (``evaluate.overlays``), replacing earlier ones.
 
@@ -159,24 +160,27 @@ def write_overlays(
         rows: their metrics rows.
         fold_overlays: the folder the pictures go to.
         predictions: case id -> the prediction file.
+        keep: ids of cases whose overlay, where there is one, still shows their prediction and
+            scores (drawn before a post-processing that left them alone): not drawn again.
 
     Returns:
-        The PNG files written.
+        The PNG files of the chosen cases.
     """
     import matplotlib.pyplot as plt
     from monai.transforms import Compose
 
-    if fold_overlays.is_dir():
-        shutil.rmtree(fold_overlays)
-    if cfg.evaluate.overlays == "none":
-        return []
-    chosen = [c.id for c in cases]
+    chosen = [] if cfg.evaluate.overlays == "none" else [c.id for c in cases]
     if cfg.evaluate.overlays == "worst":
         chosen = worst_cases(rows, cfg.evaluate.n_worst)
+    kept = _clear(fold_overlays, {c for c in chosen if c in keep})
     by_id = {c.id: c for c in cases}
     load = Compose(load_transforms(cfg))
     out = []
     for case_id in chosen:
+        path = inside(fold_overlays, f"{case_id}.png")
+        if path in kept:
+            out.append(path)
+            continue
         item = load(by_id[case_id].item())
         ref = np.asarray(item["label"])[0].astype(np.int64)
         if cfg.data.ignore_value is not None:
@@ -188,12 +192,25 @@ def write_overlays(
         title = f"{case_id}: " + ", ".join(f"{n} Dice {_fmt(d)}" for n, d in dice.items())
         image = np.asarray(item["image"], dtype=np.float32)
         fig = overlay_figure(image, ref, pred, cfg.class_names, title, image_spacing(item["image"]))
-        path = inside(fold_overlays, f"{case_id}.png")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=72)
         plt.close(fig)
         out.append(path)
     return out
+
+
+def _clear(folder: Path, keep: set[str]) -> set[Path]:
+    """Remove what ``folder`` holds but the overlays of the ``keep`` case ids; those kept."""
+    kept = set()
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and path.suffix == ".png" and path.name[: -len(".png")] in keep:
+                kept.add(path)
+            elif path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    return kept
 
 
 def _fmt(dice: float) -> str:
