@@ -51,7 +51,8 @@ class Prepared:
     meta: dict[str, Any] = field(default_factory=dict)
     picture: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    uncertainty: float = float("nan")
+    uncertainty: float = float("nan")  # the first fold model's flips, as on held-out cases
+    fold_disagreement: float = float("nan")
     findings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -142,10 +143,14 @@ class Segmenter:
 
     def infer(self, prep: Prepared, progress: Callable[[float], None] | None = None) -> Any:
         """The device's part: 2D mean probabilities, 3D the label map (the probabilities with
-        ``predict.write_probabilities``), on the CPU; the members' disagreement goes on ``prep``."""
-        probs, prep.uncertainty = predict_scored(
-            self.models, prep.image, self.cfg, self.inferer, self.device, on_device=True, progress=progress
-        )
+        ``predict.write_probabilities``), on the CPU; the disagreement of the first model's flips
+        (with ``evaluate.uncertainty``, as on the study's held-out cases) and of the fold models
+        go on ``prep``."""
+        probs, scores = predict_scored(
+            self.models, prep.image, self.cfg, self.inferer, self.device, on_device=True,
+            score_flips=self.cfg.evaluate.uncertainty, progress=progress,
+        )  # fmt: skip
+        prep.uncertainty, prep.fold_disagreement = scores.flips, scores.folds
         if self.cfg.transforms.spatial_dims == 2 or self.cfg.predict.write_probabilities:
             return probs.cpu()
         return class_argmax(probs).cpu()

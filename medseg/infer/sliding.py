@@ -10,6 +10,7 @@ back after); softmax probabilities are averaged over models and flips and resize
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from medseg.config.models import PipelineConfig
 from medseg.infer.postprocess import postprocess
+from medseg.infer.uncertainty import Scores, disagreement
 from medseg.transforms.resample import grid_size, linear_mode
 
 
@@ -80,8 +82,8 @@ def predict_scored(
     on_device: bool = False,
     score_flips: bool = False,
     progress: Callable[[float], None] | None = None,
-) -> tuple[torch.Tensor, float]:
-    """Mean softmax of ``models`` (and flips when ``infer.tta_flips``) and the members' disagreement.
+) -> tuple[torch.Tensor, Scores]:
+    """Mean softmax of ``models`` (and flips when ``infer.tta_flips``) and how much they disagree.
 
     Args:
         models: the fold models, in eval mode on ``device``.
@@ -90,19 +92,16 @@ def predict_scored(
         inferer: the sliding-window inferer.
         device: where the models run.
         on_device: leave the probabilities on ``device`` instead of moving them to the CPU.
-        score_flips: also run each single-axis flip (:func:`axis_flips`) for the score alone,
-            when ``infer.tta_flips`` is off; the probabilities stay those of the configured members.
+        score_flips: also run the first model on each single-axis flip (:func:`axis_flips`) for
+            its flip score alone, when ``infer.tta_flips`` is off.
         progress: called with the fraction of sliding windows done, after each batch of windows.
 
     Returns:
-        (num_classes, *spatial) probabilities, and the disagreement of every member run
-        (:func:`medseg.infer.uncertainty.disagreement` on the model grid; NaN for one member).
+        (num_classes, *spatial) probabilities, and the :class:`~medseg.infer.uncertainty.Scores`:
+        the disagreement of the first model's flips (the held-out score's kind) and of the fold
+        models' own predictions, on the model grid.
     """
-    import math
-
     import torch.nn.functional as F
-
-    from medseg.infer.uncertainty import disagreement
 
     spatial = tuple(image.shape[1:])
     size = model_grid(cfg, spatial, image_spacing(image))
@@ -111,11 +110,11 @@ def predict_scored(
     if spatial != size:
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
     averaged = flip_sets(len(spatial), cfg.infer.tta_flips)
-    scored = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
+    first = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
     amp = cfg.train.amp and device.type == "cuda"
-    probs, extra, labels = None, None, []
-    scoring = len(models) * len(scored) > 1  # one member: no disagreement to measure
-    total = window_count(size, cfg.roi_size, cfg.infer.overlap) * len(models) * len(scored)
+    total = window_count(size, cfg.roi_size, cfg.infer.overlap) * (
+        len(first) + (len(models) - 1) * len(averaged)
+    )
     done = [0]
 
     def counted(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -129,27 +128,63 @@ def predict_scored(
         return run
 
     with torch.no_grad(), torch.autocast(device.type, enabled=amp):
-        for model in models:
-            model.eval()
-            for dims in scored:
-                xi = x.flip(dims) if dims else x
-                p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
-                p = p.flip(dims) if dims else p
-                if scoring:
-                    labels.append(class_argmax(p[0]).to(torch.uint8))
-                if dims in averaged:
-                    probs = p if probs is None else probs + p
-                else:  # scored only: flips run for the uncertainty score
-                    extra = p if extra is None else extra + p
-    assert probs is not None
-    score = math.nan
-    if scoring:
-        every = probs if extra is None else probs + extra
-        score = disagreement(labels, class_argmax(every[0]).to(torch.uint8), probs.shape[1])
+        probs, scores = _members(models, x, inferer, counted, averaged, first)
     probs = probs / (len(models) * len(averaged))
     if spatial != size:
         probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
-    return (probs[0] if on_device else probs[0].cpu()), score
+    return (probs[0] if on_device else probs[0].cpu()), scores
+
+
+def _members(
+    models: list[nn.Module],
+    x: torch.Tensor,
+    inferer: Any,
+    counted: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]],
+    averaged: list[tuple[int, ...]],
+    first: list[tuple[int, ...]],
+) -> tuple[torch.Tensor, Scores]:
+    """Every model on its flips (the first model on ``first``, the others on ``averaged``): the sum
+    of the averaged members' probabilities, and the scores (:func:`predict_scored`)."""
+    probs, first_sum = None, None
+    flip_labels: list[torch.Tensor] = []
+    fold_labels: list[torch.Tensor] = []
+    for i, model in enumerate(models):
+        model.eval()
+        own = None
+        for dims in first if i == 0 else averaged:
+            xi = x.flip(dims) if dims else x
+            p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
+            p = p.flip(dims) if dims else p
+            if i == 0 and len(first) > 1:
+                flip_labels.append(class_argmax(p[0]).to(torch.uint8))
+                first_sum = p if first_sum is None else first_sum + p
+            if dims in averaged:  # otherwise run for the flip score alone
+                own = p if own is None else own + p
+        assert own is not None
+        probs = own if probs is None else probs + own
+        if len(models) > 1:
+            fold_labels.append(class_argmax(own[0]).to(torch.uint8))
+    assert probs is not None
+    return probs, _scores(flip_labels, first_sum, fold_labels, probs)
+
+
+def _scores(
+    flip_labels: list[torch.Tensor],
+    first_sum: torch.Tensor | None,
+    fold_labels: list[torch.Tensor],
+    probs: torch.Tensor,
+) -> Scores:
+    """The members' label maps against their consensus: the first model's flips, the fold models."""
+    classes = probs.shape[1]
+    flips = math.nan
+    if first_sum is not None:
+        flips = disagreement(flip_labels, class_argmax(first_sum[0]).to(torch.uint8), classes)
+    folds = (
+        disagreement(fold_labels, class_argmax(probs[0]).to(torch.uint8), classes)
+        if fold_labels
+        else math.nan
+    )
+    return Scores(flips, folds)
 
 
 def class_argmax(probs: torch.Tensor) -> torch.Tensor:
@@ -174,6 +209,6 @@ def predict_label_scored(
     score_flips: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Integer label map on the image's reference grid, post-processed as configured, and the
-    members' disagreement (:func:`predict_scored`); the label map on the CPU."""
-    probs, score = predict_scored(models, image, cfg, inferer, device, True, score_flips)
-    return postprocess(class_argmax(probs).cpu(), cfg.infer, cfg.data.num_classes), score
+    disagreement of the first model's flips (:func:`predict_scored`); the label map on the CPU."""
+    probs, scores = predict_scored(models, image, cfg, inferer, device, True, score_flips)
+    return postprocess(class_argmax(probs).cpu(), cfg.infer, cfg.data.num_classes), scores.flips
