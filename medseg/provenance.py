@@ -1,12 +1,15 @@
 """What made a run: medseg's version and git commit, the date, the machine and device, the
 command and a digest of the configuration. Written to ``provenance.json``, shown in the report and
-set as MLflow tags; nothing in it names a patient or holds a credential.
+set as MLflow tags. The command is recorded as typed (its paths as given), with every value that can
+carry a credential masked (:func:`command_line`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import platform
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -54,21 +57,53 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def command_line(argv: list[str]) -> str:
-    """The command that started a run, without anything that could name a patient or hold a
-    secret: file arguments by their names only, ``--set`` values left out.
+SECRET_WORDS = ("uri", "url", "password", "passwd", "token", "secret", "credential", "auth", "key")
+"""A ``--set`` key or ``--option`` whose last word contains one of these can carry a credential
+(``tracking.uri``, ``predict.dicomweb.url``, a password or token): its value is never recorded."""
+MASK = "***"
+
+
+def secret_key(key: str) -> bool:
+    """Whether a settings key or option name can carry a credential (:data:`SECRET_WORDS`).
 
     Example:
-        >>> command_line(["/usr/bin/medseg", "run", "/data/Doe/isic.yaml", "--set", "data.root=/data/Doe"])
-        'medseg run isic.yaml --set data.root=...'
+        >>> secret_key("tracking.uri"), secret_key("--tracking-uri"), secret_key("train.epochs")
+        (True, True, False)
+    """
+    last = key.lstrip("-").rsplit(".", 1)[-1].lower()
+    return any(word in last for word in SECRET_WORDS)
+
+
+USERINFO = re.compile(r"(\w[\w+.-]*://)[^\s]*@")  # greedy: a password may hold "/" or "@"
+
+
+def _word(arg: str, secret: bool) -> str:
+    """One argument as recorded: masked whole (``secret``), its value masked (``key=value`` or
+    ``--option=value`` with a secret key), or as typed with any URI's user and password masked."""
+    if secret:
+        return MASK
+    key, eq, value = arg.partition("=")
+    if eq and key and secret_key(key):
+        return f"{shlex.quote(key)}={MASK}"
+    return shlex.quote(USERINFO.sub(r"\1***@", arg))
+
+
+def command_line(argv: list[str]) -> str:
+    """The command that started a run, as typed (paths as given, so it runs again from the same
+    folder), each word quoted for a POSIX shell; the values of keys that can carry a credential
+    (:func:`secret_key`) and the user and password of any URI are masked.
+
+    Example:
+        >>> command_line(["/usr/bin/medseg", "run", "pipelines/isic.yaml", "--set", "train.epochs=2",
+        ...               "--set", "tracking.uri=postgresql://ann:pw@db/ml", "--set", "name=a b"])
+        "medseg run pipelines/isic.yaml --set train.epochs=2 --set tracking.uri=*** --set 'name=a b'"
     """
     first = Path(argv[0]).name if argv else "medseg"
-    out = ["medseg" if first == "__main__.py" else first]
+    out = ["medseg" if first in ("__main__.py", "-m", "-c", "") else shlex.quote(first)]
+    secret_next = False
     for arg in argv[1:]:
-        if "=" in arg:
-            out.append(arg.split("=", 1)[0] + "=...")
-        else:
-            out.append(Path(arg).name if "/" in arg else arg)
+        out.append(_word(arg, secret_next))
+        secret_next = arg.startswith("-") and "=" not in arg and secret_key(arg)
     return " ".join(out)
 
 

@@ -5,6 +5,9 @@
     run_state.json (MLflow run ids and trained epochs per fold, so a killed run resumes)
     fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
     fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
+    postprocessing.json  review.json (choices made from the held-out cases)
+    fold_k/metrics_raw.csv  fold_k/predictions_raw/  fold_k/metrics_{foreground,each}.csv
+    (``infer.largest_component: auto``: before post-processing, and with each variant)
     report.html  report.md  summary.json  mlflow.db  mlartifacts/
     .locks/ (who runs here: the folder, each fold, and the shared files; see :meth:`RunDir.running`)
     jobs/ (the scripts and logs of ``--executor`` jobs, and ``submitted.json``)
@@ -88,6 +91,20 @@ class FoldDir:
         return self.path / "postprocessing.csv"
 
     @property
+    def metrics_raw(self) -> Path:
+        """``largest_component: auto``: the held-out metrics before post-processing."""
+        return self.path / "metrics_raw.csv"
+
+    def metrics_variant(self, variant: str) -> Path:
+        """``largest_component: auto``: the held-out metrics with one post-processing variant."""
+        return self.path / f"metrics_{variant}.csv"
+
+    @property
+    def predictions_raw(self) -> Path:
+        """The held-out predictions before the post-processing adopted from cross-validation."""
+        return self.path / "predictions_raw"
+
+    @property
     def overlays(self) -> Path:
         return self.path / "overlays"
 
@@ -134,6 +151,7 @@ class RunDir:
     provenance = property(lambda self: self.root / "provenance.json")
     fingerprint = property(lambda self: self.root / "fingerprint.json")
     postprocessing = property(lambda self: self.root / "postprocessing.json")
+    review = property(lambda self: self.root / "review.json")
     state_file = property(lambda self: self.root / "run_state.json")
     report_html = property(lambda self: self.root / "report.html")
     report_md = property(lambda self: self.root / "report.md")
@@ -153,6 +171,8 @@ class RunDir:
         "timing.json",
         "provenance.json",
         "run_state.json",
+        "postprocessing.json",
+        "review.json",
         "report.html",
         "report.md",
         "summary.json",

@@ -366,12 +366,13 @@ class PredictConfig(Strict):
         description="also <name>_probabilities.nii.gz: the mean class probabilities (last axis), on the "
         "input's grid in 2D and its canonical RAS grid in 3D",
     )
-    review_threshold: float = Field(
-        0.1,
+    review_threshold: float | None = Field(
+        None,
         ge=0,
         le=1,
-        description="manifest.csv's review flag is yes for inputs whose uncertainty (the fold models' and "
-        "flips' disagreement, 0 = none) is above this",
+        description="manifest.csv's review flag is yes for inputs whose uncertainty (the disagreement of "
+        "the first fold model's test-time flips, 0 = none) is above this; null: the threshold the study "
+        "chose from its held-out cases (review.json), written into the run's config.yaml",
     )
     write_rtstruct: bool = Field(
         False, description="also an RT Structure Set of each DICOM series, for treatment-planning systems"

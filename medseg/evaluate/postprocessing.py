@@ -1,4 +1,4 @@
-"""Post-processing chosen from cross-validation, as nnU-Net chooses it.
+"""Post-processing chosen from cross-validation, as nnU-Net chooses it, and applied to the results.
 
 With ``infer.largest_component: auto`` every held-out case is also scored with two variants:
 keeping the largest connected component of all foreground taken as one (``foreground``), and of
@@ -7,20 +7,34 @@ cross-validated mean Dice over classes rises and no class gets worse; otherwise 
 own mean Dice rises with ``each`` keeps only its largest component. The choice and the numbers
 behind it go into ``postprocessing.json`` (and from there ``summary.json``, the report and the
 run's ``config.yaml``), so ``medseg predict`` applies it.
+
+The study's results then describe what ``predict`` delivers (:func:`adopt`): each fold's
+``metrics.csv`` holds the post-processed scores and ``predictions/`` the post-processed label maps,
+while ``metrics_raw.csv`` and ``predictions_raw/`` keep them as predicted, before post-processing
+(nnU-Net, too, keeps both). Every variant is scored in full when the fold is scored
+(``metrics_foreground.csv``, ``metrics_each.csv``), so adopting one reads no image again. A
+variant's rows per class are separable: keeping the largest component of class k alone changes no
+other class, so a list of classes takes those classes' rows from ``each`` and the rest from the raw.
 """
 
 from __future__ import annotations
 
 import csv
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medseg.evaluate.casewise import Row, read_metrics_csv, write_metrics_csv
 from medseg.infer.postprocess import keep_largest
 from medseg.io.atomic import atomic_path
+from medseg.io.readers import NIFTI, RASTER
+from medseg.run_dir import FoldDir
 
 VARIANTS = ("none", "foreground", "each")
+CANDIDATES = VARIANTS[1:]
 
 
 def largest_components(label: np.ndarray, classes: list[int], joint: bool) -> np.ndarray:
@@ -41,20 +55,52 @@ def dice(pred: np.ndarray, ref: np.ndarray, k: int, ignore: int | None = None) -
     return float("nan") if total == 0 else 2.0 * float((p & r).sum()) / total
 
 
-def variant_rows(
-    case_id: str, pred: np.ndarray, ref: np.ndarray, num_classes: int, ignore: int | None
-) -> list[dict]:
-    """One row per class: the case's Dice without post-processing and with each variant."""
+def variant_maps(pred: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """The label map as predicted (``none``) and with each post-processing variant."""
     classes = list(range(1, num_classes))
-    versions = {
+    return {
         "none": pred,
         "foreground": largest_components(pred, classes, joint=True),
         "each": largest_components(pred, classes, joint=False),
     }
+
+
+def variant_rows(
+    case_id: str,
+    pred: np.ndarray,
+    ref: np.ndarray,
+    num_classes: int,
+    ignore: int | None,
+    maps: dict[str, np.ndarray] | None = None,
+) -> list[dict]:
+    """One row per class: the case's Dice without post-processing and with each variant
+    (``maps``: :func:`variant_maps` of ``pred``, when already made)."""
+    versions = maps or variant_maps(pred, num_classes)
     return [
         {"case": case_id, "class": k, **{v: dice(versions[v], ref, k, ignore) for v in VARIANTS}}
-        for k in classes
+        for k in range(1, num_classes)
     ]
+
+
+def score_variants(
+    maps: dict[str, np.ndarray], raw: list[Row], score: Callable[[np.ndarray], list[Row]]
+) -> dict[str, list[Row]]:
+    """Every metric of each variant of one case, scoring a map only when it differs from one
+    already scored (one class: ``each`` is ``foreground``; one component: both are as predicted).
+
+    Args:
+        maps: :func:`variant_maps` of the case.
+        raw: the case's rows as predicted.
+        score: a label map -> the case's rows.
+
+    Returns:
+        The rows of ``foreground`` and ``each``.
+    """
+    done: dict[str, list[Row]] = {"none": raw}
+    for name in CANDIDATES:
+        same = next((k for k in done if np.array_equal(maps[k], maps[name])), None)
+        done[name] = done[same] if same is not None else score(maps[name])
+    return {name: done[name] for name in CANDIDATES}
 
 
 def write_variants(path: Path, rows: list[dict]) -> None:
@@ -114,3 +160,90 @@ def choose(paths: list[Path]) -> dict[str, Any]:
         "overall_mean_dice": overall,
         "n_rows": len(rows),
     }
+
+
+def adopted_rows(raw: list[Row], variants: dict[str, list[Row]], value: Any) -> list[Row]:
+    """A fold's rows with the adopted post-processing (``value`` of :func:`choose`).
+
+    Example:
+        >>> raw = [{"case": "a", "label": 1, "dice": 0.5}, {"case": "a", "label": 2, "dice": 0.6}]
+        >>> each = [{"case": "a", "label": 1, "dice": 0.9}, {"case": "a", "label": 2, "dice": 0.4}]
+        >>> [r["dice"] for r in adopted_rows(raw, {"each": each}, [1])]
+        [0.9, 0.6]
+    """
+    if value == "foreground":
+        return variants["foreground"]
+    if not value:
+        return raw
+    chosen = {int(k) for k in value}
+    each = {(r["case"], int(r["label"])): r for r in variants["each"]}
+    return [each[(r["case"], int(r["label"]))] if int(r["label"]) in chosen else r for r in raw]
+
+
+def postprocess_map(label: np.ndarray, value: Any, num_classes: int) -> np.ndarray:
+    """A label map with the adopted post-processing (``value`` of :func:`choose`)."""
+    if not value:
+        return label
+    if value == "foreground":
+        return largest_components(label, list(range(1, num_classes)), joint=True)
+    return largest_components(label, [int(k) for k in value], joint=False)
+
+
+def _read_map(path: Path, binary_png: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(class map, NIfTI affine or None) of a held-out prediction file."""
+    if NIFTI.matches(path):
+        array, affine, _ = NIFTI.read_3d(path)
+        return np.asarray(array).astype(np.uint8), affine
+    array = RASTER.read_2d(path)[0]
+    return ((array > 0) if binary_png else array).astype(np.uint8), None
+
+
+def _write_map(path: Path, label: np.ndarray, affine: np.ndarray | None, binary_png: bool) -> None:
+    if affine is not None:
+        NIFTI.write(path, label, affine)
+    else:
+        RASTER.write(path, label * np.uint8(255 if binary_png else 1))
+
+
+def adopt_predictions(fold: FoldDir, value: Any, num_classes: int) -> set[str]:
+    """Rewrite a fold's held-out predictions with the adopted post-processing, keeping each as
+    predicted in ``predictions_raw/`` (copied once, so running this again changes nothing).
+
+    Returns:
+        The names of the files whose label map the post-processing changed.
+    """
+    changed: set[str] = set()
+    if not value or not fold.predictions.is_dir():
+        return changed
+    fold.predictions_raw.mkdir(exist_ok=True)
+    binary_png = num_classes == 2
+    for path in sorted(p for p in fold.predictions.iterdir() if p.is_file()):
+        raw_path = fold.predictions_raw / path.name
+        if not raw_path.is_file():
+            with atomic_path(raw_path) as tmp:
+                shutil.copyfile(path, tmp)
+        raw, affine = _read_map(raw_path, binary_png)
+        post = postprocess_map(raw, value, num_classes)
+        if not np.array_equal(post, raw):
+            changed.add(path.name)
+            _write_map(path, post, affine, binary_png)
+    return changed
+
+
+def adopt(fold: FoldDir, value: Any, num_classes: int) -> tuple[list[Row], set[str]]:
+    """Make a fold's results those of the adopted post-processing: ``metrics.csv`` from its raw
+    and variant rows (``metrics_raw.csv`` stays), and its predictions rewritten.
+
+    Args:
+        fold: a fold scored with ``infer.largest_component: auto``.
+        value: the choice (:func:`choose`).
+        num_classes: classes with background.
+
+    Returns:
+        The fold's rows as now in ``metrics.csv``, and the prediction files that changed.
+    """
+    raw = read_metrics_csv(fold.metrics_raw)
+    variants = {v: read_metrics_csv(fold.metrics_variant(v)) for v in CANDIDATES if value}
+    rows = adopted_rows(raw, variants, value)
+    write_metrics_csv(fold.metrics, rows)
+    return rows, adopt_predictions(fold, value, num_classes)

@@ -67,6 +67,7 @@ def predict_folder(
     """
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir)
     check_statistics(bundle.cfg, bundle.source)
+    review_note(bundle.cfg.predict.review_threshold, bundle.cfg.evaluate.uncertainty)
     if (differ := channels_differ(input_dir, bundle.cfg.data.channel_names)) is not None:
         raise DataError(differ)
     set_pixel_limit(bundle.cfg.data.max_image_pixels)
@@ -240,7 +241,8 @@ def _segment_all(
         else:
             review = review_flag(prep.uncertainty, bundle.cfg.predict.review_threshold)
             extra = {"seconds": seconds, "algorithm": run.segments.identity, **stages, **written}
-            extra |= {"uncertainty": _round(prep.uncertainty), "review": review, **prep.findings}
+            extra |= {"uncertainty": _round(prep.uncertainty), "review": review}
+            extra |= {"fold_disagreement": _round(prep.fold_disagreement), **prep.findings}
             row = run.show.row(item, "done", note, **extra)
             run.manifest.record(row)
             run.counts["done"] += 1
@@ -266,16 +268,34 @@ def _segment_all(
         bar.close()
 
 
-def review_flag(uncertainty: float, threshold: float) -> str:
-    """``yes`` above the threshold, ``no`` at or below it, empty without a score (one model, no flips).
+def review_flag(uncertainty: float, threshold: float | None) -> str:
+    """``yes`` above the threshold, ``no`` at or below it, empty without a score
+    (``evaluate.uncertainty: false``) or without a threshold (the study could choose none).
 
     Example:
-        >>> review_flag(0.3, 0.1), review_flag(0.02, 0.1), review_flag(float("nan"), 0.1)
-        ('yes', 'no', '')
+        >>> review_flag(0.3, 0.1), review_flag(0.02, 0.1)
+        ('yes', 'no')
+        >>> review_flag(float("nan"), 0.1), review_flag(0.3, None)
+        ('', '')
     """
-    if uncertainty != uncertainty:  # NaN
+    if uncertainty != uncertainty or threshold is None:  # NaN, or no threshold
         return ""
     return "yes" if uncertainty > threshold else "no"
+
+
+def review_note(threshold: float | None, scored: bool) -> None:
+    """Say once which review threshold applies, or why no input will be flagged."""
+    if not scored:
+        log.warning("review: no flag (evaluate.uncertainty: false, so inputs get no uncertainty score)")
+    elif threshold is None:
+        log.warning(
+            "review: no flag: the study chose no threshold (see review.json in its run folder); "
+            "give one with --set predict.review_threshold=0.05"
+        )
+    else:
+        log.info(
+            "review: inputs whose uncertainty is above %g are flagged (predict.review_threshold)", threshold
+        )
 
 
 def _round(value: float) -> float | str:

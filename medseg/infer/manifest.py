@@ -6,9 +6,11 @@ why, the output files (relative to the output folder) and the seconds taken. A r
 back: an input whose row says ``done`` and whose outputs all exist is not done again. ``seconds``
 is the sum of the input's stages: ``read_s`` and ``preprocess_s`` (in a worker process),
 ``infer_s`` (on the device) and ``write_s`` (back to the source grid, post-processing, files).
-``uncertainty`` is the disagreement of the fold models and flips (:mod:`medseg.infer.uncertainty`),
-``review`` ``yes`` when it is above ``predict.review_threshold``; then come, per class, the
-predicted volume and connected components (:mod:`medseg.infer.findings`).
+``uncertainty`` is the disagreement of the first fold model's test-time flips, the score the study
+gave its held-out cases (:mod:`medseg.infer.uncertainty`), ``review`` ``yes`` when it is above
+``predict.review_threshold`` (by default the study's), and ``fold_disagreement`` that of the fold
+models; then come, per class, the predicted volume and connected components
+(:mod:`medseg.infer.findings`).
 """
 
 from __future__ import annotations

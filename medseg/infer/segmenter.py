@@ -51,7 +51,8 @@ class Prepared:
     meta: dict[str, Any] = field(default_factory=dict)
     picture: np.ndarray | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    uncertainty: float = float("nan")
+    uncertainty: float = float("nan")  # the first fold model's flips, as on held-out cases
+    fold_disagreement: float = float("nan")
     findings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -147,12 +148,15 @@ class Segmenter:
 
     def infer(self, prep: Prepared, progress: Callable[[float], None] | None = None) -> Any:
         """The device's part: 2D mean probabilities, 3D the label map (the probabilities with
-        ``predict.write_probabilities``), on the CPU; the members' disagreement goes on ``prep``."""
+        ``predict.write_probabilities``), on the CPU; the disagreement of the first model's flips
+        (with ``evaluate.uncertainty``, as on the study's held-out cases) and of the fold models
+        go on ``prep``."""
         cfg = self.cfg
-        probs, prep.uncertainty = predict_scored(
+        probs, scores = predict_scored(
             self.models, prep.image, cfg.transforms, cfg.infer, self.inferer, self.device, cfg.train.amp,
-            on_device=True, progress=progress,
+            on_device=True, score_flips=cfg.evaluate.uncertainty, progress=progress,
         )  # fmt: skip
+        prep.uncertainty, prep.fold_disagreement = scores.flips, scores.folds
         if self.cfg.transforms.spatial_dims == 2 or self.cfg.predict.write_probabilities:
             return probs.cpu()
         return class_argmax(probs).cpu()

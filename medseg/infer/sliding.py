@@ -10,6 +10,7 @@ back after); softmax probabilities are averaged over models and flips and resize
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from medseg.config.models import InferConfig, PipelineConfig, TransformsConfig
 from medseg.infer.postprocess import postprocess
+from medseg.infer.uncertainty import Scores, disagreement
 from medseg.transforms.resample import grid_size, linear_mode
 
 
@@ -81,8 +83,8 @@ def predict_scored(
     on_device: bool = False,
     score_flips: bool = False,
     progress: Callable[[float], None] | None = None,
-) -> tuple[torch.Tensor, float]:
-    """Mean softmax of ``models`` (and flips when ``infer.tta_flips``) and the members' disagreement.
+) -> tuple[torch.Tensor, Scores]:
+    """Mean softmax of ``models`` (and flips when ``infer.tta_flips``) and how much they disagree.
 
     Args:
         models: the fold models, in eval mode on ``device``.
@@ -93,13 +95,14 @@ def predict_scored(
         device: where the models run.
         amp: mixed precision (CUDA only).
         on_device: leave the probabilities on ``device`` instead of moving them to the CPU.
-        score_flips: also run each single-axis flip (:func:`axis_flips`) for the score alone,
-            when ``infer.tta_flips`` is off; the probabilities stay those of the configured members.
+        score_flips: also run the first model on each single-axis flip (:func:`axis_flips`) for
+            its flip score alone, when ``infer.tta_flips`` is off.
         progress: called with the fraction of sliding windows done, after each batch of windows.
 
     Returns:
-        (num_classes, *spatial) probabilities, and the disagreement of every member run
-        (:func:`medseg.infer.uncertainty.disagreement` on the model grid; NaN for one member).
+        (num_classes, *spatial) probabilities, and the :class:`~medseg.infer.uncertainty.Scores`:
+        the disagreement of the first model's flips (the held-out score's kind) and of the fold
+        models' own predictions, on the model grid.
     """
     import torch.nn.functional as F
 
@@ -110,19 +113,68 @@ def predict_scored(
     if spatial != size:
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
     averaged = flip_sets(len(spatial), infer.tta_flips)
-    scored = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
+    first = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
     roi = infer.roi_size or transforms.input_size
-    total = window_count(size, roi, infer.overlap) * len(models) * len(scored)
-    runs, counter = _Members(averaged, len(models) * len(scored) > 1), _Progress(total, progress)
+    total = window_count(size, roi, infer.overlap) * (len(first) + (len(models) - 1) * len(averaged))
+    counter = _Progress(total, progress)
     with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-        for model in models:
-            model.eval()
-            for dims in scored:
-                runs.add(dims, _members_run(model, x, dims, inferer, counter.wrap(model)))
-    probs, score = runs.result(len(models))
+        probs, scores = _members(models, x, inferer, counter.wrap, averaged, first)
+    probs = probs / (len(models) * len(averaged))
     if spatial != size:
         probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
-    return (probs[0] if on_device else probs[0].cpu()), score
+    return (probs[0] if on_device else probs[0].cpu()), scores
+
+
+def _members(
+    models: list[nn.Module],
+    x: torch.Tensor,
+    inferer: Any,
+    counted: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]],
+    averaged: list[tuple[int, ...]],
+    first: list[tuple[int, ...]],
+) -> tuple[torch.Tensor, Scores]:
+    """Every model on its flips (the first model on ``first``, the others on ``averaged``): the sum
+    of the averaged members' probabilities, and the scores (:func:`predict_scored`)."""
+    probs, first_sum = None, None
+    flip_labels: list[torch.Tensor] = []
+    fold_labels: list[torch.Tensor] = []
+    for i, model in enumerate(models):
+        model.eval()
+        own = None
+        for dims in first if i == 0 else averaged:
+            xi = x.flip(dims) if dims else x
+            p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
+            p = p.flip(dims) if dims else p
+            if i == 0 and len(first) > 1:
+                flip_labels.append(class_argmax(p[0]).to(torch.uint8))
+                first_sum = p if first_sum is None else first_sum + p
+            if dims in averaged:  # otherwise run for the flip score alone
+                own = p if own is None else own + p
+        assert own is not None
+        probs = own if probs is None else probs + own
+        if len(models) > 1:
+            fold_labels.append(class_argmax(own[0]).to(torch.uint8))
+    assert probs is not None
+    return probs, _scores(flip_labels, first_sum, fold_labels, probs)
+
+
+def _scores(
+    flip_labels: list[torch.Tensor],
+    first_sum: torch.Tensor | None,
+    fold_labels: list[torch.Tensor],
+    probs: torch.Tensor,
+) -> Scores:
+    """The members' label maps against their consensus: the first model's flips, the fold models."""
+    classes = probs.shape[1]
+    flips = math.nan
+    if first_sum is not None:
+        flips = disagreement(flip_labels, class_argmax(first_sum[0]).to(torch.uint8), classes)
+    folds = (
+        disagreement(fold_labels, class_argmax(probs[0]).to(torch.uint8), classes)
+        if fold_labels
+        else math.nan
+    )
+    return Scores(flips, folds)
 
 
 class _Progress:
@@ -140,47 +192,6 @@ class _Progress:
             return out
 
         return run
-
-
-def _members_run(
-    model: nn.Module, x: torch.Tensor, dims: tuple[int, ...], inferer: Any, run: Any
-) -> torch.Tensor:
-    """Softmax of one member: the model on ``x`` flipped along ``dims``, flipped back."""
-    xi = x.flip(dims) if dims else x
-    p = torch.softmax(inferer(xi, run).float(), dim=1)
-    return p.flip(dims) if dims else p
-
-
-class _Members:
-    """The members' probabilities: those averaged into the prediction, those run for the score
-    only, and each member's argmax for the disagreement."""
-
-    def __init__(self, averaged: list[tuple[int, ...]], scoring: bool) -> None:
-        self.averaged, self.scoring = averaged, scoring
-        self.probs: torch.Tensor | None = None
-        self.extra: torch.Tensor | None = None
-        self.labels: list[torch.Tensor] = []
-
-    def add(self, dims: tuple[int, ...], p: torch.Tensor) -> None:
-        if self.scoring:
-            self.labels.append(class_argmax(p[0]).to(torch.uint8))
-        if dims in self.averaged:
-            self.probs = p if self.probs is None else self.probs + p
-        else:  # scored only: flips run for the uncertainty score
-            self.extra = p if self.extra is None else self.extra + p
-
-    def result(self, n_models: int) -> tuple[torch.Tensor, float]:
-        """(mean probabilities of the averaged members, the disagreement of every member; NaN for one)."""
-        import math
-
-        from medseg.infer.uncertainty import disagreement
-
-        assert self.probs is not None
-        score = math.nan
-        if self.scoring:
-            every = self.probs if self.extra is None else self.probs + self.extra
-            score = disagreement(self.labels, class_argmax(every[0]).to(torch.uint8), self.probs.shape[1])
-        return self.probs / (n_models * len(self.averaged)), score
 
 
 def class_argmax(probs: torch.Tensor) -> torch.Tensor:
@@ -215,8 +226,8 @@ def predict_label_scored(
     score_flips: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Integer label map on the image's reference grid, post-processed as configured, and the
-    members' disagreement (:func:`predict_scored`); the label map on the CPU."""
-    probs, score = predict_scored(
+    disagreement of the first model's flips (:func:`predict_scored`); the label map on the CPU."""
+    probs, scores = predict_scored(
         models, image, cfg.transforms, cfg.infer, inferer, device, cfg.train.amp, True, score_flips
     )
-    return postprocess(class_argmax(probs).cpu(), cfg.infer, cfg.data.num_classes), score
+    return postprocess(class_argmax(probs).cpu(), cfg.infer, cfg.data.num_classes), scores.flips

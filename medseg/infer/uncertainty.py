@@ -4,13 +4,32 @@ Each member's argmax is compared with the ensemble's (the argmax of the mean pro
 score is one minus the mean, over members and foreground classes, of their Dice (a class empty in
 both counts as full agreement). 0 means every member drew the same segmentation; a case whose
 score is high is one a reader should look at. One member gives no score (NaN).
+
+An input gets two such scores (:class:`Scores`): that of its first fold model's test-time flips,
+which is what ``medseg run`` measures on every held-out case (one fold model, the same flips), so
+the study's review threshold applies to it; and that of the fold models, which cross-validation
+cannot measure (each held-out case was a training case of the other folds' models).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The disagreement scores of one input.
+
+    Attributes:
+        flips: of the first model's test-time flips (the held-out score's kind); NaN without flips.
+        folds: of the fold models' predictions; NaN for one model.
+    """
+
+    flips: float = math.nan
+    folds: float = math.nan
 
 
 def member_dice(member: torch.Tensor, consensus: torch.Tensor, num_classes: int) -> float:

@@ -7,13 +7,22 @@ train with the same loaders, so the ranks stay in step.
 from __future__ import annotations
 
 import logging
+import shutil
+
+import numpy as np
 
 from medseg.config.models import PipelineConfig
 from medseg.data.splits import inner_validation
 from medseg.errors import out_of_memory_named
 from medseg.evaluate.casewise import Row, class_summaries, score_case, write_metrics_csv
-from medseg.evaluate.postprocessing import variant_rows, write_variants
-from medseg.infer.heldout import predict_heldout
+from medseg.evaluate.postprocessing import (
+    CANDIDATES,
+    score_variants,
+    variant_maps,
+    variant_rows,
+    write_variants,
+)
+from medseg.infer.heldout import HeldOutCase, predict_heldout
 from medseg.io.atomic import write_json
 from medseg.io.case import Case
 from medseg.io.checkpoint import load_weights
@@ -93,7 +102,11 @@ def evaluate_fold(
     """Predict the held-out cases with the best weights and score them.
 
     Writes the predictions, ``metrics.csv`` (with each case's uncertainty when
-    ``evaluate.uncertainty``) and the overlays into the fold folder.
+    ``evaluate.uncertainty``) and the overlays into the fold folder; with
+    ``infer.largest_component: auto`` also each variant's Dice (``postprocessing.csv``) and
+    metrics (``metrics_<variant>.csv``), and the metrics as predicted (``metrics_raw.csv``), from
+    which the study's end makes the results of the variant it adopts
+    (:func:`medseg.evaluate.postprocessing.adopt`).
 
     Args:
         cfg: the resolved configuration.
@@ -109,9 +122,9 @@ def evaluate_fold(
     model = build_network(cfg.network).to(device)
     load_weights(model, result.best_path)
     log.info("%s: predicting and scoring %d held-out case(s)", fold.name, len(held_out))
-    rows: list[Row] = []
-    variants: list[dict] = []
-    auto = cfg.infer.largest_component == "auto"
+    scores = _FoldScores(cfg)
+    if scores.auto:
+        shutil.rmtree(fold.predictions_raw, ignore_errors=True)  # an earlier choice's, now stale
     marks = {max(1, round(len(held_out) * q / 4)) for q in (1, 2, 3)}
     for i, case in enumerate(predict_heldout(cfg, [model], held_out, fold, device), start=1):
         if progress is not None:
@@ -119,20 +132,50 @@ def evaluate_fold(
         if i in marks:
             log.info("%s: %d/%d held-out case(s) predicted and scored", fold.name, i, len(held_out))
         with out_of_memory_named(f"{fold.name}: scoring held-out case {case.case_id}"):
-            scored = score_case(cfg, case.case_id, case.pred, case.ref, case.spacing)
-            rows += [{**r, "uncertainty": case.uncertainty} for r in scored]
-            if auto:
-                variants += variant_rows(
-                    case.case_id, case.pred, case.ref, cfg.data.num_classes, cfg.data.ignore_value
-                )
-    if auto:
-        write_variants(fold.postprocessing, variants)
-    write_metrics_csv(fold.metrics, rows)
+            scores.add(case)
+    scores.write(fold)
     log.info("%s: drawing overlays (evaluate.overlays: %s)", fold.name, cfg.evaluate.overlays)
     write_overlays(
-        cfg, held_out, rows, fold.overlays, lambda i: fold.prediction(i, cfg.transforms.spatial_dims)
+        cfg, held_out, scores.rows, fold.overlays, lambda i: fold.prediction(i, cfg.transforms.spatial_dims)
     )
-    return rows
+    return scores.rows
+
+
+class _FoldScores:
+    """The rows of a fold's held-out cases as predicted, and with each post-processing variant
+    (``infer.largest_component: auto``)."""
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.cfg = cfg
+        self.auto = cfg.infer.largest_component == "auto"
+        self.rows: list[Row] = []
+        self.dice: list[dict] = []  # each variant's Dice per case and class: the choice's input
+        self.variants: dict[str, list[Row]] = {v: [] for v in CANDIDATES}
+
+    def add(self, case: HeldOutCase) -> None:
+        cfg = self.cfg
+
+        def score(pred: np.ndarray) -> list[Row]:
+            rows = score_case(cfg, case.case_id, pred, case.ref, case.spacing)
+            return [{**r, "uncertainty": case.uncertainty} for r in rows]
+
+        raw = score(case.pred)
+        self.rows += raw
+        if self.auto:
+            maps = variant_maps(case.pred, cfg.data.num_classes)
+            self.dice += variant_rows(
+                case.case_id, case.pred, case.ref, cfg.data.num_classes, cfg.data.ignore_value, maps
+            )
+            for name, rows in score_variants(maps, raw, score).items():
+                self.variants[name] += rows
+
+    def write(self, fold: FoldDir) -> None:
+        if self.auto:
+            write_variants(fold.postprocessing, self.dice)
+            for name, rows in self.variants.items():
+                write_metrics_csv(fold.metrics_variant(name), rows)
+            write_metrics_csv(fold.metrics_raw, self.rows)
+        write_metrics_csv(fold.metrics, self.rows)  # the adopted variant's, once chosen
 
 
 def run_fold(

@@ -19,8 +19,9 @@ from medseg.data.datalist import shareable
 from medseg.data.digest import cases_digest
 from medseg.data.splits import load_or_make_splits
 from medseg.errors import ConfigError, MedsegError
-from medseg.evaluate.casewise import CLASS_MEAN
-from medseg.evaluate.postprocessing import choose
+from medseg.evaluate.casewise import CLASS_MEAN, class_summaries, read_metrics_csv
+from medseg.evaluate.postprocessing import adopt, choose
+from medseg.evaluate.uncertainty import review_rule
 from medseg.io.atomic import write_json, write_text
 from medseg.io.case import Case
 from medseg.pipeline.fold import fit_fold, run_fold
@@ -35,12 +36,13 @@ from medseg.pipeline.stages import (
 )
 from medseg.progress import StudyBar
 from medseg.provenance import provenance
+from medseg.report.overlays import write_overlays
 from medseg.report.pages import write_report
 from medseg.report.preview import preview_grid
-from medseg.run_dir import RunDir
+from medseg.run_dir import FoldDir, RunDir
 from medseg.runtime import seed_everything
 from medseg.tracking.mlflow_models import log_ensemble
-from medseg.tracking.names import cv_metrics
+from medseg.tracking.names import cv_metrics, cv_raw_metrics, fold_metrics
 from medseg.tracking.tracker import Tracker
 from medseg.train.distributed import DistInfo, barrier, init_distributed
 
@@ -147,36 +149,102 @@ def _refuse_unfinished(cfg: PipelineConfig, run_dir: RunDir) -> None:
 def _end_study(
     cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker, timing: dict[str, float]
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Post-processing choice, report, timing and ensemble model (one job at a time), then the
-    cross-validated metrics and report files on the pipeline run; the summary and the timing."""
+    """Timing, post-processing and review-threshold choices, report and ensemble model (one job at
+    a time), then the cross-validated metrics and report files on the pipeline run; the summary
+    and the timing."""
     with run_dir.shared_files():  # fold jobs finishing together: one report at a time
-        _choose_postprocessing(cfg, run_dir, splits, tracker)
-        summary = write_report(run_dir.root, cfg.name)
-        timing = _merge_timing(run_dir, timing)
+        timing = _merge_timing(run_dir, timing)  # first: the report gives the wall time
+        chosen = _choose_postprocessing(cfg, run_dir, splits, tracker)
+        chosen = _choose_review_threshold(chosen, run_dir, splits, tracker)
+        if chosen is not cfg:  # what predict reads
+            write_text(run_dir.config, dump_config(chosen))
+            tracker.log_artifact(tracker.parent_id, run_dir.config)
+        summary = write_report(run_dir.root, cfg.name, cfg.evaluate.n_worst)
         _log_ensemble(cfg, run_dir, splits, tracker)
-    tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary), **timing})
+    tracker.log_metrics(tracker.parent_id, {**cv_metrics(summary), **cv_raw_metrics(summary), **timing})
     for path in (run_dir.report_html, run_dir.report_md, run_dir.summary, run_dir.timing):
         tracker.log_artifact(tracker.parent_id, path)
     return summary, timing
 
 
-def _choose_postprocessing(cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker) -> None:
+def _choose_postprocessing(
+    cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker
+) -> PipelineConfig:
     """With ``infer.largest_component: auto`` and every fold scored: choose, record the choice in
-    ``postprocessing.json`` and ``config.yaml`` (which ``predict`` reads) and log both."""
+    ``postprocessing.json``, make every fold's results those of the choice (metrics, predictions,
+    overlays, the fold runs' ``test/*`` metrics; the raw ones kept beside), and return the
+    configuration that applies it."""
     if cfg.infer.largest_component != "auto":
-        return
-    paths = [run_dir.fold(k).postprocessing for k in range(len(splits))]
-    if not all(p.is_file() for p in paths):
-        return
-    choice = choose(paths)
+        return cfg
+    folds = [run_dir.fold(k) for k in range(len(splits))]
+    if not all(f.postprocessing.is_file() for f in folds):
+        return cfg
+    choice = choose([f.postprocessing for f in folds])
     write_json(run_dir.postprocessing, choice)
-    chosen = cfg.model_copy(
+    log.info("post-processing: %s", choice["reason"])
+    tracker.log_artifact(tracker.parent_id, run_dir.postprocessing)
+    if all(f.metrics_raw.is_file() for f in folds):
+        cases = {c.id: c for c in run_dir.read_cases()}
+        state = run_dir.read_state()
+        for fold, split in zip(folds, splits, strict=True):
+            run_id = (state["folds"].get(str(fold.index)) or {}).get("run_id")
+            held_out = [cases[i] for i in split["val"] if i in cases]
+            _adopt_fold(cfg, fold, choice["value"], held_out, tracker, run_id)
+    else:  # folds scored by an older medseg: their variants' metrics were not kept
+        log.warning(
+            "post-processing: the held-out results stay as predicted; score the folds again to adopt it"
+        )
+    return cfg.model_copy(
         update={"infer": cfg.infer.model_copy(update={"largest_component": choice["value"]})}
     )
-    write_text(run_dir.config, dump_config(chosen))
-    log.info("post-processing: %s", choice["reason"])
-    for path in (run_dir.postprocessing, run_dir.config):
-        tracker.log_artifact(tracker.parent_id, path)
+
+
+def _adopt_fold(
+    cfg: PipelineConfig, fold: FoldDir, value: Any, held_out: list[Case], tracker: Tracker, run_id: str | None
+) -> None:
+    """One fold's results made those of the adopted post-processing (``value``), its overlays drawn
+    again where a prediction changed, and its MLflow run given the new figures and files."""
+    rows, changed = adopt(fold, value, cfg.data.num_classes)
+    if not value:
+        return
+    dims = cfg.transforms.spatial_dims
+    unchanged = {c.id for c in held_out if fold.prediction(c.id, dims).name not in changed}
+    log.info(
+        "%s: post-processing changed %d of %d held-out prediction(s)", fold.name, len(changed), len(held_out)
+    )
+    write_overlays(cfg, held_out, rows, fold.overlays, lambda i: fold.prediction(i, dims), keep=unchanged)
+    tracker.log_metrics(run_id, fold_metrics(class_summaries(rows)))
+    for path in (fold.metrics, fold.metrics_raw):
+        tracker.log_artifact(run_id, path)
+    tracker.log_artifact(run_id, fold.overlays, "overlays")
+
+
+def _choose_review_threshold(
+    cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker
+) -> PipelineConfig:
+    """With every fold scored: the review threshold chosen from the held-out cases (their results
+    as adopted) in ``review.json``, and the configuration whose ``predict.review_threshold`` is it
+    unless the user set one."""
+    folds = [run_dir.fold(k) for k in range(len(splits))]
+    if not all(f.metrics.is_file() for f in folds):
+        return cfg
+    rows = [r for f in folds for r in read_metrics_csv(f.metrics)]
+    rule = review_rule(rows, cfg.predict.review_threshold)
+    write_json(run_dir.review, rule)
+    tracker.log_artifact(tracker.parent_id, run_dir.review)
+    if "caught" in rule:
+        log.info(
+            "review threshold %g (%s): catches %d of %d held-out case(s) below Dice %g, flags %d of %d",
+            rule["threshold"], rule["source"], rule["caught"], rule["n_low"], rule["dice_below"],
+            rule["flagged"], rule["n"],
+        )  # fmt: skip
+    elif rule["threshold"] is None:
+        log.warning("review threshold: none chosen (%s); predict flags no input", rule.get("reason"))
+    if cfg.predict.review_threshold is not None or rule["threshold"] is None:
+        return cfg
+    return cfg.model_copy(
+        update={"predict": cfg.predict.model_copy(update={"review_threshold": rule["threshold"]})}
+    )
 
 
 def _log_ensemble(cfg: PipelineConfig, run_dir: RunDir, splits: list, tracker: Tracker) -> None:

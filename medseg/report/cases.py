@@ -3,19 +3,22 @@ filtered by fold, class and a metric threshold, with a thumbnail opening the cas
 links to its prediction file and its fold's MLflow run.
 
 Links are relative to the run folder, so the report works wherever the folder is moved. MLflow
-links open in the UI that ``medseg ui RUN_DIR`` starts (at :data:`UI_URL` by default).
+links open in the UI that ``medseg ui RUN_DIR`` starts (at :data:`UI_URL` by default); the page
+gives that command with the run folder's path as it was given (:func:`ui_command`).
 """
 
 from __future__ import annotations
 
 import html
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from medseg.evaluate.casewise import CLASS_MEAN, Row, case_means, class_name
 from medseg.report.figures import volume_unit
+from medseg.report.summary import run_state
 from medseg.run_dir import RunDir
 
 UI_URL = "http://127.0.0.1:5000"
@@ -80,6 +83,20 @@ def _num(value: Any, digits: int = 4) -> tuple[str, str]:
     return f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}", repr(v)
 
 
+def ui_command(run_dir: Path) -> str:
+    """The ``medseg ui`` command that opens the run folder from the current folder: its path as
+    given, relative to the current folder when it lies inside it, quoted for a POSIX shell.
+
+    Example:
+        >>> ui_command(Path("runs/demo")), ui_command(Path("/data/my runs/demo"))
+        ('medseg ui runs/demo', "medseg ui '/data/my runs/demo'")
+    """
+    path = Path(run_dir)
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())
+    return f"medseg ui {shlex.quote(path.as_posix())}"
+
+
 def _link(href: str, text: str) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
 
@@ -131,11 +148,12 @@ def _row(run: RunDir, fold: int, r: Row, factor: float, spatial_dims: int, mlflo
 def browser(run_dir: Path, rows_by_fold: dict[int, list[Row]], unit: str, spatial_dims: int) -> str:
     """The case browser's HTML (filters, table, script)."""
     run = RunDir(run_dir)
-    state = run.read_state()
+    state = run_state(run)
     exp = state.get("experiment_id")
     links = {}
     for fold in rows_by_fold:
-        run_id = (state.get("folds", {}).get(str(fold)) or {}).get("run_id")
+        entry = state["folds"].get(str(fold))
+        run_id = str(entry.get("run_id") or "") if isinstance(entry, dict) else ""
         links[fold] = (
             _link(f"{UI_URL}/#/experiments/{exp}/runs/{run_id}", run_id[:8]) if run_id and exp else ""
         )
@@ -171,9 +189,9 @@ def browser(run_dir: Path, rows_by_fold: dict[int, list[Row]], unit: str, spatia
         f'<span id="f-count"></span></div>'
     )
     note = (
-        "<p>Click a heading to sort. MLflow links open in the UI of "
-        f"<code>medseg ui {html.escape(run.root.name)}</code> "
-        f"({UI_URL}). Distances in {unit}; volumes in {vunit}.</p>"
+        "<p>Click a heading to sort. MLflow links open in the UI that "
+        f"<code>{html.escape(ui_command(run.root))}</code> starts ({UI_URL}), typed in the folder "
+        f"the report was written from. Distances in {unit}; volumes in {vunit}.</p>"
     )
     table = (
         '<div class="scroll" id="cases-box"><table id="cases"><thead><tr>'

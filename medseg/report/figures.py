@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from medseg.evaluate.casewise import Row, class_name
-from medseg.report.summary import read_history
+from medseg.report.reading import read_history
 from medseg.run_dir import FoldDir
 
 WIDTH = 12.0  # inches at 90 dpi: 1080 px

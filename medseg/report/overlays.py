@@ -154,6 +154,7 @@ def write_overlays(
     rows: list[Row],
     fold_overlays: Path,
     predictions: Callable[[str], Path],
+    keep: set[str] | frozenset[str] = frozenset(),
 ) -> list[Path]:
     """Overlays of a fold's held-out cases (``evaluate.overlays``), replacing earlier ones.
 
@@ -163,24 +164,27 @@ def write_overlays(
         rows: their metrics rows.
         fold_overlays: the folder the pictures go to.
         predictions: case id -> the prediction file.
+        keep: ids of cases whose overlay, where there is one, still shows their prediction and
+            scores (drawn before a post-processing that left them alone): not drawn again.
 
     Returns:
-        The PNG files written.
+        The PNG files of the chosen cases.
     """
     import matplotlib.pyplot as plt
     from monai.transforms import Compose
 
-    if fold_overlays.is_dir():
-        shutil.rmtree(fold_overlays)
-    if cfg.evaluate.overlays == "none":
-        return []
-    chosen = [c.id for c in cases]
+    chosen = [] if cfg.evaluate.overlays == "none" else [c.id for c in cases]
     if cfg.evaluate.overlays == "worst":
         chosen = worst_cases(rows, cfg.evaluate.n_worst)
+    kept = _clear(fold_overlays, {file_stem(c) for c in chosen if c in keep})
     by_id = {c.id: c for c in cases}
     load = Compose(load_transforms(cfg.data, cfg.transforms))
     out = []
     for case_id in chosen:
+        path = inside(fold_overlays, f"{file_stem(case_id)}.png")
+        if path in kept:
+            out.append(path)
+            continue
         with out_of_memory_named(f"overlay of held-out case {case_id}"):
             image, ref, spacing, step = _shown_case(cfg, load(by_id[case_id].item()))
             pred = shrink(read_prediction(predictions(case_id)), step)
@@ -189,7 +193,6 @@ def write_overlays(
             dice = {r["class"]: r["dice"] for r in rows if r["case"] == case_id}
             title = f"{case_id}: " + ", ".join(f"{n} Dice {_fmt(d)}" for n, d in dice.items())
             fig = overlay_figure(image, ref, pred, cfg.class_names, title, spacing)
-            path = inside(fold_overlays, f"{file_stem(case_id)}.png")
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format="png", dpi=72)
             plt.close(fig)
@@ -237,6 +240,20 @@ def _shown_case(
     if cfg.data.ignore_value is not None:
         ref = np.where(ref == cfg.data.ignore_value, 0, ref).astype(ref.dtype)
     return image, ref, None if spacing is None else [s * step for s in spacing], step
+
+
+def _clear(folder: Path, keep: set[str]) -> set[Path]:
+    """Remove what ``folder`` holds but the overlays named by the ``keep`` stems; those kept."""
+    kept = set()
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and path.suffix == ".png" and path.name[: -len(".png")] in keep:
+                kept.add(path)
+            elif path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    return kept
 
 
 def _fmt(dice: float) -> str:

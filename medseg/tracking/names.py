@@ -7,7 +7,11 @@ Per epoch: ``train/loss``, ``train/lr``, ``train/seconds``, ``val/dice``. Per fo
 distances also ``test/<metric>/<class>/n_infinite`` and ``.../capped``), with
 ``test/<metric>/mean``, the mean over classes, to rank on. Per pipeline run:
 ``cv/<metric>/mean`` and ``cv/<metric>/std`` (the class mean over folds) and
-``cv/<metric>/<class>/mean`` and ``.../std``.
+``cv/<metric>/<class>/mean`` and ``.../std``, of the results as ``predict`` delivers them (after the
+post-processing adopted from cross-validation), and ``cv_raw/*`` the same before it, when one was;
+``cv/uncertainty/auroc`` and ``.../spearman``, and ``cv/review/threshold``, ``.../catch_rate`` and
+``.../flag_rate``: the review threshold ``predict`` uses, the share of held-out cases below Dice
+0.9 it catches and the share of all held-out cases it flags.
 
 Example:
     >>> epoch_metrics({"epoch": 3, "train_loss": 0.5, "lr": 0.01})
@@ -65,4 +69,17 @@ def cv_metrics(summary: dict[str, Any]) -> dict[str, float]:
         value = (summary.get("uncertainty") or {}).get(key)
         if value is not None:
             out[f"cv/uncertainty/{key}"] = value
+    review = summary.get("review") or {}
+    for key in ("threshold", "catch_rate", "flag_rate"):
+        if isinstance(review.get(key), int | float):
+            out[f"cv/review/{key}"] = float(review[key])
     return out
+
+
+def cv_raw_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """``cv_raw/*``: the ``cv/*`` means over folds before the post-processing adopted from
+    cross-validation (``summary["raw"]``); none when nothing was adopted."""
+    raw = summary.get("raw")
+    if not raw:
+        return {}
+    return {f"cv_raw/{k[3:]}": v for k, v in cv_metrics({"fold_mean": raw["fold_mean"]}).items()}

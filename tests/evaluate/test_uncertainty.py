@@ -1,4 +1,5 @@
-"""The uncertainty score of an ensemble and how well it ranks the worst cases."""
+"""The uncertainty score of an ensemble, how well it ranks the worst cases, and the review threshold
+chosen from them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from medseg.evaluate.uncertainty import ranking
+from medseg.evaluate.uncertainty import auroc_se, ranking, review_rule
 from medseg.infer.uncertainty import disagreement
 
 
@@ -28,17 +29,79 @@ def test_disagreement_is_zero_for_agreement_and_grows_with_it() -> None:
     assert disagreement([empty, empty], empty, 2) == 0.0  # both empty: agreement
 
 
-def test_ranking_gives_auroc_and_spearman_and_says_why_not() -> None:
-    perfect = ranking(_rows([("a", 0.95, 0.01), ("b", 0.5, 0.4), ("c", 0.8, 0.2), ("d", 0.93, 0.05)]))
-    assert perfect["auroc"] == 1.0 and perfect["spearman"] == pytest.approx(-1.0)
-    assert (perfect["n"], perfect["n_low"]) == (4, 2)
-    inverted = ranking(_rows([("a", 0.95, 0.5), ("b", 0.5, 0.01), ("c", 0.97, 0.6)]))
+def _spread(n_low: int, n_high: int, overlap: int = 0, low_score: float = -1.0) -> list[dict]:
+    """``n_low`` bad cases (Dice 0.5) with scores 0.5, 0.49, ... and ``n_high`` good ones (0.95)
+    with scores 0.0, 0.01, ...; the last ``overlap`` bad cases score ``low_score``."""
+    bad = [(f"b{i}", 0.5, 0.5 - i / 100) for i in range(n_low)]
+    good = [(f"g{i}", 0.95, i / 100) for i in range(n_high)]
+    for i in range(overlap):
+        bad[n_low - 1 - i] = (f"b{n_low - 1 - i}", 0.5, low_score)
+    return _rows(bad + good)
+
+
+def test_ranking_gives_auroc_with_its_error_from_five_cases_on_each_side() -> None:
+    perfect = ranking(_spread(5, 6))
+    assert perfect["auroc"] == 1.0 and perfect["spearman"] < -0.8
+    assert (perfect["n"], perfect["n_low"], perfect["n_high"]) == (11, 5, 6)
+    assert perfect["auroc_se"] == pytest.approx(auroc_se(1.0, 5, 6)) and perfect["auroc_se"] == 0.0
+    one_missed = ranking(_spread(5, 6, overlap=1))  # one bad case ranked below every good one
+    assert one_missed["auroc"] == pytest.approx(24 / 30)
+    assert auroc_se(0.8, 5, 50) == pytest.approx(0.1225, abs=1e-4)  # Hanley and McNeil (1982)
+    inverted = ranking(
+        _rows([(f"b{i}", 0.5, 0.01 * i) for i in range(5)] + [(f"g{i}", 0.97, 0.6) for i in range(5)])
+    )
     assert inverted["auroc"] == 0.0
+
+
+def test_ranking_gives_counts_and_no_auroc_below_five_cases_on_a_side() -> None:
+    one_bad = ranking(_spread(1, 30))  # a perfect ranking of one bad case still says little
+    assert one_bad["auroc"] is None and one_bad["auroc_se"] is None
+    assert (one_bad["n_low"], one_bad["n_high"]) == (1, 30)
+    assert (
+        one_bad["reason"]
+        == "1 case(s) below Dice 0.9 and 30 at or above it: an AUROC needs at least 5 on each side"
+    )
+    assert one_bad["spearman"] is not None  # the correlation over all cases is still given
     none_low = ranking(_rows([("a", 0.95, 0.1), ("b", 0.93, 0.2), ("c", 0.99, 0.0)]))
-    assert none_low["auroc"] is None and "no case has a Dice below 0.9" in none_low["reason"]
+    assert none_low["auroc"] is None and "0 case(s) below Dice 0.9" in none_low["reason"]
     assert none_low["spearman"] == pytest.approx(-1.0)
     few = ranking(_rows([("a", 0.5, 0.1)]))
     assert few["auroc"] is None and few["spearman"] is None and "at least 3" in few["reason"]
+
+
+def test_the_page_shows_the_counts_and_no_auroc_for_one_bad_case() -> None:
+    from medseg.report.pages import uncertainty_text
+
+    text = uncertainty_text({"uncertainty": ranking(_spread(1, 30))})
+    assert "1 have a class-mean Dice below 0.9 and 30 do not" in text
+    assert "no AUROC (1 case(s) below Dice 0.9 and 30 at or above it" in text and "AUROC 1" not in text
+    text = uncertainty_text({"uncertainty": ranking(_spread(5, 6, overlap=1))})
+    assert "AUROC 0.800 ± 0." in text and "(standard error)" in text
+
+
+def test_review_threshold_catches_the_share_of_bad_cases_it_is_chosen_for() -> None:
+    rows = _spread(10, 40)  # bad: 0.5 ... 0.41, good: 0.0 ... 0.39
+    rule = review_rule(rows)
+    # 80% of 10 bad cases: the 8th highest bad score is 0.43; the next lower score is 0.42
+    assert rule["study_threshold"] == pytest.approx(0.425) and rule["threshold"] == rule["study_threshold"]
+    assert rule["source"] == "study" and (rule["n"], rule["n_low"]) == (50, 10)
+    assert (rule["caught"], rule["flagged"]) == (8, 8)
+    assert rule["catch_rate"] == pytest.approx(0.8) and rule["flag_rate"] == pytest.approx(8 / 50)
+    # three bad cases score 0.105, among the good ones: the 8th highest bad score is theirs
+    overlapping = review_rule(_spread(10, 40, overlap=3, low_score=0.105))
+    assert overlapping["threshold"] == pytest.approx(0.1025)  # halfway down to the good case at 0.10
+    assert overlapping["catch_rate"] == 1.0  # the three tied cases are caught together
+    assert overlapping["flagged"] == 10 + 29  # at the price of the good cases scoring 0.11 ... 0.39
+    set_by_user = review_rule(rows, set_threshold=0.2)
+    assert set_by_user["threshold"] == 0.2 and set_by_user["source"] == "predict.review_threshold"
+    assert set_by_user["study_threshold"] == pytest.approx(0.425)
+    assert (set_by_user["caught"], set_by_user["flagged"]) == (10, 10 + 19)  # good scores 0.21 ... 0.39
+    no_bad = review_rule(_rows([("a", 0.95, 0.1), ("b", 0.93, 0.2)]))
+    assert (
+        no_bad["threshold"] is None and no_bad["source"] == "none" and "no held-out case" in no_bad["reason"]
+    )
+    unscored = review_rule([{"case": "a", "label": 1, "dice": 0.5}])
+    assert unscored["threshold"] is None and "evaluate.uncertainty" in unscored["reason"]
 
 
 def test_ranking_uses_the_class_mean_of_each_case() -> None:
@@ -48,7 +111,9 @@ def test_ranking_uses_the_class_mean_of_each_case() -> None:
         for k, d in zip((1, 2), dices, strict=True)
     ]
     out = ranking(rows)
-    assert out["n"] == 3 and out["n_low"] == 1 and out["auroc"] == 1.0
+    assert out["n"] == 3 and out["n_low"] == 1 and out["spearman"] == pytest.approx(-1.0)
+    # class 1 alone is good in every case; the class mean makes "a" the one bad case
+    assert review_rule(rows)["study_threshold"] == pytest.approx(0.25)
 
 
 class _Half(nn.Module):
@@ -80,14 +145,17 @@ def test_held_out_flip_score_and_progress(tmp_path) -> None:
     image = torch.rand(3, 32, 32)
     inferer, cpu = build_inferer(cfg.infer, cfg.roi_size), torch.device("cpu")
     seen: list[float] = []
-    _, steady = predict_scored(
-        [_Centre()], image, cfg.transforms, cfg.infer, inferer, cpu, score_flips=True, progress=seen.append
-    )
-    _, flipped = predict_scored([_Half()], image, cfg.transforms, cfg.infer, inferer, cpu, score_flips=True)
-    _, unscored = predict_scored([_Half()], image, cfg.transforms, cfg.infer, inferer, cpu)
-    assert steady == 0.0 and flipped > 0.3 and math.isnan(unscored)
+    settings = (cfg.transforms, cfg.infer, inferer, cpu)
+    _, steady = predict_scored([_Centre()], image, *settings, score_flips=True, progress=seen.append)
+    _, flipped = predict_scored([_Half()], image, *settings, score_flips=True)
+    _, unscored = predict_scored([_Half()], image, *settings)
+    assert steady.flips == 0.0 and flipped.flips > 0.3 and math.isnan(unscored.flips)
+    assert math.isnan(steady.folds)  # one model: no fold disagreement
     assert seen[-1] == 1.0 and seen == sorted(seen)
-    _, folds = predict_scored(
-        [_Centre(), _Half()], image, cfg.transforms, cfg.infer, inferer, cpu
-    )  # two fold models
-    assert folds > 0.1
+    # predict: the flip score is the first model's alone, the same quantity as a held-out case's
+    _, two = predict_scored([_Centre(), _Half()], image, *settings, score_flips=True)
+    assert two.flips == steady.flips == 0.0 and two.folds > 0.1
+    _, two = predict_scored([_Half(), _Centre()], image, *settings, score_flips=True)
+    assert two.flips == pytest.approx(flipped.flips) and two.folds > 0.1
+    _, plain = predict_scored([_Half(), _Centre()], image, *settings)
+    assert math.isnan(plain.flips) and plain.folds == pytest.approx(two.folds)

@@ -10,7 +10,9 @@ import pydicom
 import pytest
 import torch
 
+from medseg.infer import segmenter
 from medseg.infer.batch import predict_folder
+from medseg.infer.uncertainty import Scores
 from medseg.io.raster import read_raster
 from medseg.tracking.models import load_bundle
 
@@ -80,9 +82,7 @@ def test_real_mammograms_are_segmented_on_their_stored_grid(mammo_files, tmp_pat
 
     def bright(models, image, *settings, **options):
         fg = (torch.as_tensor(image[0]) > current["cut"]).float()
-        return torch.stack([1 - fg, fg]), float("nan")
-
-    from medseg.infer import segmenter
+        return torch.stack([1 - fg, fg]), Scores()
 
     monkeypatch.setattr(segmenter, "predict_scored", bright)
 

@@ -146,3 +146,70 @@ def test_report_shows_the_worst_cases_it_has_and_says_how_many(tmp_path: Path) -
         p.unlink()
     write_report(tmp_path, "t")
     assert "The 6 worst cases" in (tmp_path / "report.html").read_text()
+
+
+def test_the_worst_cases_shown_are_evaluate_n_worst_of_the_run(tmp_path: Path) -> None:
+    from medseg.io.raster import write_png
+
+    rows = [_row(f"c{i:02d}", i / 20, 1.0) for i in range(8)]
+    write_metrics_csv(tmp_path / "fold_0" / "metrics.csv", rows)
+    for r in rows:
+        write_png(tmp_path / "fold_0" / "overlays" / f"{r['case']}.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "config.yaml").write_text("name: t\nevaluate:\n  n_worst: 3\n")
+    assert write_report(tmp_path, "t")["n_worst"] == 3
+    page = (tmp_path / "report.html").read_text()
+    assert "The 3 worst cases" in page and page.count("<figcaption>") == 3
+    assert "c00: Dice 0.0000" in page and "c03" not in page.split("<h2>The 3 worst")[1]
+    write_report(tmp_path, "t", n_worst=0)  # the pipeline passes its own setting
+    assert "None shown (evaluate.n_worst: 0)" in (tmp_path / "report.html").read_text()
+
+
+def test_the_command_is_recorded_as_typed_with_credentials_masked() -> None:
+    from medseg.provenance import command_line
+
+    typed = [
+        "/home/ann/.venv/bin/medseg", "run", "pipelines/demo.yaml",
+        "--set", "train.epochs=2", "--set", "data.root=../data/ph2",
+        "--set", "tracking.uri=postgresql://ann:s3cret@db:5432/mlflow",
+        "-s", "predict.dicomweb.password_file=/home/ann/pw",
+        "--set", "name=my study", "--tracking-uri", "http://bob:pw@host/",
+        "--fold", "1",
+    ]  # fmt: skip
+    assert command_line(typed) == (
+        "medseg run pipelines/demo.yaml --set train.epochs=2 --set data.root=../data/ph2 "
+        "--set tracking.uri=*** -s predict.dicomweb.password_file=*** --set 'name=my study' "
+        "--tracking-uri *** --fold 1"
+    )
+    assert "s3cret" not in command_line(typed) and "pw" not in command_line(typed).replace("password", "")
+    url = "dicomweb+http://alice:FAKE/PW-333@127.0.0.1:1/dicom-web"  # a "/" in the password
+    assert (
+        command_line(["medseg", "predict", "-i", url])
+        == "medseg predict -i 'dicomweb+http://***@127.0.0.1:1/dicom-web'"
+    )
+    assert command_line(["/x/medseg/__main__.py", "report", "runs/demo"]) == "medseg report runs/demo"
+
+
+def test_the_page_gives_the_medseg_ui_command_that_works_from_here(tmp_path: Path, monkeypatch) -> None:
+    from medseg.report.cases import ui_command
+
+    run = tmp_path / "runs" / "demo"
+    write_metrics_csv(run / "fold_0" / "metrics.csv", [_row("a", 0.8, 2.0)])
+    monkeypatch.chdir(tmp_path)
+    write_report(run, "demo")  # as the pipeline gives it: an absolute path
+    assert "<code>medseg ui runs/demo</code>" in (run / "report.html").read_text()
+    write_report(Path("runs/demo"), "demo")  # as typed: `medseg report runs/demo`
+    assert "<code>medseg ui runs/demo</code>" in (run / "report.html").read_text()
+    monkeypatch.chdir(run / "fold_0")
+    assert ui_command(run) == f"medseg ui {run}"  # outside the current folder: the whole path
+    assert ui_command(Path("/data/my runs/x")) == "medseg ui '/data/my runs/x'"
+
+
+def test_an_auroc_from_one_bad_case_is_not_shown(tmp_path: Path) -> None:
+    rows = [_row(f"c{i}", 0.95, 1.0, uncertainty=i / 100) for i in range(9)] + [
+        _row("bad", 0.5, 9.0, uncertainty=0.5)
+    ]
+    write_metrics_csv(tmp_path / "fold_0" / "metrics.csv", rows)
+    summary = write_report(tmp_path, "t")
+    assert summary["uncertainty"]["auroc"] is None and summary["uncertainty"]["n_low"] == 1
+    md = (tmp_path / "report.md").read_text()
+    assert "1 have a class-mean Dice below 0.9 and 9 do not: no AUROC" in md and "AUROC 1.000" not in md

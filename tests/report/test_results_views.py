@@ -1,6 +1,7 @@
 """What a user looks at after a run, on one tiny real run of the demo pipeline: the report in a real
 headless Chromium, the MLflow models (loaded back, registered, after the folder moved), the MLflow
-UI of ``medseg ui``, and ``predict``'s review flag on fold models made to disagree."""
+UI of ``medseg ui``, and ``predict``'s review flag and fold disagreement on fold models made to
+disagree."""
 
 from __future__ import annotations
 
@@ -207,7 +208,19 @@ def _always(path: Path, foreground: bool) -> None:
     torch.save(state, path)
 
 
-def test_predict_flags_inputs_whose_fold_models_disagree(demo_run: Path, tmp_path: Path) -> None:
+def test_the_report_of_the_demo_run_shows_its_n_worst_and_wall_time(demo_run: Path) -> None:
+    page = (demo_run / "report.html").read_text()
+    assert "The 3 worst cases (lowest Dice over all folds)" in page  # pipelines/demo.yaml: n_worst 3
+    assert page.split("The 3 worst cases")[1].split("<h2>")[0].count("<figcaption>") == 3
+    md = (demo_run / "report.md").read_text()
+    assert "- wall time: " in md and "- wall time: ?" not in md  # timing.json is written first
+    review = json.loads((demo_run / "review.json").read_text())
+    assert review["n"] == 12 and review == json.loads((demo_run / "summary.json").read_text())["review"]
+
+
+def test_predict_flags_by_the_first_models_flips_and_gives_the_fold_disagreement_beside(
+    demo_run: Path, tmp_path: Path
+) -> None:
     from medseg.infer.batch import predict_folder
     from medseg.tracking.models import load_bundle
 
@@ -220,13 +233,21 @@ def test_predict_flags_inputs_whose_fold_models_disagree(demo_run: Path, tmp_pat
         shutil.copytree(demo_run, run / "run")
         _always(run / "run" / "fold_0" / "checkpoints" / "best.pt", True)
         _always(run / "run" / "fold_1" / "checkpoints" / "best.pt", second)
-        bundle = load_bundle(str(run / "run"), ["predict.write_probabilities=true"])
+        bundle = load_bundle(
+            str(run / "run"), ["predict.write_probabilities=true", "predict.review_threshold=0.1"]
+        )
         summary = predict_folder(bundle, inputs, run / "out", torch.device("cpu"), workers=0)
         assert summary["done"] == 2
     rows = {name: _csv(tmp_path / name / "out" / "manifest.csv") for name in ("agree", "disagree")}
-    assert [(r["uncertainty"], r["review"]) for r in rows["agree"]] == [("0.0", "no")] * 2
-    # one model says all lesion, the other none: the consensus is empty, Dice 0 and 1, score 0.5
-    assert [(float(r["uncertainty"]), r["review"]) for r in rows["disagree"]] == [(0.5, "yes")] * 2
+    assert [(r["uncertainty"], r["review"], r["fold_disagreement"]) for r in rows["agree"]] == [
+        ("0.0", "no", "0.0")
+    ] * 2
+    # the first model says all lesion whichever way the input is flipped: its flips agree, so no
+    # flag; the other says none: the fold models' consensus is empty, Dice 0 and 1, score 0.5
+    disagree = [
+        (float(r["uncertainty"]), r["review"], float(r["fold_disagreement"])) for r in rows["disagree"]
+    ]
+    assert disagree == [(0.0, "no", 0.5)] * 2
     first = rows["agree"][0]
     assert first["volume_unit"] == "px" and float(first["volume_skin_lesion"]) == 48 * 64
     assert first["components_skin_lesion"] == "1"
@@ -236,4 +257,4 @@ def test_predict_flags_inputs_whose_fold_models_disagree(demo_run: Path, tmp_pat
     assert probs.shape == (64, 48, 2)  # (columns, rows, classes) of the 48x64 picture
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     assert (probs[..., 1] > 0.99).all()  # both models: lesion everywhere
-    assert json.loads((tmp_path / "disagree" / "out" / "summary.json").read_text())["review"] == 2
+    assert json.loads((tmp_path / "disagree" / "out" / "summary.json").read_text())["review"] == 0

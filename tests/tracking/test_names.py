@@ -39,6 +39,7 @@ def test_cv_metrics_name_the_class_mean_and_each_class() -> None:
             "mean": {"dice": {"mean": 0.7, "std": 0.05}},
         },
         "uncertainty": {"auroc": 0.9, "spearman": -0.6},
+        "review": {"threshold": 0.04, "catch_rate": 0.8, "flag_rate": 0.25, "source": "study"},
     }
     assert cv_metrics(summary) == {
         "cv/dice/liver/mean": 0.8,
@@ -47,4 +48,9 @@ def test_cv_metrics_name_the_class_mean_and_each_class() -> None:
         "cv/dice/std": 0.05,
         "cv/uncertainty/auroc": 0.9,
         "cv/uncertainty/spearman": -0.6,
+        "cv/review/threshold": 0.04,
+        "cv/review/catch_rate": 0.8,
+        "cv/review/flag_rate": 0.25,
     }
+    summary["review"] = {"threshold": None, "reason": "no held-out case has a Dice below 0.9"}
+    assert not [k for k in cv_metrics(summary) if k.startswith("cv/review/")]
