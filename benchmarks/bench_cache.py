@@ -67,7 +67,7 @@ def main() -> None:
         run_dir.mkdir(parents=True)
         cases, _ = ingest(cfg, run_dir)  # type: ignore[arg-type]
         cfg = resolve_statistics(cfg, cases, RunDir(run_dir))
-        items = [{"image": c["image"], "label": c["label"]} for c in cases]
+        items = [c.item() for c in cases]
         batch = cfg.train.batch_size  # type: ignore[attr-defined]
         source = "real CT (../shared/data/ct)" if DATA.is_dir() else "synthetic CT"
         print(f"data: {source}, {len(items)} cases; {args.epochs} epochs per loader, batch {batch}")

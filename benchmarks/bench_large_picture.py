@@ -88,7 +88,7 @@ def stage(name: str, data: Path, out: Path, cap_gb: float | None) -> dict:
     cases, _ = ingest(cfg, run.root)  # type: ignore[arg-type]
     fold = run.fold(0)
     torch.manual_seed(0)
-    save_checkpoint(fold.best, {"model": build_network(cfg).state_dict()})  # type: ignore[arg-type]
+    save_checkpoint(fold.best, {"model": build_network(cfg.network).state_dict()})  # type: ignore[arg-type]
     if cap_gb is not None:
         mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (mapped + int(cap_gb * 2**30), resource.RLIM_INFINITY))
@@ -98,7 +98,7 @@ def stage(name: str, data: Path, out: Path, cap_gb: float | None) -> dict:
         if name == "read":
             from monai.data import Dataset
 
-            item = Dataset([cases[0].item()], transform=original_size_transforms(cfg))[0]  # type: ignore[arg-type]
+            item = Dataset([cases[0].item()], transform=original_size_transforms(cfg.data, cfg.transforms))[0]  # type: ignore[arg-type]
             del item
         else:
             result = FoldResult(0, float("nan"), 0, fold.best, fold.best, [])

@@ -112,11 +112,11 @@ def nnunet_plan(ident: int, config: str) -> dict[str, Any]:
 def medseg_plan(root: Path, workflow: str) -> dict[str, Any]:
     from medseg.plan import rules
     from medseg.plan.fingerprint import fingerprint
-    from medseg.plan.study import _candidate, _geometry, _n_classes
+    from medseg.plan.study import _candidate, _geometry
 
     fp = fingerprint(root, workflow)
     spacing, shape, _ = _geometry(fp)
-    cand = _candidate(fp, 1.0, "DynUNet", rules.BASE_FEATURES, rules.REFERENCE_GB, _n_classes(fp))
+    cand = _candidate(fp, 1.0, "DynUNet", rules.BASE_FEATURES, rules.REFERENCE_GB)
     topo = cand.planned["topology"]
     preprocess, _ = rules.normalisation(fp["modality"], fp["intensity"])
     return {

@@ -254,7 +254,8 @@ def medseg_stepper(plan: Path, overrides: list[str], run: Path) -> tuple[Any, An
     device = torch.device("cpu")
     loader, _ = make_loaders(cfg, cases, [], seed=0, device=device)
     state = new_state(cfg, device, amp=False)
-    ctx = EpochContext(state.model, training_loss(cfg), device, False, DistInfo(), build_inferer(cfg))
+    inferer = build_inferer(cfg.infer, cfg.roi_size)
+    ctx = EpochContext(state.model, training_loss(cfg), device, False, DistInfo(), inferer)
     batches = _forever(loader)
 
     def step() -> tuple[float, float]:

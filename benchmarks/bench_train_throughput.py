@@ -52,7 +52,7 @@ def _cases(cfg: Any, max_cases: int | None) -> list[dict[str, Any]]:
     return cases[:max_cases] if max_cases else cases
 
 
-def _with_statistics(cfg: Any, cases: list[dict[str, Any]], run: Path) -> Any:
+def _with_statistics(cfg: Any, cases: list[Any], run: Path) -> Any:
     """The config with its intensity statistics, gathered once per study into ``run``."""
     from medseg.pipeline.stages import resolve_statistics
     from medseg.run_dir import RunDir
@@ -68,7 +68,7 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize()
 
 
-def measure(cfg: Any, cases: list[dict[str, Any]], steps: int, rounds: int = 5) -> dict[str, Any]:
+def measure(cfg: Any, cases: list[Any], steps: int, rounds: int = 5) -> dict[str, Any]:
 
     from medseg.registry import build_inferer
     from medseg.runtime import pick_device

@@ -48,7 +48,7 @@ def test_long_case_ids_train_predict_and_draw_into_files_that_fit(tmp_path, capl
     assert "3 case id(s) too long for a file name" in caplog.text
     fold = run.fold(0)
     torch.manual_seed(0)
-    save_checkpoint(fold.best, {"model": build_network(cfg).state_dict()})
+    save_checkpoint(fold.best, {"model": build_network(cfg.network).state_dict()})
     rows_out = evaluate_fold(cfg, fold, cases, _Trained(fold.best))  # "File name too long" here once
     assert sorted({r["case"] for r in rows_out}) == sorted(c.id for c in cases)
     written = sorted(p.name for p in fold.predictions.iterdir())

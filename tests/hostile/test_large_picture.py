@@ -41,8 +41,8 @@ run = RunDir(out)
 run.root.mkdir(parents=True)
 found, _ = ingest(cfg, run.root)
 fold = run.fold(0)
-save_checkpoint(fold.best, {"model": build_network(cfg).state_dict()})
-build_network(cfg)(torch.zeros(1, 3, 32, 32))  # the first forward pass maps its own libraries
+save_checkpoint(fold.best, {"model": build_network(cfg.network).state_dict()})
+build_network(cfg.network)(torch.zeros(1, 3, 32, 32))  # the first forward pass maps its own libraries
 mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (mapped + cap_mb * 2**20, resource.RLIM_INFINITY))
 try:

@@ -172,9 +172,11 @@ def test_the_study_stores_its_review_threshold_and_predict_flags_by_it(
     cfg, cpu = bundle.cfg, torch.device("cpu")
     first = bundle.load(cpu)[0]
     for case in cases:
-        item = original_size_transforms(cfg, with_label=False)(case.item(with_label=False))
+        item = original_size_transforms(cfg.data, cfg.transforms, with_label=False)(
+            case.item(with_label=False)
+        )
         _, held_out = predict_label_scored(
-            [first], item["image"], cfg, build_inferer(cfg), cpu, score_flips=True
+            [first], item["image"], cfg, build_inferer(cfg.infer, cfg.roi_size), cpu, score_flips=True
         )
         row = next(r for k, r in rows.items() if k.startswith(case.images[0].path.stem))
         assert float(row["uncertainty"]) == pytest.approx(held_out, abs=2e-4)
