@@ -654,10 +654,10 @@ def _predict_checks(
 ) -> None:
     """What ``predict`` can refuse before torch and the models load (about a second, not ten): the
     output and device, and for a PACS its URLs, credentials and one answer."""
+    from medseg.infer.places import check_output
     from medseg.io.dicomweb import is_dicomweb
 
-    if output.exists() and not output.is_dir():
-        raise MedsegError(f"--output {output}: is a file; give a folder (it is made when missing)")
+    check_output(output)
     if device not in (None, "auto", "cpu", "cuda"):
         raise MedsegError(f"--device {device}: expected auto, cpu or cuda")
     if is_dicomweb(input_dir) or "://" in input_dir:

@@ -132,7 +132,7 @@ def test_a_missing_token_file_or_an_output_that_is_a_file_is_named_before_any_mo
     (tmp_path / "file").write_text("x")
     code, printed, seconds = predict(model, server.url, tmp_path / "file")
     assert code == 1 and error_line(printed) == (
-        f"error: --output {tmp_path / 'file'}: is a file; give a folder (it is made when missing)"
+        f"error: --output {tmp_path / 'file'}: not a folder; give a folder"
     )
     assert seconds < 3, seconds
     code, printed, _ = predict(model, str(tmp_path / "nowhere"), tmp_path / "o", "--send", server.url)

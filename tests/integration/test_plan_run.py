@@ -20,11 +20,11 @@ def test_a_plan_runs_unchanged_and_chooses_post_processing(tmp_path, monkeypatch
 
     data = make_dataset(tmp_path / "data", n_cases=20, height=48, width=64)
 
-    # step times of a slow machine (0.2 s for a UNet on 32x40 patches, batch 2), so that
+    # step times of a slow machine (0.15 s for a UNet on 32x40 patches, batch 2), so that
     # a busy one plans the same study (the calibration itself is tested in tests/plan)
     def measure(cfg, cases, **options):  # type: ignore[no-untyped-def]
         voxels = np.prod(cfg.transforms.spatial_size) * cfg.train.batch_size
-        return calibrate.Measured(0.2 * voxels / 2560, 0.01, 0.002, 200 * 2**20)
+        return calibrate.Measured(0.15 * voxels / 2560, 0.01, 0.002, 200 * 2**20)
 
     monkeypatch.setattr(calibrate, "measure", measure)
     out = tmp_path / "plans" / "syn.yaml"
