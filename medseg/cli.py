@@ -310,40 +310,24 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder written by
 
 @command()
 def ui(
-    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `medseg run`")],
+    folder: Annotated[
+        Path, typer.Argument(help="a run folder of `medseg run`, or a project folder holding mlflow.db")
+    ],
     port: Annotated[int, typer.Option(help="port on 127.0.0.1; 0 picks a free one")] = 5000,
     wait: Annotated[float, typer.Option(help="seconds to wait for the server to answer")] = 120.0,
 ) -> None:
-    """Open the MLflow UI on a run folder's store (127.0.0.1, one worker, no job runner) and print the
-    address of its training view; Ctrl-C stops it."""
+    """Open the MLflow UI on the store a run folder's study logged to, or a project's store
+    (127.0.0.1, one worker, no job runner), and print the address of its training view; Ctrl-C
+    stops it."""
     import signal
-    import time
-    import urllib.request
 
-    from medseg.tracking.store import start_ui, stop_ui
+    from medseg.tracking.ui import serve
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)  # `kill` ends the server too, not only this process
-    proc, url = start_ui(run_dir, port=port or None)
-    base = url.split("/#")[0].rstrip("/")
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise MedsegError(
-                        f"the MLflow UI did not start on {base} (is the port taken? try --port 0)"
-                    ) from None
-                time.sleep(0.3)
-        typer.echo(f"MLflow UI: {url}", err=False)
-        proc.wait()
-    finally:
-        stop_ui(proc)
+    serve(folder, port or None, wait, typer.echo)
 
 
 def _numbers(text: str | None, what: str, kind: type = float) -> list | None:
@@ -404,7 +388,11 @@ def evaluate(
 @command()
 def compare(
     run_dirs: Annotated[
-        list[Path] | None, typer.Argument(help="run folders (each compared by its latest pipeline run)")
+        list[Path] | None,
+        typer.Argument(
+            help="run folders (each its study's pipeline run), or a project folder holding mlflow.db "
+            "(the latest pipeline run of every run folder in it)"
+        ),
     ] = None,
     uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (sqlite:///..., http://...)")] = None,
     experiment: Annotated[list[str] | None, typer.Option(help="experiment name (repeatable)")] = None,
@@ -433,7 +421,7 @@ InputOpt = Annotated[
 ]
 FoldOpt = Annotated[list[int] | None, typer.Option(help="use only this fold's model (repeatable)")]
 TrackingUriOpt = Annotated[
-    str | None, typer.Option(help="MLflow store of a runs:/ model, e.g. sqlite:///runs/ct/mlflow.db")
+    str | None, typer.Option(help="MLflow store of a runs:/ model, e.g. sqlite:///runs/mlflow.db")
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: train.device)")]
 LogPathsOpt = Annotated[

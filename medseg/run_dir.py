@@ -2,13 +2,14 @@
 
     config.yaml  datalist.json  splits.json  intensity_stats.json  preview.png  timing.json
     provenance.json (medseg version and commit, machine, device, config digest)
-    run_state.json (MLflow run ids and trained epochs per fold, so a killed run resumes)
+    run_state.json (MLflow run ids, their store, trained epochs per fold, so a killed run resumes)
     fold_k/checkpoints/{best,last}.pt  fold_k/history.csv  fold_k/inner_split.json
     fold_k/predictions/<id>.png|.nii.gz  fold_k/metrics.csv  fold_k/overlays/
     postprocessing.json  review.json (choices made from the held-out cases)
     fold_k/metrics_raw.csv  fold_k/predictions_raw/  fold_k/metrics_{foreground,each}.csv
     (``infer.largest_component: auto``: before post-processing, and with each variant)
-    report.html  report.md  summary.json  mlflow.db  mlartifacts/
+    report.html  report.md  summary.json
+    mlflow.db  mlartifacts/ (tracking.store: run; by default the project's store is beside the folder)
     .locks/ (who runs here: the folder, each fold, and the shared files; see :meth:`RunDir.running`)
     jobs/ (the scripts and logs of ``--executor`` jobs, and ``submitted.json``)
 

@@ -131,3 +131,24 @@ def ph2_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real PH2 data not present at {root}")
     return root
+
+
+def study_runs(run_dir: Path) -> tuple[Any, list[Any]]:
+    """The MLflow client of the store a run folder's study logged to, and that study's runs: every
+    pipeline run of the folder and their fold runs (a project store holds other studies too)."""
+    from mlflow.tracking import MlflowClient
+
+    from medseg.tracking.store import folder_store
+
+    client = MlflowClient(tracking_uri=folder_store(run_dir).uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    here = Path(run_dir).resolve()
+    parents = {
+        r.info.run_id
+        for r in runs
+        if r.data.tags.get("medseg.kind") == "pipeline"
+        and Path(r.data.params.get("output_dir", "")).resolve() == here
+    }
+    ours = [r for r in runs if r.info.run_id in parents or r.data.tags.get("mlflow.parentRunId") in parents]
+    return client, ours

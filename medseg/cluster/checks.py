@@ -9,6 +9,7 @@ from medseg.config.models import TrackingConfig
 from medseg.errors import ConfigError, mask_credentials
 from medseg.io.lock import hold
 from medseg.run_dir import RunDir
+from medseg.tracking.store import project_db
 
 SERVERS = ("http://", "https://", "postgresql", "mysql", "mssql", "databricks")
 
@@ -16,10 +17,11 @@ SERVERS = ("http://", "https://", "postgresql", "mysql", "mssql", "databricks")
 def check_tracking(tracking: TrackingConfig, run_dir: RunDir) -> None:
     """Refuse a tracking store that jobs on other machines would not share.
 
-    Fine: tracking off, no ``tracking.uri`` (``mlflow.db`` in the run folder, on the shared file
-    system, written under the folder's locks), an MLflow server, a database server, or a sqlite URI
-    naming the run folder's own ``mlflow.db``. A file store or a sqlite file elsewhere would leave
-    each machine's metrics in its own copy.
+    Fine: tracking off, no ``tracking.uri`` (the sqlite store ``tracking.store`` names: the project's
+    ``mlflow.db`` beside the run folder, or the run folder's own, on the shared file system, each
+    write under the store's lock), an MLflow server, a database server, or a sqlite URI naming either
+    of those ``mlflow.db`` files. A file store or a sqlite file elsewhere would leave each machine's
+    metrics in its own copy.
 
     Raises:
         ConfigError: naming the URI (credentials masked) and what to set.
@@ -34,14 +36,15 @@ def check_tracking(tracking: TrackingConfig, run_dir: RunDir) -> None:
     uri = tracking.uri
     if not tracking.enabled or uri is None or uri.lower().startswith(SERVERS):
         return
-    if uri.startswith("sqlite:///") and _same_file(uri.removeprefix("sqlite:///"), run_dir.mlflow_db):
+    own = (run_dir.mlflow_db, project_db(run_dir.root))
+    if uri.startswith("sqlite:///") and any(_same_file(uri.removeprefix("sqlite:///"), db) for db in own):
         return
     raise ConfigError(
         f"tracking.uri '{mask_credentials(uri)}': jobs on other machines of the cluster would each "
         "write to a copy of their own and the study's metrics would be split between them; set "
         "tracking.uri to an MLflow server (http://host:5000, see configs/tracking/server.yaml) or a "
-        "database server (postgresql://...), or leave it unset to use mlflow.db in the run folder, "
-        "which must then lie on the file system the nodes share"
+        "database server (postgresql://...), or leave it unset to use the sqlite store beside the run "
+        "folder (tracking.store), which must then lie on the file system the nodes share"
     )
 
 

@@ -404,7 +404,14 @@ class TrackingConfig(Strict):
     """MLflow: the store, the experiment, whether checkpoints are logged."""
 
     enabled: bool = True
-    uri: str | None = Field(None, description="default: sqlite store mlflow.db in the run folder")
+    uri: str | None = Field(
+        None, description="an MLflow server or database; default: the sqlite store tracking.store names"
+    )
+    store: Literal["project", "run"] = Field(
+        "project",
+        description="with no tracking.uri: project: mlflow.db and mlartifacts/ beside the run folder "
+        "(in the folder holding output_dir), one store for every study there; run: inside the run folder",
+    )
     experiment: str | None = Field(None, description="default: the pipeline name")
     log_checkpoints: bool = True
     log_models: bool = Field(

@@ -270,9 +270,11 @@ def _parent_state(cfg: PipelineConfig, tracker: Tracker, run_dir: RunDir) -> dic
     if tracker.resume_parent(state.get("parent_run_id")):
         log.info("resuming the run in %s (MLflow run %s)", run_dir.root, tracker.parent_id)
     else:
-        tracker.start_parent(f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}", cfg.model_dump(mode="json"))
+        # named after the run folder: the studies of one project store are told apart in the UI
+        tracker.start_parent(run_dir.root.name, cfg.model_dump(mode="json"))
         state = {"parent_run_id": tracker.parent_id, "folds": {}}
     state["experiment_id"] = tracker.experiment_id or None
+    state["mlflow_store"] = tracker.store_record()
     run_dir.write_state(state)
     return state
 

@@ -65,7 +65,7 @@ def log_model(
 
     route_mlflow_logging()
     mlflow.set_tracking_uri(tracker.uri)
-    with mlflow.start_run(run_id=run_id):
+    with tracker.writing(), mlflow.start_run(run_id=run_id):  # other fold jobs wait for the store
         info = mlflow.pytorch.log_model(
             model.cpu().eval(),
             name=MODEL_NAME,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, mask_credentials
 from medseg.infer.bundle import ModelBundle, bundle_from_run_dir
 from medseg.run_dir import RunDir
+from medseg.tracking.store import check_store, sqlite_path
 from medseg.tracking.tracker import check_server, route_mlflow_logging
 
 MLFLOW_PREFIXES = ("runs:/", "models:/")
@@ -66,6 +67,28 @@ def registered_run(client: object, uri: str) -> str:
     return str(version.run_id)
 
 
+def existing_store(tracking_uri: str | None) -> str:
+    """The store to read a model from (MLflow's default when None), refused when it is a sqlite
+    file that is not there or not an MLflow store: MLflow would create an empty one.
+
+    Raises:
+        MedsegError: naming the file and the option to give.
+    """
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        given = f"--tracking-uri {uri}" if tracking_uri else f"no --tracking-uri, and MLflow's default {uri}"
+        raise MedsegError(
+            f"{given}: no MLflow store at {db}; give the store the run logged to, e.g. "
+            "--tracking-uri sqlite:///runs/mlflow.db (the project store beside runs/<study>)"
+        )
+    if db is not None:
+        check_store(db)
+    return uri
+
+
 def download_run(uri: str, tracking_uri: str | None, dest: Path) -> Path:
     """Lay out an MLflow pipeline (or fold) run as a run folder: ``config.yaml`` and fold checkpoints.
 
@@ -83,16 +106,16 @@ def download_run(uri: str, tracking_uri: str | None, dest: Path) -> Path:
     from mlflow.tracking import MlflowClient
 
     route_mlflow_logging()
-    if tracking_uri:
-        check_server(tracking_uri)
+    tracking_uri = existing_store(tracking_uri)
+    check_server(tracking_uri)
     client = MlflowClient(tracking_uri)
     run_id = registered_run(client, uri) if uri.startswith("models:/") else uri[6:].strip("/").split("/")[0]
     try:
         run = client.get_run(run_id)
     except Exception as err:
         raise MedsegError(
-            f"{uri}: no such run in the tracking store {tracking_uri or '(default)'} ({type(err).__name__}); "
-            "give --tracking-uri, e.g. sqlite:///runs/isic/mlflow.db"
+            f"{uri}: no such run in the tracking store {mask_credentials(tracking_uri)} "
+            f"({type(err).__name__}); give the store it logged to, e.g. --tracking-uri sqlite:///runs/mlflow.db"
         ) from None
     tags = run.data.tags
     if tags.get("medseg.kind") == "fold":

@@ -1,8 +1,12 @@
 """Names of the metrics medseg logs to MLflow, made in one place and grouped with slashes, so the
-MLflow UI shows them in sections: ``train/*`` and ``val/*`` per epoch, ``test/*`` per fold and
+MLflow UI shows them in sections: ``epoch/*`` per epoch, ``test/*`` and ``val/*`` per fold and
 ``cv/*`` per pipeline run.
 
-Per epoch: ``train/loss``, ``train/lr``, ``train/seconds``, ``val/dice``. Per fold:
+The UI's run page draws one chart per metric in sections named by the metric's prefix, sorted by
+name: the learning curves are ``epoch/*`` so that they come first on a fold's page, above the
+single-value charts of the held-out scores.
+
+Per epoch: ``epoch/train_loss``, ``epoch/val_dice``, ``epoch/lr``, ``epoch/seconds``. Per fold:
 ``val/best_dice``, ``val/best_epoch`` and ``test/<metric>/<class>`` (mean over the held-out cases;
 distances also ``test/<metric>/<class>/n_infinite`` and ``.../capped``), with
 ``test/<metric>/mean``, the mean over classes, to rank on. Per pipeline run:
@@ -15,7 +19,7 @@ post-processing adopted from cross-validation), and ``cv_raw/*`` the same before
 
 Example:
     >>> epoch_metrics({"epoch": 3, "train_loss": 0.5, "lr": 0.01})
-    {'train/loss': 0.5, 'train/lr': 0.01}
+    {'epoch/train_loss': 0.5, 'epoch/lr': 0.01}
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from medseg.evaluate.casewise import CLASS_MEAN
 from medseg.evaluate.metrics import DISTANCE_METRICS, METRIC_NAMES
 
 EPOCH_NAMES = {
-    "train_loss": "train/loss",
-    "lr": "train/lr",
-    "seconds": "train/seconds",
-    "val_dice": "val/dice",
+    "train_loss": "epoch/train_loss",
+    "lr": "epoch/lr",
+    "seconds": "epoch/seconds",
+    "val_dice": "epoch/val_dice",
 }
 HISTORY_METRIC = EPOCH_NAMES["train_loss"]  # logged every epoch: tells which epochs a run holds
 

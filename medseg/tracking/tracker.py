@@ -1,7 +1,9 @@
 """MLflow tracking: one parent run per pipeline run, one nested run per fold.
 
-The default store is a sqlite database ``mlflow.db`` in the run folder with artifacts under
-``mlartifacts/``; ``tracking.uri`` points at any other store or tracking server. With
+The default store is the project's sqlite database ``mlflow.db`` beside the run folder, with
+artifacts under ``mlartifacts/`` (``tracking.store: run``: inside the run folder; see
+:mod:`medseg.tracking.store`); ``tracking.uri`` points at any other store or tracking server. Each
+write to a sqlite store holds its lock, as other fold jobs and studies write to it too. With
 ``tracking.enabled: false`` every call is a no-op, so the pipeline code never branches on it.
 """
 
@@ -17,18 +19,13 @@ from typing import Any
 
 from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError, mask_credentials
-from medseg.run_dir import RunDir
 from medseg.tracking.names import HISTORY_METRIC, epoch_metrics
+from medseg.tracking.store import ARTIFACTS, opened, sqlite_path, store_record, study_uri, writing
 
 log = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100
-
-
-def default_uri(run_dir: Path) -> str:
-    """The sqlite store ``mlflow.db`` in the run folder."""
-    return f"sqlite:///{RunDir(run_dir).mlflow_db.resolve()}"
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -70,8 +67,8 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
         reason = getattr(err, "reason", err)
         raise MedsegError(
             f"tracking.uri: no MLflow server answers at {uri} ({reason}); start one, for example "
-            "`mlflow server --host 127.0.0.1 --port 5000`, or remove tracking.uri to use the sqlite "
-            "store in the run folder"
+            "`mlflow server --host 127.0.0.1 --port 5000`, or remove tracking.uri to use the project's "
+            "sqlite store beside the run folder"
         ) from None
 
 
@@ -88,39 +85,55 @@ class Tracker:
         self.run_dir = run_dir
         self.parent_id: str | None = None
         self.experiment_id = ""
+        self.uri = ""
         if not self.enabled:
             return
         from mlflow.tracking import MlflowClient
 
         route_mlflow_logging()
-        self.uri = cfg.tracking.uri or default_uri(run_dir)
+        self.uri = study_uri(cfg.tracking, run_dir)
         check_server(self.uri)
-        if cfg.tracking.uri is None:
-            from medseg.tracking.store import relocate
-
-            relocate(run_dir)
-        name = cfg.tracking.experiment or cfg.name
+        own = cfg.tracking.uri is None
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                own = RunDir(run_dir).mlartifacts.resolve().as_uri()
-                location = own if cfg.tracking.uri is None else None
-                self.experiment_id = self.client.create_experiment(name, artifact_location=location)
-            else:
-                self.experiment_id = exp.experiment_id
-            # the UI opens the experiment in its model-training views, not the GenAI ones
-            self.client.set_experiment_tag(
-                self.experiment_id, "mlflow.experimentKind", "custom_model_development"
-            )
+            with opened(self.uri, own):  # creating a new store's tables, too, one process at a time
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.experiment_id = self._experiment(cfg.tracking.experiment or cfg.name, own)
+        except MedsegError:
+            raise
         except Exception as err:  # any store failure becomes one clear message
-            raise MedsegError(f"tracking.uri: cannot use the MLflow store at {self.uri}: {err}") from None
+            raise MedsegError(
+                f"tracking.uri: cannot use the MLflow store at {mask_credentials(self.uri)}: {err}"
+            ) from None
+
+    def _experiment(self, name: str, own: bool) -> str:
+        """The experiment's id, created when new (medseg's own store: artifacts in ``mlartifacts/``
+        beside ``mlflow.db``), and tagged for the UI's model-training views."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            db = sqlite_path(self.uri)
+            location = (db.parent / ARTIFACTS).resolve().as_uri() if own and db else None
+            experiment_id = str(self.client.create_experiment(name, artifact_location=location))
+        else:
+            experiment_id = str(exp.experiment_id)
+        self.client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+        return experiment_id
+
+    def writing(self) -> Any:
+        """Hold the store's lock while a write runs (sqlite stores; nothing for servers)."""
+        return writing(self.uri)
+
+    def store_record(self) -> str | None:
+        """The store as ``run_state.json`` records it (None with tracking off)."""
+        return store_record(self.uri, self.run_dir) if self.enabled else None
 
     # ------------------------------------------------------------------ runs
     def start_parent(self, run_name: str, params: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={"medseg.kind": "pipeline"})
+        with self.writing():
+            run = self.client.create_run(
+                self.experiment_id, run_name=run_name, tags={"medseg.kind": "pipeline"}
+            )
         self.parent_id = run.info.run_id
         self.log_params(self.parent_id, params)
 
@@ -128,8 +141,9 @@ class Tracker:
         if not self.enabled:
             return None
         tags = {"mlflow.parentRunId": self.parent_id, "medseg.kind": "fold", "medseg.fold": str(fold)}
-        run = self.client.create_run(self.experiment_id, run_name=f"fold_{fold}", tags=tags)
-        self.client.log_param(run.info.run_id, "fold", fold)
+        with self.writing():
+            run = self.client.create_run(self.experiment_id, run_name=f"fold_{fold}", tags=tags)
+            self.client.log_param(run.info.run_id, "fold", fold)
         return str(run.info.run_id)
 
     def resume(self, run_id: str | None) -> bool:
@@ -142,7 +156,8 @@ class Tracker:
             return False
         if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
             return False
-        self.client.update_run(run_id, status="RUNNING")
+        with self.writing():
+            self.client.update_run(run_id, status="RUNNING")
         return True
 
     def resume_parent(self, run_id: str | None) -> bool:
@@ -181,7 +196,8 @@ class Tracker:
 
     def end(self, run_id: str | None, status: str = "FINISHED") -> None:
         if self.enabled and run_id:
-            self.client.set_terminated(run_id, status=status)
+            with self.writing():
+                self.client.set_terminated(run_id, status=status)
 
     # ------------------------------------------------------------------ logging
     def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
@@ -190,8 +206,9 @@ class Tracker:
         from mlflow.entities import Param
 
         items = [Param(k, mask_credentials(str(v))[:MAX_PARAM_LENGTH]) for k, v in flatten(params).items()]
-        for i in range(0, len(items), BATCH):
-            self.client.log_batch(run_id, params=items[i : i + BATCH])
+        with self.writing():
+            for i in range(0, len(items), BATCH):
+                self.client.log_batch(run_id, params=items[i : i + BATCH])
 
     def log_metrics(self, run_id: str | None, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not (self.enabled and run_id):
@@ -204,8 +221,9 @@ class Tracker:
             for k, v in metrics.items()
             if v is not None and not (isinstance(v, float) and math.isnan(v))
         ]
-        for i in range(0, len(items), BATCH):
-            self.client.log_batch(run_id, metrics=items[i : i + BATCH])
+        with self.writing():
+            for i in range(0, len(items), BATCH):
+                self.client.log_batch(run_id, metrics=items[i : i + BATCH])
 
     def set_tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
         if not (self.enabled and run_id):
@@ -213,7 +231,8 @@ class Tracker:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, mask_credentials(str(v))) for k, v in tags.items() if v is not None]
-        self.client.log_batch(run_id, tags=items)
+        with self.writing():
+            self.client.log_batch(run_id, tags=items)
 
     def has_dataset(self, run_id: str | None) -> bool:
         """Whether ``run_id`` has a dataset input already (a resumed run, another fold job)."""
@@ -229,7 +248,10 @@ class Tracker:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         dataset = Dataset(name=name, digest=digest, source_type="local", source=source, profile=profile)
-        self.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+        with self.writing():
+            self.client.log_inputs(
+                run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]
+            )
 
     def log_artifact(self, run_id: str | None, path: Path, artifact_path: str | None = None) -> None:
         if not (self.enabled and run_id) or not Path(path).exists():

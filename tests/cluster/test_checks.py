@@ -32,8 +32,12 @@ def test_a_store_every_node_reaches_is_accepted(uri, tmp_path):
     check_tracking(TrackingConfig(uri=uri), RunDir(tmp_path / "run"))
 
 
-def test_the_run_folders_own_sqlite_store_is_accepted(tmp_path):
+def test_the_run_folders_own_or_its_project_sqlite_store_is_accepted(tmp_path):
     check_tracking(TrackingConfig(uri=f"sqlite:///{tmp_path}/run/mlflow.db"), RunDir(tmp_path / "run"))
+    project_store = f"sqlite:///{tmp_path}/mlflow.db"  # beside the run folder
+    check_tracking(TrackingConfig(uri=project_store), RunDir(tmp_path / "run"))
+    for store in ("project", "run"):
+        check_tracking(TrackingConfig(store=store), RunDir(tmp_path / "run"))
     check_tracking(TrackingConfig(enabled=False, uri="file:///tmp/x"), RunDir(tmp_path / "run"))
 
 

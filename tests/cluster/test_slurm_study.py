@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ..conftest import ROOT
+from ..conftest import ROOT, study_runs
 from .conftest import Slurm, medseg
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
@@ -69,8 +69,6 @@ def unbroken(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 
 def test_each_fold_is_trained_once_and_the_report_job_ends_the_study(unbroken):
-    from mlflow.tracking import MlflowClient
-
     run, output = unbroken
     submitted = re.search(r"submitted: job array (\d+) \(folds 0, 1\) and job (\d+) \(report", output)
     array, report = submitted.groups()
@@ -93,14 +91,13 @@ def test_each_fold_is_trained_once_and_the_report_job_ends_the_study(unbroken):
         (run / f"fold_{k}" / "metrics.csv").stat().st_mtime for k in (0, 1)
     )
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    client, runs = study_runs(run)
     assert sorted(r.data.tags.get("medseg.kind") for r in runs) == ["fold", "fold", "pipeline"]
     (parent,) = [r for r in runs if r.data.tags.get("medseg.kind") == "pipeline"]
     assert parent.info.status == "FINISHED" and "cv/dice/mean" in parent.data.metrics
     for fold_run in (r for r in runs if r.data.tags.get("medseg.kind") == "fold"):
         assert fold_run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        steps = [m.step for m in client.get_metric_history(fold_run.info.run_id, "train/loss")]
+        steps = [m.step for m in client.get_metric_history(fold_run.info.run_id, "epoch/train_loss")]
         assert sorted(steps) == list(range(1, EPOCHS + 1))  # every epoch once
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -58,3 +59,41 @@ def test_export_command(tmp_path):
     assert info["folds"] == [1]
     result = CliRunner().invoke(app, ["export", str(run_dir), "--format", "tflite"])
     assert result.exit_code == 1 and "expected one of torchscript, onnx" in result.output
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_onnx_export_is_quiet_and_says_how_to_rebuild_the_preprocessing(case, tmp_path):
+    """`medseg export --format onnx` prints its own line, not the exporter's (about 160 before), and
+    the JSON gives the axis order and the resize or resampling mode a user rebuilds the input with."""
+    import subprocess
+    import sys
+
+    run_dir = untrained_run_dir(*CASES[case], tmp_path / "run")
+    cmd = [
+        sys.executable,
+        "-m",
+        "medseg",
+        "export",
+        str(run_dir),
+        "--format",
+        "onnx",
+        "--out",
+        str(tmp_path / "m.onnx"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    own = re.compile(r"^(exported: |\d\d:\d\d:\d\d INFO model: )")
+    assert len(lines) == 2 and all(own.match(ln) for ln in lines), lines  # medseg's own lines only
+    pre = json.loads((tmp_path / "m.onnx.json").read_text())["preprocessing"]
+    if case == "2d":
+        assert pre["axes"] == ["N", "C", "row", "column"]
+        assert pre["resize"] == {"size": [32, 48], "library": "torch.nn.functional.interpolate",
+                                 "mode": "bilinear", "align_corners": False, "antialias": False}  # fmt: skip
+    else:
+        assert pre["axes"] == ["N", "C", "x", "y", "z"] and "RAS+" in pre["axis_order"]
+        assert pre["resample"]["mode"] == "trilinear" and pre["resample"]["spacing_mm"] == [1.5, 1.5, 3.0]
+    assert (
+        pre["sliding_window"]["roi_size"]
+        == json.loads((tmp_path / "m.onnx.json").read_text())["input"]["shape"][2:]
+    )

@@ -20,6 +20,7 @@ from medseg.infer.batch import predict_folder
 from medseg.infer.discover import ref
 from medseg.io.geometry import to_canonical
 from medseg.tracking.models import load_bundle
+from medseg.tracking.store import folder_store
 
 from ..conftest import ROOT, SHARED_DATA
 from .conftest import CPU, manifest, untrained_run_dir
@@ -187,7 +188,7 @@ def test_planted_faults_never_stop_the_batch_and_nothing_private_leaks(ct_run, f
 
 def test_mlflow_run_uri_gives_the_same_model_as_the_run_folder(ct_run, tmp_path):
     state = json.loads((ct_run / "run_state.json").read_text())
-    uri = f"sqlite:///{ct_run / 'mlflow.db'}"
+    uri = folder_store(ct_run).uri
     bundle = load_bundle(f"runs:/{state['parent_run_id']}", tracking_uri=uri, download_dir=tmp_path / "dl")
     direct = load_bundle(str(ct_run))
     assert sorted(bundle.checkpoints) == sorted(direct.checkpoints) == [0, 1]

@@ -96,12 +96,10 @@ def test_path_leaving_data_root_is_refused(tmp_path):
 def test_full_disk_in_a_later_fold_keeps_the_earlier_one_and_the_rerun_finishes(
     tmp_path, synthetic_root, monkeypatch
 ):
-    from mlflow.tracking import MlflowClient
-
     import medseg.train.loop as loop
     from medseg.pipeline import run
 
-    from ..conftest import tiny_config
+    from ..conftest import study_runs, tiny_config
 
     cfg = tiny_config(
         synthetic_root, tmp_path / "run", train={"epochs": 2, "batch_size": 4, "val_fraction": 0.2}
@@ -123,7 +121,6 @@ def test_full_disk_in_a_later_fold_keeps_the_earlier_one_and_the_rerun_finishes(
     run(cfg)
     assert (tmp_path / "run" / "fold_0" / "metrics.csv").read_text() == fold0  # kept, not redone
     assert (tmp_path / "run" / "fold_1" / "metrics.csv").is_file()
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    client, runs = study_runs(tmp_path / "run")
     assert sorted(r.data.tags.get("medseg.kind") for r in runs) == ["fold", "fold", "pipeline"]
     assert all(r.info.status == "FINISHED" for r in runs)

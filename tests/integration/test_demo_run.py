@@ -32,8 +32,9 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
     for name in ("config.yaml", "datalist.json", "splits.json", "preview.png", "timing.json", "report.html",
-                 "report.md", "summary.json", "mlflow.db"):  # fmt: skip
+                 "report.md", "summary.json"):  # fmt: skip
         assert (out / name).is_file(), name
+    assert (out.parent / "mlflow.db").is_file()  # the project store beside the run folder
     splits = json.loads((out / "splits.json").read_text())
     for k in (0, 1):
         fold = out / f"fold_{k}"
@@ -61,11 +62,9 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     assert {"auroc", "spearman", "n", "n_low"} <= set(summary["uncertainty"])
     assert summary["uncertainty"]["n"] == 16
 
-    from mlflow.tracking import MlflowClient
+    from ..conftest import study_runs
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("demo")
-    runs = client.search_runs([exp.experiment_id])
+    client, runs = study_runs(out)
     parents = [r for r in runs if r.data.tags.get("medseg.kind") == "pipeline"]
     folds = [r for r in runs if r.data.tags.get("medseg.kind") == "fold"]
     assert len(parents) == 1 and len(folds) == 2
@@ -77,7 +76,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path) -> None:
     )
     assert parent.data.params["train.epochs"] == "2"
     for f in folds:
-        assert len(client.get_metric_history(f.info.run_id, "train/loss")) == 2
+        assert len(client.get_metric_history(f.info.run_id, "epoch/train_loss")) == 2
         assert {"test/dice/skin_lesion", "test/hd95/skin_lesion", "test/dice/mean", "val/best_epoch"} <= set(
             f.data.metrics
         )

@@ -62,8 +62,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         dice_single = _column(tmp_path / "single" / f"fold_{fold}" / "metrics.csv", "dice")
         dice_ddp = _column(tmp_path / "ddp" / f"fold_{fold}" / "metrics.csv", "dice")
         assert dice_ddp == pytest.approx(dice_single, abs=0.01)
-    from mlflow.tracking import MlflowClient
+    from ..conftest import study_runs
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'ddp' / 'mlflow.db'}")
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    client, runs = study_runs(tmp_path / "ddp")
     assert sorted(r.data.tags.get("medseg.kind") for r in runs) == ["fold", "fold", "pipeline"]  # rank 0 only

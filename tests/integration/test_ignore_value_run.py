@@ -31,4 +31,4 @@ def test_run_with_ignore_value_and_without_metadata(tmp_path: Path) -> None:
     assert len(rows) == 8 and all(0.0 <= r["dice"] <= 1.0 for r in rows)
     history = (run_dir / "fold_0" / "history.csv").read_text().splitlines()[1].split(",")
     assert np.isfinite(float(history[1]))  # training loss
-    assert not (run_dir / "mlflow.db").exists()
+    assert not (run_dir / "mlflow.db").exists() and not (run_dir.parent / "mlflow.db").exists()

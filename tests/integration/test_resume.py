@@ -48,7 +48,7 @@ def _epochs_done(path: Path) -> int:
 
 
 def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
-    from mlflow.tracking import MlflowClient
+    from ..conftest import study_runs
 
     data = tmp_path / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -83,17 +83,15 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
         ).read_text()
     assert not [p for p in out.rglob("*.tmp") if p not in leftovers]
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
-    (exp,) = [e for e in client.search_experiments() if e.name == "demo"]
-    runs = client.search_runs([exp.experiment_id])
+    client, runs = study_runs(out)
     kinds = sorted(r.data.tags.get("medseg.kind") for r in runs)
     assert kinds == ["fold", "fold", "pipeline"]  # resumed, not recreated
     assert all(r.info.status == "FINISHED" for r in runs)
     fold0 = next(r for r in runs if r.data.tags.get("medseg.fold") == "0")
-    steps = [m.step for m in client.get_metric_history(fold0.info.run_id, "train/loss")]
+    steps = [m.step for m in client.get_metric_history(fold0.info.run_id, "epoch/train_loss")]
     assert sorted(steps) == list(range(1, EPOCHS + 1))  # none lost, none twice
 
     # extending the finished run
     subprocess.run(_command(out, data, EPOCHS + 3), check=True, capture_output=True, env=env)
     assert [int(r["epoch"]) for r in _history(out / "fold_1" / "history.csv")] == list(range(1, EPOCHS + 4))
-    assert len(client.search_runs([exp.experiment_id])) == 3
+    assert len(study_runs(out)[1]) == 3  # the same runs, extended

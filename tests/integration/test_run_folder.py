@@ -18,7 +18,7 @@ from medseg.io.lock import Busy
 from medseg.pipeline import run
 from medseg.run_dir import RunDir
 
-from ..conftest import ROOT, make_dataset, tiny_config
+from ..conftest import ROOT, make_dataset, study_runs, tiny_config
 
 
 @pytest.fixture
@@ -96,8 +96,6 @@ def test_fold_jobs_share_a_folder_safely_and_a_whole_run_beside_them_is_refused(
     """Two `--fold K` jobs started together on one new folder (synthetic data not yet made): one
     data set, one MLflow pipeline run, one run per fold with each epoch logged once, both folds in
     run_state.json and in the report; a whole run started meanwhile fails at once."""
-    from mlflow.tracking import MlflowClient
-
     out, data = tmp_path / "run", tmp_path / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     jobs = [
@@ -123,11 +121,10 @@ def test_fold_jobs_share_a_folder_safely_and_a_whole_run_beside_them_is_refused(
     assert "Traceback" not in whole.stderr
     state = json.loads((out / "run_state.json").read_text())
     assert {k: v["done_epochs"] for k, v in state["folds"].items()} == {"0": 6, "1": 6}
-    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    client, runs = study_runs(out)
     assert sorted(r.data.tags.get("medseg.kind") for r in runs) == ["fold", "fold", "pipeline"]
     for fold_run in (r for r in runs if r.data.tags.get("medseg.kind") == "fold"):
-        steps = [m.step for m in client.get_metric_history(fold_run.info.run_id, "train/loss")]
+        steps = [m.step for m in client.get_metric_history(fold_run.info.run_id, "epoch/train_loss")]
         assert sorted(steps) == list(range(1, 7))
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["folds"]) == ["0", "1"]

@@ -171,6 +171,6 @@ def test_three_fold_jobs_log_to_one_postgresql_backed_server(mlflow_server: str,
     folds = [r for r in runs if r.data.tags["medseg.kind"] == "fold"]
     assert {r.data.tags.get("mlflow.parentRunId") for r in folds} == {parent.info.run_id}
     for fold_run in folds:
-        history = client.get_metric_history(fold_run.info.run_id, "train/loss")
+        history = client.get_metric_history(fold_run.info.run_id, "epoch/train_loss")
         assert sorted(m.step for m in history) == list(range(1, EPOCHS + 1))  # each step exactly once
     assert sorted(r.info.run_name for r in folds) == ["fold_0", "fold_1", "fold_2"]

@@ -69,6 +69,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "train.epochs=2",
         "train.batch_size=4",
         "train.val_fraction=0.2",
+        "tracking.store=run",  # a self-contained folder: moved below with its own store
     ]
     return run(load_pipeline(ROOT / "pipelines" / "demo.yaml", overrides))
 
@@ -123,9 +124,9 @@ def test_summary_and_mlflow_use_the_class_names(demo_run: Path) -> None:
     ]
     fold = client.get_run(state["folds"]["0"]["run_id"])
     assert {
-        "train/loss",
-        "train/lr",
-        "val/dice",
+        "epoch/train_loss",
+        "epoch/lr",
+        "epoch/val_dice",
         "val/best_epoch",
         "test/dice/skin_lesion",
         "test/dice/mean",

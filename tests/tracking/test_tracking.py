@@ -29,7 +29,7 @@ def test_parent_and_nested_fold_runs_in_a_sqlite_store(tmp_path: Path) -> None:
     tracker.end(fold)
     tracker.end(tracker.parent_id)
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # the project store
     exp = client.get_experiment_by_name("tiny")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     assert set(runs) == {"p", "fold_0"}
@@ -47,7 +47,7 @@ def test_disabled_tracking_writes_nothing(tmp_path: Path) -> None:
     tracker = Tracker(cfg, tmp_path / "run")
     tracker.start_parent("p", {})
     tracker.log_metrics(tracker.start_fold(0), {"a": 1.0})
-    assert not (tmp_path / "run").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_unreachable_tracking_server_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_any_tracking_uri_from_config(tmp_path: Path) -> None:
     tracker = Tracker(cfg, tmp_path / "run")
     tracker.start_parent("p", {"a": 1})
     tracker.end(tracker.parent_id)
-    assert not (tmp_path / "run" / "mlflow.db").exists()
+    assert not (tmp_path / "run" / "mlflow.db").exists() and not (tmp_path / "mlflow.db").exists()
     runs = MlflowClient(tracking_uri=uri).search_runs(
         [MlflowClient(tracking_uri=uri).get_experiment_by_name("shared-exp").experiment_id]
     )
@@ -87,7 +87,7 @@ def test_fold_run_context_ends_finished_failed_or_killed_and_resumes(tmp_path: P
     cfg = tiny_config(tmp_path, tmp_path / "run")
     tracker = Tracker(cfg, tmp_path / "run")
     tracker.start_parent("p", {})
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(ValueError), tracker.fold_run(0, None) as failed:
         raise ValueError("boom")
     assert client.get_run(failed).info.status == "FAILED"
