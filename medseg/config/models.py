@@ -393,6 +393,13 @@ class EvaluateConfig(Strict):
         description="overlay pictures of every held-out case (the report's case browser opens "
         "them), of each fold's n_worst, or none",
     )
+    overlay_channel: int = Field(
+        0,
+        ge=0,
+        description="the image channel drawn under the contours of an overlay (of a multi-channel "
+        "case such as T1/T2/FLAIR, by its place in data.channel_names); 3-channel pictures are drawn "
+        "in colour",
+    )
     uncertainty: bool = Field(
         True,
         description="score each held-out case by the disagreement of its test-time flips (one extra "

@@ -97,6 +97,7 @@ def overlay_figure(
     names: dict[int, str],
     title: str,
     spacing: list[float] | None = None,
+    channel: int = 0,
 ) -> Any:
     """The overlay figure of one case.
 
@@ -107,6 +108,7 @@ def overlay_figure(
         names: foreground class names by value.
         title: the caption (case, Dice per class).
         spacing: voxel size (3D aspect ratios).
+        channel: the channel drawn (a 3-channel picture is drawn in colour).
 
     Returns:
         A matplotlib figure.
@@ -119,9 +121,9 @@ def overlay_figure(
 
     if ref.ndim == 2:
         fig, axes = plt.subplots(1, 3, figsize=(9, 3.0), squeeze=False, layout="constrained")
-        img = np.moveaxis(image, 0, -1)
-        img = img[..., 0] if img.shape[-1] == 1 else np.clip(img[..., :3], 0, 1)
-        show = {"cmap": "gray"} if img.ndim == 2 else {}
+        colour = image.shape[0] == 3
+        img = np.clip(np.moveaxis(image, 0, -1), 0, 1) if colour else image[min(channel, len(image) - 1)]
+        show = {} if colour else {"cmap": "gray"}
         for ax, mask, name in zip(
             axes[0], (None, ref, pred), ("image", "reference", "prediction"), strict=True
         ):
@@ -131,10 +133,11 @@ def overlay_figure(
         at = centre(ref, pred)
         sx, sy, sz = spacing or [1.0, 1.0, 1.0]
         aspects = (sy / sx, sz / sx, sz / sy)
-        lo, hi = window(image[0])
+        shown = image[min(channel, len(image) - 1)]
+        lo, hi = window(shown)
         fig, axes = plt.subplots(2, 3, figsize=(9, 6.6), squeeze=False, layout="constrained")
         for row, (mask, name) in enumerate(((ref, "reference"), (pred, "prediction"))):
-            pics, masks = planes(image[0], at), planes(mask, at)
+            pics, masks = planes(shown, at), planes(mask, at)
             for col, plane in enumerate(PLANES):
                 ax = axes[row, col]
                 _draw(ax, pics[col], masks[col], names, cmap="gray", vmin=lo, vmax=hi, aspect=aspects[col])
@@ -192,7 +195,9 @@ def write_overlays(
                 pred = (pred > 0).astype(np.uint8)
             dice = {r["class"]: r["dice"] for r in rows if r["case"] == case_id}
             title = f"{case_id}: " + ", ".join(f"{n} Dice {_fmt(d)}" for n, d in dice.items())
-            fig = overlay_figure(image, ref, pred, cfg.class_names, title, spacing)
+            fig = overlay_figure(
+                image, ref, pred, cfg.class_names, title, spacing, cfg.evaluate.overlay_channel
+            )
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format="png", dpi=72)
             plt.close(fig)
