@@ -57,13 +57,14 @@ def measure(cfg: Any, cases: list[dict[str, Any]], steps: int, rounds: int = 5) 
     from medseg.train.loaders import loader_kind, make_loaders, worker_count
     from medseg.train.losses import training_loss
     from medseg.train.state import new_state
+    from medseg.train.step_options import step_options
 
     device = pick_device(cfg.train.device)
-    amp = cfg.train.amp and device.type == "cuda"
+    options = step_options(cfg.train, device)
     loader, _ = make_loaders(cfg, cases, [], seed=0, device=device)
-    state = new_state(cfg, device, amp)
+    state = new_state(cfg, device, options)
     loss = training_loss(cfg).to(device)
-    ctx = EpochContext(state.model, loss, device, amp, DistInfo(), build_inferer(cfg))
+    ctx = EpochContext(state.model, loss, device, options, DistInfo(), build_inferer(cfg))
 
     def sync() -> None:
         if device.type == "cuda":

@@ -18,6 +18,7 @@ from torch import nn
 
 from medseg.config.models import PipelineConfig
 from medseg.infer.postprocess import postprocess
+from medseg.runtime import autocast_dtype
 from medseg.transforms.resample import grid_size, linear_mode
 
 
@@ -112,7 +113,7 @@ def predict_scored(
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
     averaged = flip_sets(len(spatial), cfg.infer.tta_flips)
     scored = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
-    amp = cfg.train.amp and device.type == "cuda"
+    dtype = autocast_dtype(cfg.train.precision, cfg.train.amp, device)  # CUDA: amp; CPU: precision
     probs, extra, labels = None, None, []
     scoring = len(models) * len(scored) > 1  # one member: no disagreement to measure
     total = window_count(size, cfg.roi_size, cfg.infer.overlap) * len(models) * len(scored)
@@ -121,6 +122,7 @@ def predict_scored(
     def counted(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         def run(window: torch.Tensor) -> torch.Tensor:
             out = model(window)
+            out = out.float() if out.dtype == torch.bfloat16 else out  # windows blend in float32
             done[0] += window.shape[0]
             if progress is not None:
                 progress(min(1.0, done[0] / total))
@@ -128,7 +130,7 @@ def predict_scored(
 
         return run
 
-    with torch.no_grad(), torch.autocast(device.type, enabled=amp):
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         for model in models:
             model.eval()
             for dims in scored:
