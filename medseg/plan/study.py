@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -272,45 +273,91 @@ def _bind(raw: dict[str, Any], out: Path) -> Any:
     return bind_components(validate_dict(resolved, str(out)))
 
 
-def _measure(fp: dict[str, Any], cand: Candidate, out: Path, device: str, cases: list[dict[str, Any]]) -> Any:
+def _measure(
+    fp: dict[str, Any],
+    cand: Candidate,
+    out: Path,
+    device: str,
+    cases: list[dict[str, Any]],
+    options: dict[str, Any] | None = None,
+    budget: float | None = None,
+) -> Any:
+    """Measure ``cand``: with the step ``options`` chosen earlier, or trying them (None) where a
+    study of it could fit ``budget``."""
     from medseg.plan.calibrate import measure
 
     raw, _ = raw_config(fp, cand, "calibration", out, device)
     raw["tracking"] = {"enabled": False}
+    raw["train"].update(options or {})
     cfg = _bind(raw, out)
     log.info(
         "calibrating %s (%d base features) at scale %g, patch %s, batch %d",
         cand.network, cand.base, cand.scale, list(cand.planned["topology"].patch), cand.planned["batch_size"],
     )  # fmt: skip
-    return measure(cfg, cases)
+    return measure(cfg, cases, try_options=options is None, budget=budget)
+
+
+def _workload(cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, Any]) -> B.Workload:
+    """The study's workload from a measurement of ``cand`` itself or (``ref`` given) of another
+    candidate scaled by feature-map voxels."""
+    ratio = 1.0 if ref is None else cand.work / ref.work
+    per_case = 1.0 if ref is None else cand.planned["feature_map_voxels"] / ref.planned["feature_map_voxels"]
+    return B.Workload(
+        fp["n_cases"],
+        _folds(fp),
+        cand.planned["batch_size"],
+        2 if fp["spatial_dims"] == 3 else 1,
+        measured.seconds_per_step * ratio,
+        measured.seconds_per_val_case * per_case,
+        measured.seconds_per_load,
+        _val_fraction(fp),
+        members=1 + fp["spatial_dims"],  # evaluate.uncertainty: the held-out flips
+    )
 
 
 def _fit(
     cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, Any], budget: float | None
 ) -> None:
-    """Epochs within the budget (nnU-Net's 1000 without one) and the study's predicted seconds,
-    from a measurement of ``cand`` itself or (``ref`` given) of another candidate scaled by
-    feature-map voxels."""
-    ratio = 1.0 if ref is None else cand.work / ref.work
-    per_case = 1.0 if ref is None else cand.planned["feature_map_voxels"] / ref.planned["feature_map_voxels"]
-    step, val, load = (
-        measured.seconds_per_step * ratio,
-        measured.seconds_per_val_case * per_case,
-        measured.seconds_per_load,
-    )
-    work = B.Workload(
-        fp["n_cases"],
-        _folds(fp),
-        cand.planned["batch_size"],
-        2 if fp["spatial_dims"] == 3 else 1,
-        step,
-        val,
-        load,
-        _val_fraction(fp),
-        members=1 + fp["spatial_dims"],  # evaluate.uncertainty: the held-out flips
-    )
+    """Epochs within the budget (nnU-Net's 1000 without one) and the study's predicted seconds
+    (see :func:`_workload`)."""
+    work = _workload(cand, measured, ref, fp)
     cand.epochs = B.MAX_EPOCHS if budget is None else work.epochs_within(budget)
     cand.seconds = work.study_seconds(cand.epochs)
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as ``--budget`` takes it: whole minutes as ``30m``, else ``45s``."""
+    return f"{seconds / 60:g}m" if seconds % 60 == 0 else f"{seconds:g}s"
+
+
+def _too_small(
+    budget: float,
+    cands: list[Candidate],
+    refs: dict[tuple[str, int], tuple[Candidate, Any]],
+    fp: dict[str, Any],
+) -> MedsegError:
+    """The refusal of a budget no candidate fits, with the smallest budget that would fit and the
+    plan it would give (the smallest candidate), or the memory when that is what failed."""
+    from medseg.plan.calibrate import load_note
+
+    small = cands[-1]
+    ref, measured = refs[(small.network, small.base)]
+    work = _workload(small, measured, None if small is ref else ref, fp)
+    if work.epochs_within(budget) >= B.MIN_EPOCHS:
+        return MedsegError(
+            f"--budget {_duration(budget)}: the smallest plan ({small.network}, scale {small.scale:g}) "
+            "fits the budget but not the memory; give a larger --gpu-memory or free memory"
+        )
+    need = work.smallest_budget()
+    epochs = work.epochs_within(need)
+    busy = f" (measured with {load_note(measured)})" if measured.busy else ""
+    return MedsegError(
+        f"--budget {_duration(budget)}: even the smallest plan ({small.network}, scale {small.scale:g}) "
+        f"trains fewer than {B.MIN_EPOCHS} epochs per fold in it; --budget {need // 60}m would give "
+        f"{small.network} ({small.base} base features) at {list(small.planned['topology'].patch)}, "
+        f"batch {small.planned['batch_size']}, {epochs} epochs, about "
+        f"{work.study_seconds(epochs) / 60:.0f} min{busy}"
+    )
 
 
 def plan_study(
@@ -337,6 +384,8 @@ def plan_study(
     Raises:
         MedsegError: no usable case, or a budget too small for the smallest candidate.
     """
+    from medseg.plan.calibrate import load_note
+    from medseg.plan.step_choice import option_reasons
     from medseg.runtime import pick_device
 
     fp = fingerprint(root, workflow)
@@ -373,7 +422,7 @@ def plan_study(
                 (c for c in family if np.prod(c.planned["topology"].patch) <= REF_VOXELS[fp["spatial_dims"]]),
                 family[-1],
             )
-            refs[key] = (ref, _measure(fp, ref, out, where, cases))
+            refs[key] = (ref, _measure(fp, ref, out, where, cases, budget=budget))
         ref, measured = refs[key]
         if budget is None:
             cand.measured = measured
@@ -383,17 +432,17 @@ def plan_study(
         _fit(cand, measured, None if cand is ref else ref, fp, budget)
         if cand.epochs < B.MIN_EPOCHS:
             continue
-        cand.measured = measured if cand is ref else _measure(fp, cand, out, where, cases)
+        if cand is ref:
+            cand.measured = measured
+        else:  # with the options its family's reference kept, and that reference's trials of them
+            own = _measure(fp, cand, out, where, cases, measured.options)
+            cand.measured = dataclasses.replace(own, trials=measured.trials)
         _fit(cand, cand.measured, None, fp, budget)  # confirmed on the device
         if cand.epochs >= B.MIN_EPOCHS and memory_fits(cand.measured.peak_bytes, where, memory_gb):
             chosen = cand
             break
     if chosen is None:
-        raise MedsegError(
-            f"--budget {budget:.0f}s: even the smallest plan ({cands[-1].network}, "
-            f"scale {cands[-1].scale:g}) "
-            f"trains fewer than {B.MIN_EPOCHS} epochs per fold in it; give a larger budget"
-        )
+        raise _too_small(budget or 0.0, cands, refs, fp)
     chosen.reasons["spacing"] = spacing_reason
     chosen.reasons["epochs"] = (
         f"{B.MAX_EPOCHS} epochs, nnU-Net's schedule"
@@ -403,6 +452,9 @@ def plan_study(
     name = out.stem
     raw, reasons = raw_config(fp, chosen, name, out, where)
     m = chosen.measured
+    if m.trials:  # the step options the calibration kept, as commented settings
+        raw["train"].update(m.options)
+        reasons.update(option_reasons(m.trials))
     header = [
         f"medseg plan {root} --workflow {workflow} --device {where}"
         + (f" --budget {budget / 60:g}m" if budget else "")
@@ -411,7 +463,7 @@ def plan_study(
         f"median shape {[round(s) for s in fp['median_shape']]}, classes {n_classes} (fingerprint.json)",
         f"expected wall time of the {_folds(fp)}-fold study: {chosen.seconds / 60:.1f} min on {where} "
         f"({m.seconds_per_step:.3f} s per training step measured, "
-        f"{m.peak_bytes / 2**20:.0f} MB peak per step)",
+        f"{m.peak_bytes / 2**20:.0f} MB peak per step; {load_note(m)})",
         "Each planned value says why beside it; medseg run records the real wall time in timing.json.",
         "",
     ]
@@ -429,6 +481,8 @@ def plan_study(
         "seconds_per_step": m.seconds_per_step,
         "peak_bytes": m.peak_bytes,
         "device": where,
+        "load": {"load_average": m.load, "cores": m.cores, "cpu_share": m.cpu_share, "busy": m.busy},
+        "step_options": m.options,
     }
     write_text(out.parent / f"{name}.plan.json", json.dumps(summary, indent=1))
     return summary
