@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 
 ROUNDS = 5  # timed epochs per option; their median is the step time
 # An option trains as well as float32 when its training loss after the calibration steps is within
-# 2% of float32's. benchmarks/bench_train_step_options.py (isic.yaml on PH2, 20 steps): channels-last
-# and compile stay within 0.05%, while float32 itself from other initial weights lands 12% away,
-# so 2% keeps any option that trains like float32 and rejects one that trains measurably worse.
+# 2% of float32's. benchmarks/bench_train_step_options.py (isic.yaml on PH2, 5 steps, RESULTS.md):
+# every option (bf16, channels-last, compile) stays within 0.03%, while float32 itself from other
+# initial weights lands 21.5% away, so 2% keeps any option that trains like float32 and rejects one
+# that trains measurably worse.
 LOSS_TOLERANCE = 0.02
-# compile is tried only where a compiled step MAX_COMPILE_GAIN faster (bench_train_step_options:
-# x1.0-1.1 on the CPU) would repay over the smallest study a compile of MIN_COMPILE_SECONDS
-# (the bench: 40-130 s for isic.yaml's UNet from an empty cache)
+# compile is tried only where a compiled step saving MAX_COMPILE_GAIN of a step (bench_train_step_options:
+# x1.70 median, 41% saved, on a busy 2-core CPU) would repay over the smallest study a compile of
+# MIN_COMPILE_SECONDS (the bench: 35-210 s for isic.yaml's UNet from an empty cache)
 MAX_COMPILE_GAIN = 0.5
 MIN_COMPILE_SECONDS = 20.0
 
