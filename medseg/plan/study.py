@@ -452,9 +452,12 @@ def plan_study(
     name = out.stem
     raw, reasons = raw_config(fp, chosen, name, out, where)
     m = chosen.measured
-    if m.trials:  # the step options the calibration kept, as commented settings
-        raw["train"].update(m.options)
-        reasons.update(option_reasons(m.trials))
+    raw["train"].update(m.options)  # the step options measured (kept, where tried), commented
+    reasons.update(
+        option_reasons(m.trials)
+        if m.trials
+        else {"train.precision": "as configured: the step options were not tried (see the calibration log)"}
+    )
     header = [
         f"medseg plan {root} --workflow {workflow} --device {where}"
         + (f" --budget {budget / 60:g}m" if budget else "")

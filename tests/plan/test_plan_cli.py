@@ -49,7 +49,8 @@ def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path)
     precision = summary["step_options"]["precision"]
     assert precision == raw["train"]["precision"]
     assert precision in (("fp32", "bf16") if native_bf16() else ("fp32",))  # bf16 only where native
-    assert "the fastest step that trains as well" in text and "fp32 " in text
+    line = next(x for x in text.splitlines() if x.strip().startswith("precision:"))
+    assert "the fastest step that trains as well" in line or "not tried" in line
 
 
 @pytest.mark.parametrize(
