@@ -77,13 +77,14 @@ def measure(cfg: Any, cases: list[Any], steps: int, rounds: int = 5) -> dict[str
     from medseg.train.loaders import loader_kind, make_loaders, worker_count
     from medseg.train.losses import training_loss
     from medseg.train.state import new_state
+    from medseg.train.step_options import step_options
 
     device = pick_device(cfg.train.device)
-    amp = cfg.train.amp and device.type == "cuda"
+    options = step_options(cfg.train, device)
     loader, _ = make_loaders(cfg, cases, [], seed=0, device=device)
-    state = new_state(cfg, device, amp)
+    state = new_state(cfg, device, options)
     loss = training_loss(cfg).to(device)
-    ctx = EpochContext(state.model, loss, device, amp, DistInfo(), build_inferer(cfg.infer, cfg.roi_size))
+    ctx = EpochContext(state.model, loss, device, options, DistInfo(), build_inferer(cfg.infer, cfg.roi_size))
 
     train_epoch(ctx, state, loader, "warm-up", 1)  # caches, workers, kernels
     batch = next(iter(loader))
@@ -120,7 +121,7 @@ def measure(cfg: Any, cases: list[Any], steps: int, rounds: int = 5) -> dict[str
         "workers": worker_count(cfg, len(cases), device),
         "loader": loader_kind(cfg, device, len(cases)),
         "device": device.type,
-        "amp": amp,
+        "amp": options.scaled,
     }
 
 

@@ -308,6 +308,20 @@ class TrainConfig(Strict):
     min_epochs: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32",
+        description="CPU: bf16 autocast of the network in training and inference (on CUDA train.amp "
+        "decides: float16); auto: bf16 where the CPU has it natively (avx512_bf16 or amx_bf16), else "
+        "fp32, as emulated bf16 is several times slower",
+    )
+    channels_last: bool = Field(
+        False, description="train with weights and batches in the channels-last memory format"
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the network for training (a C++ compiler on a CPU; a minute or more of "
+        "compiling per fold before the first step); medseg plan measures whether it pays",
+    )
     deterministic: bool = Field(
         False, description="deterministic algorithms only: bit-identical reruns on the CPU, slower on CUDA"
     )

@@ -33,7 +33,7 @@ from medseg.io.dicom_seg import Segments, model_digest
 from medseg.io.raster import set_pixel_limit
 from medseg.io.source import Properties
 from medseg.registry import build_chain, build_inferer
-from medseg.runtime import cpu_cores
+from medseg.runtime import autocast_dtype, cpu_cores
 from medseg.transforms.loader import read_channels, to_meta_tensor
 from medseg.transforms.steps import load_transforms
 
@@ -153,7 +153,8 @@ class Segmenter:
         go on ``prep``."""
         cfg = self.cfg
         probs, scores = predict_scored(
-            self.models, prep.image, cfg.transforms, cfg.infer, self.inferer, self.device, cfg.train.amp,
+            self.models, prep.image, cfg.transforms, cfg.infer, self.inferer, self.device,
+            autocast_dtype(cfg.train.precision, cfg.train.amp, self.device),
             on_device=True, score_flips=cfg.evaluate.uncertainty, progress=progress,
         )  # fmt: skip
         prep.uncertainty, prep.fold_disagreement = scores.flips, scores.folds

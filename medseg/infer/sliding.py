@@ -20,6 +20,7 @@ from torch import nn
 from medseg.config.models import InferConfig, PipelineConfig, TransformsConfig
 from medseg.infer.postprocess import postprocess
 from medseg.infer.uncertainty import Scores, disagreement
+from medseg.runtime import autocast_dtype
 from medseg.transforms.resample import grid_size, linear_mode
 
 
@@ -79,7 +80,7 @@ def predict_scored(
     infer: InferConfig,
     inferer: Any,
     device: torch.device,
-    amp: bool = False,
+    autocast: torch.dtype | None = None,
     on_device: bool = False,
     score_flips: bool = False,
     progress: Callable[[float], None] | None = None,
@@ -93,7 +94,8 @@ def predict_scored(
         infer: the window, overlap and flips.
         inferer: the sliding-window inferer.
         device: where the models run.
-        amp: mixed precision (CUDA only).
+        autocast: the dtype the network runs in (``runtime.autocast_dtype``: CUDA's float16 with
+            ``train.amp``, the CPU's bfloat16 with ``train.precision``), or None for float32.
         on_device: leave the probabilities on ``device`` instead of moving them to the CPU.
         score_flips: also run the first model on each single-axis flip (:func:`axis_flips`) for
             its flip score alone, when ``infer.tta_flips`` is off.
@@ -117,7 +119,7 @@ def predict_scored(
     roi = infer.roi_size or transforms.input_size
     total = window_count(size, roi, infer.overlap) * (len(first) + (len(models) - 1) * len(averaged))
     counter = _Progress(total, progress)
-    with torch.no_grad(), torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+    with torch.no_grad(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
         probs, scores = _members(models, x, inferer, counter.wrap, averaged, first)
     probs = probs / (len(models) * len(averaged))
     if spatial != size:
@@ -186,6 +188,7 @@ class _Progress:
     def wrap(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         def run(window: torch.Tensor) -> torch.Tensor:
             out = model(window)
+            out = out.float() if out.dtype == torch.bfloat16 else out  # windows blend in float32
             self.done += window.shape[0]
             if self.progress is not None:
                 self.progress(min(1.0, self.done / self.total))
@@ -228,6 +231,14 @@ def predict_label_scored(
     """Integer label map on the image's reference grid, post-processed as configured, and the
     disagreement of the first model's flips (:func:`predict_scored`); the label map on the CPU."""
     probs, scores = predict_scored(
-        models, image, cfg.transforms, cfg.infer, inferer, device, cfg.train.amp, True, score_flips
+        models,
+        image,
+        cfg.transforms,
+        cfg.infer,
+        inferer,
+        device,
+        autocast_dtype(cfg.train.precision, cfg.train.amp, device),
+        True,
+        score_flips,
     )
     return postprocess(class_argmax(probs).cpu(), cfg.infer, cfg.data.num_classes), scores.flips

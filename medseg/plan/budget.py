@@ -83,3 +83,11 @@ class Workload:
         """The most epochs (at most 1000) whose study fits ``MARGIN`` of ``budget`` seconds; 0 if none."""
         spare = budget * MARGIN - self.study_seconds(0)
         return max(0, min(MAX_EPOCHS, int(spare / (self.folds * self.epoch_seconds()))))
+
+    def smallest_budget(self) -> int:
+        """The smallest budget in whole minutes, as seconds, in which the study trains
+        ``MIN_EPOCHS`` epochs per fold within ``MARGIN`` of it."""
+        minutes = max(1, math.ceil(self.study_seconds(MIN_EPOCHS) / MARGIN / 60))
+        while self.epochs_within(minutes * 60) < MIN_EPOCHS:  # the epoch count is rounded down
+            minutes += 1
+        return minutes * 60

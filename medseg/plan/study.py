@@ -10,6 +10,7 @@ its fingerprint beside it as ``<name>.fingerprint.json`` (so two plans in one fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -90,16 +91,29 @@ def bound(cfg: PipelineConfig, out: Path, calibration: bool = False) -> Pipeline
     return bind_components(validate_dict(raw, str(out)))
 
 
-def _measure(fp: dict[str, Any], cand: Candidate, out: Path, device: str, cases: list[Any]) -> Any:
+def _measure(
+    fp: dict[str, Any],
+    cand: Candidate,
+    out: Path,
+    device: str,
+    cases: list[Any],
+    options: dict[str, Any] | None = None,
+    budget: float | None = None,
+) -> Any:
+    """Measure ``cand``: with the step ``options`` chosen earlier, or trying them (None) where a
+    study of it could fit ``budget``."""
     from medseg.plan.calibrate import measure
 
-    cfg = bound(planned_config(fp, cand, "calibration", out, device)[0], out, calibration=True)
+    planned = planned_config(fp, cand, "calibration", out, device)[0]
+    if options:
+        planned = planned.model_copy(update={"train": planned.train.model_copy(update=options)})
+    cfg = bound(planned, out, calibration=True)
     patch = list(cand.planned["topology"].patch)
     log.info(
         "calibrating %s (%d base features) at scale %g, patch %s, batch %d",
         cand.network, cand.base, cand.scale, patch, cand.planned["batch_size"],
     )  # fmt: skip
-    return measure(cfg, cases)
+    return measure(cfg, cases, try_options=options is None, budget=budget)
 
 
 def _workload(cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[str, Any]) -> B.Workload:
@@ -138,7 +152,7 @@ def choose(
         fp: the fingerprint.
         cands: candidates from the finest and largest down.
         budget: seconds, or None (the first candidate, nnU-Net's 1000 epochs).
-        measure: candidate -> its measurement on the device.
+        measure: (candidate, step options or None to try them) -> its measurement on the device.
         fits: measurement -> whether its peak memory fits.
 
     Raises:
@@ -153,7 +167,7 @@ def choose(
                 c for c in family if np.prod(c.planned["topology"].patch) <= REF_VOXELS[fp["spatial_dims"]]
             )
             ref = next(small, family[-1])
-            refs[key] = (ref, measure(ref))
+            refs[key] = (ref, measure(ref, None))
         ref, measured = refs[key]
         _fit(cand, measured, None if cand is ref else ref, fp, budget)
         if budget is None:
@@ -161,7 +175,11 @@ def choose(
             return cand
         if cand.epochs < B.MIN_EPOCHS:
             continue
-        cand.measured = measured if cand is ref else measure(cand)
+        if cand is ref:
+            cand.measured = measured
+        else:  # with the options its family's reference kept, and that reference's trials of them
+            own = measure(cand, measured.options)
+            cand.measured = dataclasses.replace(own, trials=measured.trials)
         _fit(cand, cand.measured, None, fp, budget)  # confirmed on the device
         if cand.epochs >= B.MIN_EPOCHS and fits(cand.measured):
             return cand
@@ -177,17 +195,21 @@ def choose(
 
 
 def _infeasible(fp: dict[str, Any], last: Candidate, ref: tuple[Candidate, Any], budget: float) -> str:
-    """What to do when no candidate fits: the smallest budget for the smallest plan, from its own
-    measurement where it was measured (``ref`` is then the candidate itself)."""
+    """What to do when no candidate fits: the smallest budget for the smallest plan and what it
+    would give, from its own measurement where it was measured (``ref`` is then the candidate)."""
+    from medseg.plan.calibrate import load_note
+
     work = _workload(last, ref[1], None if last is ref[0] else ref[0], fp)
-    needed = work.study_seconds(B.MIN_EPOCHS) / B.MARGIN
-    minutes = max(1, math.ceil(needed / 60))
+    need = work.smallest_budget()
+    epochs = work.epochs_within(need)
+    busy = f"; measured with {load_note(ref[1])}" if ref[1].busy else ""
     return (
         f"--budget {_shown(budget)}: even the smallest plan ({last.network}, scale {last.scale:g}) trains "
-        f"fewer than {B.MIN_EPOCHS} epochs per fold in it; --budget {minutes}m would give it: {last.network} "
-        "at scale "
-        f"{last.scale:g}, {B.MIN_EPOCHS} epochs, batch {last.planned['batch_size']}, patch "
-        f"{list(last.planned['topology'].patch)} (at {ref[1].seconds_per_step:.3f} s per step measured here)"
+        f"fewer than {B.MIN_EPOCHS} epochs per fold in it; --budget {need // 60}m would give it: "
+        f"{last.network} ({last.base} base features) at scale {last.scale:g}, patch "
+        f"{list(last.planned['topology'].patch)}, batch {last.planned['batch_size']}, {epochs} epochs, "
+        f"about {work.study_seconds(epochs) / 60:.0f} min (at {ref[1].seconds_per_step:.3f} s per step "
+        f"measured here{busy})"
     )
 
 
@@ -246,7 +268,7 @@ def plan_study(
         fp,
         cands,
         budget,
-        lambda c: _measure(fp, c, out, where, cases),
+        lambda c, options: _measure(fp, c, out, where, cases, options, budget),
         lambda m: memory_fits(m.peak_bytes, where, memory_gb),
     )
     chosen.reasons["spacing"] = _geometry(fp)[2]
@@ -268,26 +290,18 @@ def _write(
     memory_gb: float,
     budget: float | None,
 ) -> dict[str, Any]:
+    """The pipeline file (each value with its reason, the step options measured) and its plan.json."""
+    from medseg.plan.step_choice import option_reasons
+
     cfg, reasons = planned_config(fp, chosen, out.stem, out, where)
     m = chosen.measured
-    header = [
-        f"medseg plan {root} --workflow {workflow} --device {where}"
-        + (f" --budget {budget / 60:g}m" if budget else "")
-        + f" --gpu-memory {memory_gb:g}GB",
-        f"{fp['n_cases']} cases ({len(fp['bad_cases'])} bad), {fp['spatial_dims']}D {fp['modality']}, "
-        f"median shape {[round(s) for s in fp['median_shape']]}, classes {n_classes(fp)} "
-        f"({out.stem}.fingerprint.json)",
-        f"expected wall time of the {folds(fp)}-fold study: {chosen.seconds / 60:.1f} min on {where} "
-        f"({m.seconds_per_step:.3f} s per training step measured, "
-        f"{m.peak_bytes / 2**20:.0f} MB peak per step)",
-        "Each planned value says why beside it; medseg run records the real wall time in timing.json.",
-        "",
-    ]
-    if budget is None and chosen.seconds > DAY:
-        hint = f"about {chosen.seconds / 3600:.0f} h on {where}: give --budget (such as --budget 2h) to fit "
-        hint += "a time"
-        log.warning("plan: %s", hint)
-        header.insert(3, f"WARNING: {hint}")
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=m.options)})  # measured options
+    reasons.update(
+        option_reasons(m.trials)
+        if m.trials
+        else {"train.precision": "as configured: the step options were not tried (see the calibration log)"}
+    )
+    header = _header(fp, chosen, root, workflow, out, where, memory_gb, budget)
     write_text(out, to_yaml(cfg.model_dump(mode="json", exclude_unset=True), reasons, header))
     summary = {
         "pipeline": str(out),
@@ -301,9 +315,46 @@ def _write(
         "seconds_per_step": m.seconds_per_step,
         "peak_bytes": m.peak_bytes,
         "device": where,
+        "load": {"load_average": m.load, "cores": m.cores, "cpu_share": m.cpu_share, "busy": m.busy},
+        "step_options": m.options,
     }
     write_text(out.parent / f"{out.stem}.plan.json", json.dumps(summary, indent=1))
     return summary
+
+
+def _header(
+    fp: dict[str, Any],
+    chosen: Candidate,
+    root: Path,
+    workflow: str,
+    out: Path,
+    where: str,
+    memory_gb: float,
+    budget: float | None,
+) -> list[str]:
+    """The plan's opening comment: the command, the data, the expected wall time and the load."""
+    from medseg.plan.calibrate import load_note
+
+    m = chosen.measured
+    header = [
+        f"medseg plan {root} --workflow {workflow} --device {where}"
+        + (f" --budget {_shown(budget)}" if budget else "")
+        + f" --gpu-memory {memory_gb:g}GB",
+        f"{fp['n_cases']} cases ({len(fp['bad_cases'])} bad), {fp['spatial_dims']}D {fp['modality']}, "
+        f"median shape {[round(s) for s in fp['median_shape']]}, classes {n_classes(fp)} "
+        f"({out.stem}.fingerprint.json)",
+        f"expected wall time of the {folds(fp)}-fold study: {chosen.seconds / 60:.1f} min on {where} "
+        f"({m.seconds_per_step:.3f} s per training step measured, "
+        f"{m.peak_bytes / 2**20:.0f} MB peak per step; {load_note(m)})",
+        "Each planned value says why beside it; medseg run records the real wall time in timing.json.",
+        "",
+    ]
+    if budget is None and chosen.seconds > DAY:
+        hint = f"about {chosen.seconds / 3600:.0f} h on {where}: give --budget (such as --budget 2h) to fit "
+        hint += "a time"
+        log.warning("plan: %s", hint)
+        header.insert(3, f"WARNING: {hint}")
+    return header
 
 
 def memory_fits(peak_bytes: int, device: str, memory_gb: float) -> bool:

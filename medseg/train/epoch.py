@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -11,6 +11,7 @@ from torch import nn
 from medseg.errors import MedsegError
 from medseg.train.distributed import DistInfo, all_reduce_sum
 from medseg.train.state import TrainState
+from medseg.train.step_options import StepOptions
 
 
 @dataclass(frozen=True)
@@ -18,22 +19,35 @@ class EpochContext:
     """What every epoch of a fold uses.
 
     Attributes:
-        net: the network to train (DDP-wrapped under torchrun).
+        net: the network to train (DDP-wrapped under torchrun, compiled with ``train.compile``).
         loss_fn: the loss.
         device: where training runs.
-        amp: mixed precision on.
+        options: precision and memory format of the step.
         dist: this process's place in the group.
         inferer: the sliding-window inferer of validation.
         show_bar: whether a progress bar shows.
+        eager: with ``net`` compiled, the same network not compiled: it takes batches of another
+            shape than the first (an epoch's smaller last batch), which would otherwise compile again.
+        compiled_shape: the input shape ``net`` was compiled for, once seen.
     """
 
     net: nn.Module
     loss_fn: nn.Module
     device: torch.device
-    amp: bool
+    options: StepOptions
     dist: DistInfo
     inferer: Any
     show_bar: bool = False
+    eager: nn.Module | None = None
+    compiled_shape: list[tuple[int, ...]] = field(default_factory=list)
+
+    def network(self, image: torch.Tensor) -> nn.Module:
+        """The module that steps on ``image``: ``net``, or ``eager`` for a shape it was not compiled for."""
+        if self.eager is None:
+            return self.net
+        if not self.compiled_shape:
+            self.compiled_shape.append(tuple(image.shape))
+        return self.net if tuple(image.shape) == self.compiled_shape[0] else self.eager
 
 
 def train_epoch(ctx: EpochContext, state: TrainState, loader: Any, where: str, of: int) -> float:
@@ -58,11 +72,11 @@ def train_epoch(ctx: EpochContext, state: TrainState, loader: Any, where: str, o
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"{where}/{of}", leave=False, disable=not ctx.show_bar)
     for batch in bar:
-        image = batch["image"].to(ctx.device, non_blocking=True)
+        image = ctx.options.batch(batch["image"].to(ctx.device, non_blocking=True))
         target = batch["label"].to(ctx.device, non_blocking=True)
         state.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(ctx.device.type, enabled=ctx.amp):
-            out = ctx.net(image)
+        with ctx.options.autocast(ctx.device):
+            out = ctx.network(image)(image).float()  # the loss in float32 whatever the precision
             if out.dim() == image.dim() + 1:  # deep supervision: (B, outputs, C, *spatial)
                 out = list(torch.unbind(out, dim=1))
             loss = ctx.loss_fn(out, target)
@@ -101,7 +115,7 @@ def validation_dice(
 
     metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
     model.eval()
-    with torch.no_grad(), torch.autocast(ctx.device.type, enabled=ctx.amp):
+    with torch.no_grad(), ctx.options.autocast(ctx.device):
         for batch in loader:
             image = batch["image"].to(ctx.device)
             label = batch["label"].to(ctx.device)

@@ -1,8 +1,10 @@
 """Training of one fold: AdamW with a cosine schedule, early stopping on validation Dice.
 
-AMP and ``cudnn.benchmark`` are used on CUDA; on the CPU training runs in float32. The best
-(validation Dice) and last checkpoints go to ``fold_k/checkpoints/``, the per-epoch history to
-``fold_k/history.csv`` and, through ``on_epoch``, to MLflow. The steps are named: a
+AMP (float16) and ``cudnn.benchmark`` are used on CUDA; on the CPU training runs in float32, or in
+bfloat16 autocast with ``train.precision``; ``train.channels_last`` and ``train.compile`` apply on
+both (:mod:`medseg.train.step_options`). The best (validation Dice) and last checkpoints go to
+``fold_k/checkpoints/``, the per-epoch history to ``fold_k/history.csv`` and, through
+``on_epoch``, to MLflow. The steps are named: a
 :class:`~medseg.train.state.TrainState` is made or resumed (:mod:`medseg.train.state`), then each
 epoch trains (:func:`~medseg.train.epoch.train_epoch`), validates
 (:func:`~medseg.train.epoch.validation_dice`), keeps the best weights and saves ``last.pt``.
@@ -32,6 +34,7 @@ from medseg.train.distributed import DistInfo
 from medseg.train.epoch import EpochContext, train_epoch, validation_dice
 from medseg.train.losses import training_loss
 from medseg.train.state import TrainState, new_state, resume, save_best
+from medseg.train.step_options import step_options, trained_module
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +89,23 @@ def train_fold(
     """
     dist = dist or DistInfo()
     device = pick_device(cfg.train.device)
-    amp = cfg.train.amp and device.type == "cuda"
+    options = step_options(cfg.train, device)
     set_determinism(cfg.train.deterministic, device)
-    state = new_state(cfg, device, amp)
+    state = new_state(cfg, device, options)
     loss_fn = training_loss(cfg).to(device)
     chain = getattr(getattr(train_loader, "dataset", None), "transform", None)
     generator = getattr(train_loader, "generator", None)
     resume(state, fold.last, cfg, chain, generator)
+    net = _parallel(state, dist, device)
     ctx = EpochContext(
-        net=_parallel(state, dist, device),
+        net=trained_module(net, options),
         loss_fn=loss_fn,
         device=device,
-        amp=amp,
+        options=options,
         dist=dist,
         inferer=build_inferer(cfg.infer, cfg.roi_size),
         show_bar=sys.stderr.isatty() and dist.is_main,
+        eager=net if options.compile else None,
     )
     first = cfg.train.epochs if state.stopped else state.epoch
     for epoch in range(first, cfg.train.epochs):

@@ -21,6 +21,7 @@ from medseg.config.models import PipelineConfig
 from medseg.io.checkpoint import load_weights, save_checkpoint
 from medseg.registry import build_network
 from medseg.train import rng
+from medseg.train.step_options import StepOptions, to_memory_format
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +94,22 @@ class TrainState:
         }
 
 
-def new_state(cfg: PipelineConfig, device: torch.device, amp: bool) -> TrainState:
+def new_state(cfg: PipelineConfig, device: torch.device, options: StepOptions) -> TrainState:
     """A freshly initialised network with AdamW, its cosine schedule and a grad scaler.
 
     Args:
         cfg: the resolved configuration (network, optimiser, epochs).
         device: where the network lives.
-        amp: mixed precision on (scales the gradients).
+        options: the step's options: the memory format of the weights, and whether gradients are
+            scaled (float16 autocast).
 
     Returns:
         The training state at epoch 0.
     """
-    model = build_network(cfg.network).to(device)
+    model = to_memory_format(build_network(cfg.network).to(device), options, cfg.transforms.spatial_dims)
     opt = cfg.train.optimizer
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=options.scaled)
     return TrainState(model, optimizer, make_scheduler(optimizer, cfg), scaler)
 
 

@@ -4,6 +4,7 @@ fingerprint beside it, and clear refusals of careless arguments."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from medseg.config.load import load_pipeline
+from medseg.runtime import native_bf16
 
 from ..conftest import ROOT, make_dataset
 
@@ -40,6 +42,15 @@ def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path)
     assert fp["n_cases"] == 20 and fp["median_shape"] == [48.0, 64.0] and "usable" not in fp
     summary = json.loads((out.parent / "syn.plan.json").read_text())
     assert summary["expected_seconds"] <= 120 * 0.9 + 1 and summary["seconds_per_step"] > 0
+    # the machine's load beside the measurement, and the step options the calibration kept
+    assert summary["load"]["cores"] >= 1 and summary["load"]["load_average"] >= 0
+    assert 0 < summary["load"]["cpu_share"] <= 1.5 and "load average" in text
+    assert set(summary["step_options"]) == {"precision", "channels_last", "compile"}
+    precision = summary["step_options"]["precision"]
+    assert precision == raw["train"]["precision"]
+    assert precision in (("fp32", "bf16") if native_bf16() else ("fp32",))  # bf16 only where native
+    line = next(x for x in text.splitlines() if x.strip().startswith("precision:"))
+    assert "the fastest step that trains as well" in line or "not tried" in line
 
 
 @pytest.mark.parametrize(
@@ -64,3 +75,11 @@ def test_a_budget_too_small_is_refused_with_the_reason(tmp_path):
     data = make_dataset(tmp_path / "data", n_cases=10, height=48, width=64)
     proc = _plan(str(data), "--device", "cpu", "--budget", "5s", "--out", str(tmp_path / "p.yaml"))
     assert proc.returncode == 1 and "--budget 5s: even the smallest plan" in proc.stderr
+    # answered with the smallest budget that fits and the plan it would give
+    found = re.search(
+        r"--budget (\d+)m would give UNet \(16 base features\) at \[\d+, \d+\], batch \d+, (\d+) epochs",
+        proc.stderr,
+    )
+    assert found, proc.stderr
+    assert int(found.group(1)) >= 1 and int(found.group(2)) >= 40
+    assert "Traceback" not in proc.stderr

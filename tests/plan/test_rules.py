@@ -103,6 +103,15 @@ def test_epochs_within_a_budget():
     assert flips.study_seconds(10) == pytest.approx(17 + 5 * 2 + 10 * 22.5)
 
 
+def test_the_smallest_budget_that_fits_trains_the_fewest_epochs_allowed():
+    work = B.Workload(n_cases=10, folds=5, batch=2, per_image=1, step=1.0, val_case=0.5, load=0.1)
+    # 40 epochs: (17 + 40 x 22.5) / 0.9 = 1018.9 s, so 17 minutes; 16 give 39 epochs
+    assert work.smallest_budget() == 17 * 60
+    assert work.epochs_within(17 * 60) >= B.MIN_EPOCHS > work.epochs_within(16 * 60)
+    fast = B.Workload(n_cases=10, folds=5, batch=2, per_image=1, step=0.001, val_case=0.001, load=0.001)
+    assert fast.smallest_budget() == 60  # never less than a minute
+
+
 def test_fewer_folds_for_fewer_patients():
     # 8 cases of 2 patients: 2 folds of 4 held out, 3 fitted and 1 watching
     work = B.Workload(n_cases=8, folds=2, batch=2, per_image=1, step=1.0, val_case=0.5, load=0.1)
