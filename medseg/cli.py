@@ -420,6 +420,9 @@ def predict(
         str | None, typer.Option(help="MLflow store of a runs:/ model, e.g. sqlite:///runs/ct/mlflow.db")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: train.device)")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="write only these classes, e.g. liver,spleen (predict.classes)")
+    ] = None,
     log_paths: Annotated[
         bool, typer.Option(help="show DICOM file and folder names in manifest.csv and the log")
     ] = False,
@@ -460,6 +463,8 @@ def predict(
     N jobs share the inputs; the last to finish (or --merge) writes manifest.csv and summary.json."""
     from medseg.infer import parts
 
+    if classes is not None:  # a --set of predict.classes, so --executor jobs get it too
+        set_ = [*(set_ or []), f"predict.classes=[{', '.join(c.strip() for c in classes.split(','))}]"]
     if merge:
         summary = parts.merge(output, strict=True)
         assert summary is not None
