@@ -335,50 +335,97 @@ def _numbers(text: str | None, what: str, kind: type = float) -> list | None:
         raise MedsegError(f"{what}: expected comma-separated numbers, got '{text}'") from None
 
 
+PredOpt = Annotated[Path, typer.Option("--pred", help="folder of predicted masks (a predict output folder)")]
+RefOpt = Annotated[Path, typer.Option("--ref", help="folder of reference masks")]
+ModelDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="run folder (or its config.yaml) of the model that predicted: its class names, label map "
+        "(data.labels) and Surface Dice tolerances"
+    ),
+]
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(help="classes in the predictions, e.g. liver=1,spleen=2; with --model, a subset: liver"),
+]
+RefLabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="values of the classes in the references, e.g. liver=5,spleen=1,kidneys=2+3, or a JSON/YAML "
+        "label map file; other values are background"
+    ),
+]
+ToleranceOpt = Annotated[
+    str | None,
+    typer.Option(help="Surface Dice tolerance(s) in mm, one or one per class (default: the model's; 2)"),
+]
+RequireAllOpt = Annotated[
+    bool, typer.Option(help="refuse references without a prediction (default: score the cases in common)")
+]
+PixelsOpt = Annotated[
+    int, typer.Option(min=1, help="pictures with more pixels are refused unread (decompression bombs)")
+]
+
+
 @command()
 def evaluate(
-    pred: Annotated[Path, typer.Option("--pred", help="folder of predicted masks")],
-    ref: Annotated[Path, typer.Option("--ref", help="folder of reference masks")],
-    out: Annotated[Path, typer.Option("--out", help="where metrics.csv and summary.json go")] = Path(
-        "evaluation"
-    ),
+    pred: PredOpt,
+    ref: RefOpt,
+    out: Annotated[Path, typer.Option(help="where metrics.csv and summary.json go")] = Path("evaluation"),
+    model: ModelDirOpt = None,
+    classes: ClassesOpt = None,
+    ref_labels: RefLabelsOpt = None,
     spacing: Annotated[
         str | None, typer.Option(help="voxel spacing in mm, e.g. 0.8,0.8,2.0 (default: from the files)")
     ] = None,
-    labels: Annotated[str | None, typer.Option(help="labels to score, e.g. 1,2 (default: all found)")] = None,
-    tolerance: Annotated[
-        str, typer.Option(help="Surface Dice tolerance(s) in mm, one or one per label")
-    ] = "2.0",
+    labels: Annotated[str | None, typer.Option(help="unnamed values to score, e.g. 1,2")] = None,
+    tolerance: ToleranceOpt = None,
     pred_suffix: Annotated[str, typer.Option(help="dropped from prediction names before pairing")] = "",
     ref_suffix: Annotated[str, typer.Option(help="dropped from reference names, e.g. _segmentation")] = "",
-    max_image_pixels: Annotated[
-        int, typer.Option(min=1, help="pictures with more pixels are refused unread (decompression bombs)")
-    ] = 89_478_485,
+    require_all: RequireAllOpt = False,
+    max_image_pixels: PixelsOpt = 89_478_485,
 ) -> None:
     """Score a folder of predictions against a folder of references (PNG, NIfTI, DICOM, DICOM SEG)."""
+    from medseg.evaluate import classes as scored
     from medseg.evaluate.folders import evaluate_folders
     from medseg.io.raster import set_pixel_limit
 
     set_pixel_limit(max_image_pixels)
+    by_model = scored.model_classes(model) if model is not None else None
+    ref_map, whole = scored.label_map(ref_labels, "--ref-labels") if ref_labels is not None else (None, False)
     summary = evaluate_folders(
         pred,
         ref,
         out,
         spacing=_numbers(spacing, "--spacing"),
         labels=_numbers(labels, "--labels", int),
-        tolerance=_numbers(tolerance, "--tolerance") or [2.0],
+        tolerance=_numbers(tolerance, "--tolerance"),
         pred_suffix=pred_suffix,
         ref_suffix=ref_suffix,
+        classes=scored.resolve(by_model, classes, ref_map, whole),
+        require_all=require_all,
+        model_values=None if by_model is None else {c.value for c in by_model},
     )
+    typer.echo("\n".join(_evaluation_lines(summary)))
+    typer.echo(f"metrics: {out / 'metrics.csv'}, summary: {out / 'summary.json'}")
+
+
+def _evaluation_lines(summary: dict[str, Any]) -> list[str]:
+    """What ``medseg evaluate`` prints: a line per class (and the mean), then the references that
+    were not scored."""
+    lines = []
     for key, stats in summary["labels"].items():
         hd = stats["hd95"]
-        typer.echo(
+        lines.append(
             f"{key}: Dice {stats['dice']['mean']:.4f} ± {stats['dice']['std']:.4f}, "
             f"HD95 {hd['mean']:.3f} ({hd['n_infinite']} infinite, "
             f"capped mean {hd.get('capped_mean', float('nan')):.3f}), "
             f"NSD {stats['nsd']['mean']:.4f} over {stats['counts']['n']} cases"
         )
-    typer.echo(f"metrics: {out / 'metrics.csv'}, summary: {out / 'summary.json'}")
+    if missing := summary["references_without_prediction"]:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        lines.append(f"{len(missing)} reference(s) without a prediction, not scored: {shown} (--require-all)")
+    return lines
 
 
 @command()
