@@ -242,3 +242,35 @@ def test_predict_writes_only_the_classes_chosen(predicted, tmp_path):
     )
     assert bad.exit_code == 1
     assert "predict.classes: ['kidney']: not among the model's classes ['liver', 'spleen']" in bad.output
+
+
+def test_the_isic_command_of_the_report_scores_pictures_with_their_overlays_beside(synthetic_root, tmp_path):
+    """`medseg evaluate --pred OUT --ref GT --ref-suffix _segmentation` on predict's PNG outputs, the
+    overlays left in place and one reference more than was predicted: the two masks scored."""
+    from medseg.io.raster import read_raster, write_png
+
+    tiny_2d = [*TINY, "transforms.spatial_size=[32, 32]"]
+    run = untrained_run_dir("demo.yaml", tiny_2d, tmp_path / "run", folds=1)
+    images = sorted((synthetic_root / "ISIC2018_Task1-2_Training_Input").iterdir())[:3]
+    inputs, refs, out = tmp_path / "in", tmp_path / "ref", tmp_path / "out"
+    inputs.mkdir()
+    refs.mkdir()
+    for i, image in enumerate(images):
+        if i < 2:
+            shutil.copy(image, inputs / image.name)
+        masks = synthetic_root / "ISIC2018_Task1_Training_GroundTruth"
+        write_png(refs / f"{image.stem}_segmentation.png", read_raster(next(masks.glob(f"{image.stem}_*"))))
+    invoke("predict", "--model", run, "--input", inputs, "--output", out, "--workers", "0")
+    assert len(list(out.glob("*_overlay.png"))) == 2
+    printed = invoke(
+        "evaluate", "--pred", out, "--ref", refs, "--ref-suffix", "_segmentation", "--out", tmp_path / "ev"
+    )
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["n_cases"] == 2 and summary["references_without_prediction"] == [images[2].stem]
+    assert f"1 reference(s) without a prediction, not scored: {images[2].stem}" in printed
+    with open(tmp_path / "ev" / "metrics.csv", newline="") as fh:
+        got = {r["case"]: float(r["dice"]) for r in csv.DictReader(fh)}
+    assert set(got) == {images[0].stem, images[1].stem}
+    for case, dice in got.items():
+        p, r = read_raster(out / f"{case}.png") > 0, read_raster(refs / f"{case}_segmentation.png") > 0
+        assert dice == pytest.approx(2 * (p & r).sum() / (p.sum() + r.sum()), abs=1e-6), case
