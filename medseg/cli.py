@@ -339,50 +339,97 @@ def _numbers(text: str | None, what: str, kind: type = float) -> list | None:
         raise MedsegError(f"{what}: expected comma-separated numbers, got '{text}'") from None
 
 
+PredOpt = Annotated[Path, typer.Option("--pred", help="folder of predicted masks (a predict output folder)")]
+RefOpt = Annotated[Path, typer.Option("--ref", help="folder of reference masks")]
+ModelDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="run folder (or its config.yaml) of the model that predicted: its class names, label map "
+        "(data.labels) and Surface Dice tolerances"
+    ),
+]
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(help="classes in the predictions, e.g. liver=1,spleen=2; with --model, a subset: liver"),
+]
+RefLabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="values of the classes in the references, e.g. liver=5,spleen=1,kidneys=2+3, or a JSON/YAML "
+        "label map file; other values are background"
+    ),
+]
+ToleranceOpt = Annotated[
+    str | None,
+    typer.Option(help="Surface Dice tolerance(s) in mm, one or one per class (default: the model's; 2)"),
+]
+RequireAllOpt = Annotated[
+    bool, typer.Option(help="refuse references without a prediction (default: score the cases in common)")
+]
+PixelsOpt = Annotated[
+    int, typer.Option(min=1, help="pictures with more pixels are refused unread (decompression bombs)")
+]
+
+
 @command()
 def evaluate(
-    pred: Annotated[Path, typer.Option("--pred", help="folder of predicted masks")],
-    ref: Annotated[Path, typer.Option("--ref", help="folder of reference masks")],
-    out: Annotated[Path, typer.Option("--out", help="where metrics.csv and summary.json go")] = Path(
-        "evaluation"
-    ),
+    pred: PredOpt,
+    ref: RefOpt,
+    out: Annotated[Path, typer.Option(help="where metrics.csv and summary.json go")] = Path("evaluation"),
+    model: ModelDirOpt = None,
+    classes: ClassesOpt = None,
+    ref_labels: RefLabelsOpt = None,
     spacing: Annotated[
         str | None, typer.Option(help="voxel spacing in mm, e.g. 0.8,0.8,2.0 (default: from the files)")
     ] = None,
-    labels: Annotated[str | None, typer.Option(help="labels to score, e.g. 1,2 (default: all found)")] = None,
-    tolerance: Annotated[
-        str, typer.Option(help="Surface Dice tolerance(s) in mm, one or one per label")
-    ] = "2.0",
+    labels: Annotated[str | None, typer.Option(help="unnamed values to score, e.g. 1,2")] = None,
+    tolerance: ToleranceOpt = None,
     pred_suffix: Annotated[str, typer.Option(help="dropped from prediction names before pairing")] = "",
     ref_suffix: Annotated[str, typer.Option(help="dropped from reference names, e.g. _segmentation")] = "",
-    max_image_pixels: Annotated[
-        int, typer.Option(min=1, help="pictures with more pixels are refused unread (decompression bombs)")
-    ] = 89_478_485,
+    require_all: RequireAllOpt = False,
+    max_image_pixels: PixelsOpt = 89_478_485,
 ) -> None:
     """Score a folder of predictions against a folder of references (PNG, NIfTI, DICOM, DICOM SEG)."""
+    from medseg.evaluate import classes as scored
     from medseg.evaluate.folders import evaluate_folders
     from medseg.io.raster import set_pixel_limit
 
     set_pixel_limit(max_image_pixels)
+    by_model = scored.model_classes(model) if model is not None else None
+    ref_map, whole = scored.label_map(ref_labels, "--ref-labels") if ref_labels is not None else (None, False)
     summary = evaluate_folders(
         pred,
         ref,
         out,
         spacing=_numbers(spacing, "--spacing"),
         labels=_numbers(labels, "--labels", int),
-        tolerance=_numbers(tolerance, "--tolerance") or [2.0],
+        tolerance=_numbers(tolerance, "--tolerance"),
         pred_suffix=pred_suffix,
         ref_suffix=ref_suffix,
+        classes=scored.resolve(by_model, classes, ref_map, whole),
+        require_all=require_all,
+        model_values=None if by_model is None else {c.value for c in by_model},
     )
+    typer.echo("\n".join(_evaluation_lines(summary)))
+    typer.echo(f"metrics: {out / 'metrics.csv'}, summary: {out / 'summary.json'}")
+
+
+def _evaluation_lines(summary: dict[str, Any]) -> list[str]:
+    """What ``medseg evaluate`` prints: a line per class (and the mean), then the references that
+    were not scored."""
+    lines = []
     for key, stats in summary["labels"].items():
         hd = stats["hd95"]
-        typer.echo(
+        lines.append(
             f"{key}: Dice {stats['dice']['mean']:.4f} ± {stats['dice']['std']:.4f}, "
             f"HD95 {hd['mean']:.3f} ({hd['n_infinite']} infinite, "
             f"capped mean {hd.get('capped_mean', float('nan')):.3f}), "
             f"NSD {stats['nsd']['mean']:.4f} over {stats['counts']['n']} cases"
         )
-    typer.echo(f"metrics: {out / 'metrics.csv'}, summary: {out / 'summary.json'}")
+    if missing := summary["references_without_prediction"]:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        lines.append(f"{len(missing)} reference(s) without a prediction, not scored: {shown} (--require-all)")
+    return lines
 
 
 @command()
@@ -447,6 +494,9 @@ SeriesOpt = Annotated[list[str] | None, typer.Option(help="DICOMweb: SeriesInsta
 ModalityOpt = Annotated[str | None, typer.Option(help="DICOMweb: only series of this Modality")]
 SinceOpt = Annotated[str | None, typer.Option(help="DICOMweb: studies from this date, YYYY-MM-DD")]
 SendOpt = Annotated[str | None, typer.Option(help="store each DICOM SEG with STOW-RS at dicomweb+http://...")]
+WrittenClassesOpt = Annotated[
+    str | None, typer.Option(help="write only these classes, e.g. liver,spleen (predict.classes)")
+]
 PartsOpt = Annotated[
     int | None, typer.Option("--parts", min=2, help="--executor: N jobs over --part I/N, then a merge")
 ]
@@ -463,6 +513,7 @@ def predict(
     fold: FoldOpt = None,
     tracking_uri: TrackingUriOpt = None,
     device: DeviceOpt = None,
+    classes: WrittenClassesOpt = None,
     log_paths: LogPathsOpt = False,
     workers: WorkersOpt = None,
     part: PartOpt = None,
@@ -483,13 +534,9 @@ def predict(
     Writes <name>.nii.gz (or .png) on the input's own grid, a DICOM SEG for DICOM inputs, overlays
     for 2D inputs, manifest.csv and summary.json. Run again, it skips what is done. With --part I/N,
     N jobs share the inputs; the last to finish (or --merge) writes manifest.csv and summary.json."""
+    set_ = _with_classes(set_, classes)
     if merge:
-        from medseg.infer import parts
-
-        summary = parts.merge(output, strict=True)
-        assert summary is not None
-        typer.echo(_predict_result(summary, output / "manifest.csv"))
-        return
+        return _merge_parts(output)
     if model is None or input_dir is None:
         raise MedsegError("--model and --input are needed (only --merge goes without them)")
     _predict_checks(output, model, input_dir, device, part, send, set_ or [])
@@ -515,6 +562,27 @@ def predict(
     _echo_predicted(summary, output, share)
     if summary["failed"]:
         raise typer.Exit(code=EXIT_PARTIAL)
+
+
+def _merge_parts(output: Path) -> None:
+    """``predict --merge``: the --part jobs' manifests and summaries in ``output`` as one."""
+    from medseg.infer import parts
+
+    summary = parts.merge(output, strict=True)
+    assert summary is not None
+    typer.echo(_predict_result(summary, output / "manifest.csv"))
+
+
+def _with_classes(set_: list[str] | None, classes: str | None) -> list[str] | None:
+    """``--classes liver,spleen`` as a ``--set`` of ``predict.classes``, so ``--executor`` jobs get it.
+
+    Example:
+        >>> _with_classes(None, "liver, spleen")
+        ['predict.classes=[liver, spleen]']
+    """
+    if classes is None:
+        return set_
+    return [*(set_ or []), f"predict.classes=[{', '.join(c.strip() for c in classes.split(','))}]"]
 
 
 def _echo_predicted(summary: dict, output: Path, share: tuple[int, int]) -> None:

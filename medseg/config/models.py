@@ -392,6 +392,33 @@ class PredictConfig(Strict):
         False, description="also an RT Structure Set of each DICOM series, for treatment-planning systems"
     )
     dicomweb: DicomwebConfig = DicomwebConfig()
+    rtstruct_max_contours: int = Field(
+        20_000,
+        ge=1,
+        description="an RTSTRUCT needing more contours than this is not written and manifest.csv says why: "
+        "a fragmented prediction (a poor model) makes files of hundreds of MB that planning systems cannot "
+        "load; a clean prediction of a few organs needs a few hundred to a few thousand",
+    )
+    rtstruct_tolerance: float = Field(
+        0.25,
+        ge=0,
+        lt=1,
+        description="RTSTRUCT outlines are simplified (Douglas-Peucker) with this tolerance in pixels, below "
+        "a voxel: an organ's outline keeps about a quarter of its points and covers the same pixels when "
+        "drawn back; 0 keeps every point",
+    )
+    statistics: bool = Field(
+        False,
+        description="also <name>_statistics.json: per class the voxels, volume and the mean, median, std, "
+        "min and max of the image as read (HU for CT), on the input's grid, and mean_<class>/median_<class> "
+        "columns in manifest.csv",
+    )
+    classes: list[str] | None = Field(
+        None,
+        description="write only these classes (names of data.labels or data.class_names), e.g. [liver, "
+        "spleen], as TotalSegmentator's --roi_subset; the others become background in every output but the "
+        "probabilities; default all",
+    )
 
 
 class EvaluateConfig(Strict):

@@ -9,9 +9,12 @@ MONAI's own crop does). The edges are MONAI's: voxels removed by one binary eros
 ASSD; for NSD the cells of the corner grid whose 2x2(x2) neighbourhood code (MONAI's encoding
 kernel, applied with integer shifts rather than a float16 convolution) is neither empty nor full,
 weighted by MONAI's code-to-area table. Distances are exact Euclidean distances in mm, from a
-KD-tree over the edge coordinates (both CPU cores) when surfaces are small, or scipy's
-``distance_transform_edt`` over the box when they are large. They are rounded to float32 like
-MONAI's before percentiles, means and tolerances; tests check equality with MONAI's functions.
+KD-tree over the edge coordinates (both CPU cores) when surfaces are small, or scipy's Euclidean
+feature transform over the box when they are large; there only the distances of the edge voxels
+asked about are computed, by scipy's own arithmetic (on a 512x512x20 box with 5% edge voxels,
+1.6 s instead of 2.9 s for the whole box's distances: ``benchmarks/bench_heldout.py``). They are
+rounded to float32 like MONAI's before percentiles, means and tolerances; tests check equality
+with MONAI's functions.
 
 - HD95: the larger of the two directed 95th percentiles (MONAI, DeepMind's surface-distance);
   HD: the larger of the two directed maxima;
@@ -85,7 +88,6 @@ def _directed(edges_from: np.ndarray, edges_to: np.ndarray, spacing: Sequence[fl
     Exact either way: a KD-tree over the edge coordinates when the surfaces are small next to the
     box, a distance transform of the box when they are large (a poor prediction's noisy surface).
     """
-    from scipy.ndimage import distance_transform_edt
     from scipy.spatial import cKDTree
 
     n_from = int(edges_from.sum())
@@ -96,8 +98,27 @@ def _directed(edges_from: np.ndarray, edges_to: np.ndarray, spacing: Sequence[fl
         tree = cKDTree(np.argwhere(edges_to) * scale, leafsize=32)
         dist, _ = tree.query(np.argwhere(edges_from) * scale, k=1, workers=-1)
         return np.asarray(dist, dtype=np.float32)
-    field = distance_transform_edt(~edges_to, sampling=list(spacing))
-    return np.asarray(field[edges_from], dtype=np.float32)
+    return _edt_at(edges_from, edges_to, spacing)
+
+
+def _edt_at(edges_from: np.ndarray, edges_to: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """``scipy.ndimage.distance_transform_edt(~edges_to, sampling=spacing)[edges_from]`` as float32,
+    bit for bit, computing the distance of the ``edges_from`` voxels only: the feature transform of
+    the box (the nearest ``edges_to`` voxel of every voxel), then scipy's own arithmetic on those
+    voxels (integer offsets, times the spacing in float64, squared, summed over the axes in order,
+    square root)."""
+    from scipy.ndimage import distance_transform_edt
+
+    nearest = distance_transform_edt(
+        ~edges_to, sampling=list(spacing), return_distances=False, return_indices=True
+    )
+    where = np.nonzero(edges_from)
+    offsets = (nearest[(slice(None), *where)] - np.stack(where).astype(np.int32)).astype(np.float64)
+    sampling = np.asarray(spacing, dtype=np.float64)
+    for axis in range(len(sampling)):
+        offsets[axis, ...] *= sampling[axis]
+    np.multiply(offsets, offsets, offsets)
+    return np.sqrt(np.add.reduce(offsets, axis=0)).astype(np.float32)
 
 
 def _quantile(d: np.ndarray, q: float) -> float:
@@ -110,7 +131,11 @@ def _quantile(d: np.ndarray, q: float) -> float:
 
 def distances(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Directed edge distances (pred -> ref, ref -> pred) of two non-empty boolean masks."""
-    p, r = crop_union(np.asarray(pred, bool), np.asarray(ref, bool))
+    return _edge_distances(*crop_union(np.asarray(pred, bool), np.asarray(ref, bool)), spacing)
+
+
+def _edge_distances(p: np.ndarray, r: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`distances` of two masks already cropped by :func:`crop_union`."""
     edges_pred, edges_ref = _hd_edges(p), _hd_edges(r)
     return _directed(edges_pred, edges_ref, spacing), _directed(edges_ref, edges_pred, spacing)
 
@@ -123,7 +148,11 @@ def hausdorff(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], perce
 
 def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], tolerance: float) -> float:
     """Normalised surface Dice at ``tolerance`` for two non-empty boolean masks (surfel areas)."""
-    p, r = crop_union(np.asarray(pred, bool), np.asarray(ref, bool))
+    return _surface_dice(*crop_union(np.asarray(pred, bool), np.asarray(ref, bool)), spacing, tolerance)
+
+
+def _surface_dice(p: np.ndarray, r: np.ndarray, spacing: Sequence[float], tolerance: float) -> float:
+    """:func:`surface_dice` of two masks already cropped by :func:`crop_union`."""
     (edges_pred, areas_pred), (edges_ref, areas_ref) = _surfels(p, spacing), _surfels(r, spacing)
     d_pr = _directed(edges_pred, edges_ref, spacing)
     d_rp = _directed(edges_ref, edges_pred, spacing)
@@ -149,11 +178,12 @@ def surface_metrics(
     Returns:
         ``hd95``, ``hd``, ``assd`` and ``nsd`` in mm (NSD as a fraction).
     """
-    d_pr, d_rp = distances(pred, ref, spacing)
+    p, r = crop_union(np.asarray(pred, bool), np.asarray(ref, bool))  # once for both edge kinds
+    d_pr, d_rp = _edge_distances(p, r, spacing)
     pooled = np.concatenate([d_pr, d_rp])
     return {
         "hd95": max(_quantile(d_pr, 95), _quantile(d_rp, 95)),
         "hd": float(max(d_pr.max(), d_rp.max())),
         "assd": float(pooled.mean(dtype=np.float32)),
-        "nsd": surface_dice(pred, ref, spacing, tolerance),
+        "nsd": _surface_dice(p, r, spacing, tolerance),
     }

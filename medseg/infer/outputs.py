@@ -9,7 +9,15 @@ NIfTI and pictures, its UID for DICOM; made safe, and never a path outside the o
 - ``<key>_rtstruct.dcm``: an RT Structure Set of a DICOM series (``predict.write_rtstruct``);
 - ``<key>_overlay.png``: for 2D inputs, the picture with the predicted outline (``predict.overlays``);
 - ``<key>_probabilities.nii.gz``: the mean class probabilities, classes on the last axis
-  (``predict.write_probabilities``; 2D on the input's grid, 3D on its canonical RAS grid).
+  (``predict.write_probabilities``), every class of the model; 3D on the input's canonical RAS
+  grid; 2D laid out as the label map beside it, so ``probs[i, j, k]`` belongs to ``mask[i, j]``:
+  (rows, columns, class) as the PNG of a picture, (x = column, y = row, class) with the label
+  NIfTI's affine for 2D NIfTI and DICOM;
+- ``<key>_statistics.json``: per class the voxels, volume and intensities of the image as read
+  (``predict.statistics``, :mod:`medseg.infer.findings`).
+
+With ``predict.classes``, only those classes are written (the label map, SEG, RTSTRUCT, overlay and
+statistics); the others become background.
 
 Every file is written to a temporary name and renamed, so a killed batch leaves no partial file.
 """
@@ -27,6 +35,7 @@ from medseg.config.models import LabelCode, PipelineConfig, PredictConfig
 from medseg.errors import MedsegError
 from medseg.infer.discover import OUTPUT_TAILS, InputItem
 from medseg.io import dicom_seg
+from medseg.io.atomic import write_json
 from medseg.io.dicom_seg import Segments
 from medseg.io.names import inside
 from medseg.io.nifti import write_nifti
@@ -35,9 +44,11 @@ from medseg.io.raster import write_png
 from medseg.io.readers import reader_of
 from medseg.io.rtstruct import write_rtstruct
 from medseg.io.segment_codes import LEFT, PALETTE, RIGHT, SegmentCode, segment_code
-from medseg.io.source import DICOM_SERIES, Properties
+from medseg.io.source import DICOM_SERIES, RASTER, Properties
 
 OVERLAY_MAX_SIZE = 1024  # longer side of overlay pictures, in pixels
+# the name endings of what is written beside each label map (never a label map of its own)
+SIDE_FILES = ("_overlay.png", "_seg.dcm", "_rtstruct.dcm", "_probabilities.nii.gz", "_statistics.json")
 
 
 Job = tuple[str, str, Callable[[Path], object]]  # (kind, file name, writer)
@@ -62,18 +73,21 @@ def write_outputs(
     Args:
         item: the input (its kind, paths and UIDs).
         label: integer label map on the source grid.
-        source: ``picture`` (2D overlays), ``probabilities`` and, for the DICOM SEG of a series,
-            ``canonical_label`` and ``canonical_affine``.
+        source: ``picture`` (2D overlays), ``probabilities``, ``statistics`` and, for the DICOM SEG
+            of a series, ``canonical_label`` and ``canonical_affine``.
         props: what the input's reader learned (its grid, format and DICOM headers).
         rules: the study's ``predict`` settings (which outputs).
         binary: one foreground class (pictures are written 0/255).
         out_dir: the output folder.
-        segments: what the DICOM SEG says of its segments and algorithm.
+        segments: what the DICOM SEG says of its segments and algorithm; its classes are those
+            written (``predict.classes``).
 
     Returns:
         (file names relative to ``out_dir`` by kind, a note on what was not written and why).
     """
     label = np.asarray(label, dtype=np.uint8)
+    if rules.classes is not None:  # the classes chosen; the others are background
+        label = np.where(np.isin(label, list(segments.names)), label, 0).astype(np.uint8)
     writer = reader_of(props.kind)
     mask = ("mask", writer.label_name(item.key), lambda p: writer.write_label(p, label, props, binary))
     jobs: list[Job] = [mask]
@@ -85,6 +99,9 @@ def write_outputs(
     if rules.overlays and label.ndim == 2:
         overlay = item.key + OUTPUT_TAILS["overlay"]
         jobs.append(("overlay", overlay, lambda p: write_overlay(p, source["picture"], label)))
+    if "statistics" in source:
+        stats = f"{item.key}_statistics.json"
+        jobs.append(("statistics", stats, lambda p: write_json(p, {"key": item.key, **source["statistics"]})))
     written, failed = _run(jobs, out_dir)
     return written, failed or note
 
@@ -121,7 +138,14 @@ def _dicom_jobs(
     ]
     if rules.write_rtstruct:
         rt = item.key + OUTPUT_TAILS["rtstruct"]
-        jobs.append(("rtstruct", rt, lambda p: write_rtstruct(canonical, affine, files, p, about, headers)))
+        limit, tol = rules.rtstruct_max_contours, rules.rtstruct_tolerance
+        jobs.append(
+            (
+                "rtstruct",
+                rt,
+                lambda p: write_rtstruct(canonical, affine, files, p, about, headers, limit, tol),
+            )
+        )
     return jobs, ""
 
 
@@ -152,10 +176,13 @@ def _run(jobs: list[Job], out_dir: Path) -> tuple[dict[str, str], str]:
 
 
 def write_probabilities(path: Path, source: dict[str, Any], props: Properties, ndim: int) -> None:
-    """The mean class probabilities, classes on the last axis: 2D on the input's grid (stored as
-    NIfTI's (x = column, y = row), like the label), 3D on the canonical RAS grid."""
+    """The mean class probabilities, classes on the last axis, laid out as the label map beside them:
+    a picture's as its PNG (rows, columns, class), a 2D NIfTI or DICOM's as its label NIfTI
+    (x = column, y = row, class, the same affine), a volume's on the canonical RAS grid."""
     probs = np.moveaxis(np.asarray(source["probabilities"], np.float32), 0, -1)
-    if ndim == 2:  # (rows, columns, C) stored as (x = column, y = row, C)
+    if ndim == 2 and props.kind == RASTER:  # (rows, columns, C), as the PNG mask reads
+        write_nifti(path, np.ascontiguousarray(probs), np.eye(4))
+    elif ndim == 2:  # (rows, columns, C) stored as (x = column, y = row, C), as the label NIfTI
         write_nifti(path, probs.transpose(1, 0, 2).copy(), props.label_affine())
     else:
         write_nifti(path, probs, source["canonical_affine"])
@@ -185,23 +212,46 @@ def write_overlay(path: Path, picture: np.ndarray, label: np.ndarray) -> None:
 
 
 def segments_of(cfg: PipelineConfig, algorithm: str | None = None, **parameters: str) -> Segments:
-    """The segments of a study's SEGs: class names, their codes (``data.label_codes``, else the
-    built-in table by name, else generic) and the algorithm (the pipeline, medseg's version and
-    ``parameters`` such as the run and folds).
+    """The segments of a study's SEGs: class names (those of ``predict.classes``, else all), their
+    codes (``data.label_codes``, else the built-in table by name, else generic) and the algorithm
+    (the pipeline, medseg's version and ``parameters`` such as the run and folds).
 
     Raises:
-        MedsegError: a ``data.label_codes`` entry names no built-in code.
+        MedsegError: a ``data.label_codes`` entry names no built-in code, or ``predict.classes``
+            names a class the model does not have.
     """
     given = cfg.data.label_codes or {}
+    names = chosen_classes(cfg.class_names, cfg.predict.classes)
     codes = {}
-    for value, name in cfg.class_names.items():
+    for value, name in names.items():
         entry = given.get(name)
         own = entry if isinstance(entry, str) or entry is None else _own_code(entry)
         try:
             codes[value] = segment_code(name, value, own)
         except KeyError as err:
             raise MedsegError(str(err).strip("'\"")) from None
-    return Segments(cfg.class_names, codes, algorithm or cfg.name, f"medseg {__version__}", dict(parameters))
+    return Segments(names, codes, algorithm or cfg.name, f"medseg {__version__}", dict(parameters))
+
+
+def chosen_classes(names: dict[int, str], chosen: list[str] | None) -> dict[int, str]:
+    """The classes ``predict.classes`` keeps (all when None), by value.
+
+    Raises:
+        MedsegError: a name the model does not have, or none at all.
+
+    Example:
+        >>> chosen_classes({1: "liver", 2: "spleen"}, ["spleen"])
+        {2: 'spleen'}
+    """
+    if chosen is None:
+        return dict(names)
+    unknown = [n for n in chosen if n not in names.values()]
+    if unknown or not chosen:
+        raise MedsegError(
+            f"predict.classes: {unknown or 'none given'}: not among the model's classes "
+            f"{list(names.values())}; give some of them (--classes liver,spleen)"
+        )
+    return {v: n for v, n in names.items() if n in chosen}
 
 
 def _own_code(entry: LabelCode) -> SegmentCode:

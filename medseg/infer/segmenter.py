@@ -50,6 +50,7 @@ class Prepared:
     props: Properties | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     picture: np.ndarray | None = None
+    raw: np.ndarray | None = None  # the image as read, channel-first, for predict.statistics
     seconds: dict[str, float] = field(default_factory=dict)
     uncertainty: float = float("nan")  # the first fold model's flips, as on held-out cases
     fold_disagreement: float = float("nan")
@@ -123,6 +124,8 @@ class Preparer:
             out.meta = dict(loaded.meta)
             if self.cfg.transforms.spatial_dims == 2:
                 out.picture = np.moveaxis(np.asarray(loaded), 0, -1)
+            if self.cfg.predict.statistics:  # before any intensity change
+                out.raw = np.array(loaded, copy=True)
             out.image = prepare({"image": loaded})["image"]
             out.seconds = {"read": t1 - t0, "preprocess": time.perf_counter() - t1}
         except Exception as err:  # reported on the input's manifest row

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from medseg.infer.findings import findings
+from medseg.infer.findings import findings, intensities_on_source, statistics_columns, statistics_file
 from medseg.infer.outputs import write_outputs
 from medseg.infer.segmenter import Prepared, Segmenter, plain
 
@@ -38,15 +38,22 @@ def finish(segmenter: Segmenter, prep: Prepared, result: Any, out_dir: Path) -> 
         t0 = time.perf_counter()
         try:
             label, source = segmenter.restore(prep, result)
-            cfg, props = segmenter.cfg, prep.props
+            cfg, props, names = segmenter.cfg, prep.props, segmenter.segments.names
             assert props is not None
+            if cfg.predict.statistics:  # the image as read, on the label's grid
+                assert prep.raw is not None
+                image = intensities_on_source(prep.raw, prep.meta.get("affine"), props)
+                source["statistics"] = statistics_file(image, label, names, props)
             binary = cfg.data.num_classes == 2
             written, note = write_outputs(
                 prep.item, label, source, props, cfg.predict, binary, out_dir, segmenter.segments
             )
-            prep.findings = findings(label, props.label_affine(), cfg.class_names, props.volume_unit())
+            prep.findings = findings(label, props.label_affine(), names, props.volume_unit())
+            prep.findings |= statistics_columns(source.get("statistics"))
         except Exception as err:  # one bad input never stops the batch
             prep.error = plain(err)
         prep.seconds["write"] = time.perf_counter() - t0
-    prep.image = prep.picture = prep.props = None  # free the input's arrays and headers once written
+    prep.image = prep.picture = prep.raw = prep.props = (
+        None  # free the input's arrays and headers once written
+    )
     return prep, written, note

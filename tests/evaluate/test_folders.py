@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from medseg.cli import app
 from medseg.errors import DataError
+from medseg.evaluate.casewise import read_metrics_csv
+from medseg.evaluate.classes import resolve
 from medseg.evaluate.folders import evaluate_folders
 from medseg.io.nifti import write_nifti
 from medseg.io.raster import write_png
@@ -38,16 +40,24 @@ def test_png_folders_give_known_dice_and_normalise_0_255(tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["n_cases"] == 2
 
 
-def test_missing_and_extra_files_are_listed(tmp_path):
+def test_references_without_prediction_are_counted_and_extra_predictions_listed(tmp_path):
     pred, ref = tmp_path / "pred", tmp_path / "ref"
     write_png(ref / "a.png", _square())
     write_png(ref / "b.png", _square())
+    write_png(ref / "c.png", _square())
     write_png(pred / "a.png", _square())
-    write_png(pred / "c.png", _square())
-    with pytest.raises(
-        DataError, match=r"no prediction for 1 reference\(s\): \['b'\].*without a reference: \['c'\]"
-    ):
+    summary = evaluate_folders(pred, ref, tmp_path / "out")  # the case in common is scored
+    assert summary["n_cases"] == 1 and summary["labels"]["label_1"]["dice"]["mean"] == 1.0
+    assert summary["n_references_without_prediction"] == 2
+    assert summary["references_without_prediction"] == ["b", "c"]
+    with pytest.raises(DataError, match=r"no prediction for 2 reference\(s\): \['b', 'c'\]"):
+        evaluate_folders(pred, ref, tmp_path / "out", require_all=True)
+    write_png(pred / "d.png", _square())
+    with pytest.raises(DataError, match=r"1 prediction\(s\) without a reference: \['d'\]"):
         evaluate_folders(pred, ref, tmp_path / "out")
+    write_png(tmp_path / "other" / "x.png", _square())
+    with pytest.raises(DataError, match="no case in common"):
+        evaluate_folders(tmp_path / "other", ref, tmp_path / "out")
 
 
 def test_empty_and_infinite_cases_are_counted_and_capped(tmp_path):
@@ -62,16 +72,25 @@ def test_empty_and_infinite_cases_are_counted_and_capped(tmp_path):
     assert s["hd95"]["capped_mean"] == pytest.approx(np.hypot(16, 16) / 2)  # the diagonal, in mm
 
 
-def test_multiclass_labels_and_unknown_prediction_values(tmp_path):
+def test_a_class_only_predicted_scores_as_a_false_positive(tmp_path):
     pred, ref = tmp_path / "pred", tmp_path / "ref"
     two = _square() + 2 * _square(24, 24, 6)
     write_png(ref / "a.png", two)
     write_png(pred / "a.png", two)
     s = evaluate_folders(pred, ref, tmp_path / "out")
-    assert set(s["labels"]) == {"label_1", "label_2"}
-    write_png(pred / "a.png", (two + 5 * (two == 0)).astype(np.uint8))
-    with pytest.raises(DataError, match=r"values \[5\] are not among the labels \[1, 2\]"):
-        evaluate_folders(pred, ref, tmp_path / "out")
+    assert set(s["labels"]) == {"label_1", "label_2", "mean"}
+    blob = (two + 5 * _square(0, 0, 4)).astype(np.uint8)  # 16 pixels of a class no reference has
+    write_png(pred / "a.png", blob)
+    s = evaluate_folders(pred, ref, tmp_path / "out")
+    assert s["labels"]["label_5"]["dice"]["mean"] == 0.0
+    assert s["labels"]["label_5"]["counts"] == {"n": 1, "ref_empty": 1, "pred_empty": 0}
+    assert s["labels"]["label_1"]["dice"]["mean"] == 1.0  # the other classes are untouched
+    rows = {r["class"]: r for r in read_metrics_csv(tmp_path / "out" / "metrics.csv")}
+    assert rows["label_5"]["pred_volume"] == 16.0 and rows["label_5"]["ref_volume"] == 0.0
+    named = resolve(None, "a=1,b=2", None)  # a subset of the values: the others are not scored
+    assert list(evaluate_folders(pred, ref, tmp_path / "out", classes=named)["labels"]) == ["a", "b", "mean"]
+    with pytest.raises(DataError, match=r"values \[5\] are not among the model's class values \[1, 2\]"):
+        evaluate_folders(pred, ref, tmp_path / "out", classes=named, model_values={1, 2})
 
 
 def test_nifti_spacing_from_the_header_and_grid_check(tmp_path):

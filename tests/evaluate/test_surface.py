@@ -106,3 +106,21 @@ def test_hd95_differs_from_a_pooled_percentile_when_a_blob_is_present():
     pooled = float(np.percentile(np.concatenate([d_pr, d_rp]), 95))
     directed_max = hausdorff(pred, ref, [1.0, 1.0])
     assert directed_max > 3 * pooled and directed_max > 35
+
+
+@pytest.mark.parametrize(
+    "shape, spacing",
+    [((60, 50, 12), (0.977, 0.977, 2.0)), ((80, 70), (0.3, 0.7)), ((40, 41, 7), (0.8125, 0.8125, 2.5))],
+)
+def test_distances_at_the_edge_voxels_equal_scipys_whole_transform_bit_for_bit(shape, spacing):
+    """Only the distances asked about are computed, by scipy's own arithmetic: the same float32
+    values as indexing scipy's distance transform of the whole box, noise and sparse surfaces alike."""
+    from scipy.ndimage import distance_transform_edt
+
+    from medseg.evaluate.surface import _edt_at
+
+    rng = np.random.default_rng(0)
+    for density in (0.001, 0.05, 0.5):
+        to, start = rng.random(shape) < density, rng.random(shape) < 0.3
+        whole = np.asarray(distance_transform_edt(~to, sampling=list(spacing))[start], dtype=np.float32)
+        np.testing.assert_array_equal(_edt_at(start, to, spacing), whole)
