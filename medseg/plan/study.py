@@ -301,7 +301,12 @@ def _write(
         if m.trials
         else {"train.precision": "as configured: the step options were not tried (see the calibration log)"}
     )
-    header = _header(fp, chosen, root, workflow, out, where, memory_gb, budget)
+    command = (
+        f"medseg plan {root} --workflow {workflow} --device {where}"
+        + (f" --budget {_shown(budget)}" if budget else "")
+        + f" --gpu-memory {memory_gb:g}GB"
+    )
+    header = _header(fp, chosen, command, out, where, budget)
     write_text(out, to_yaml(cfg.model_dump(mode="json", exclude_unset=True), reasons, header))
     summary = {
         "pipeline": str(out),
@@ -323,23 +328,14 @@ def _write(
 
 
 def _header(
-    fp: dict[str, Any],
-    chosen: Candidate,
-    root: Path,
-    workflow: str,
-    out: Path,
-    where: str,
-    memory_gb: float,
-    budget: float | None,
+    fp: dict[str, Any], chosen: Candidate, command: str, out: Path, where: str, budget: float | None
 ) -> list[str]:
     """The plan's opening comment: the command, the data, the expected wall time and the load."""
     from medseg.plan.calibrate import load_note
 
     m = chosen.measured
     header = [
-        f"medseg plan {root} --workflow {workflow} --device {where}"
-        + (f" --budget {_shown(budget)}" if budget else "")
-        + f" --gpu-memory {memory_gb:g}GB",
+        command,
         f"{fp['n_cases']} cases ({len(fp['bad_cases'])} bad), {fp['spatial_dims']}D {fp['modality']}, "
         f"median shape {[round(s) for s in fp['median_shape']]}, classes {n_classes(fp)} "
         f"({out.stem}.fingerprint.json)",
