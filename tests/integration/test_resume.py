@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 16
 
 
+def _ran(command: list[str], env: dict[str, str]) -> None:
+    """Run a command to its end; a failure shows the end of what it printed."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _command(out: Path, data: Path, epochs: int = EPOCHS) -> list[str]:
     return [
         str(Path(sys.executable).parent / "medseg"), "run", str(ROOT / "pipelines" / "demo.yaml"),
@@ -53,7 +59,7 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
     data = tmp_path / "data"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # an unbroken run, for reference
-    subprocess.run(_command(tmp_path / "whole", data), check=True, capture_output=True, env=env)
+    _ran(_command(tmp_path / "whole", data), env)
     # the same run, killed during fold 0
     out = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -69,7 +75,7 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
         pytest.skip(f"could not kill the run mid-fold (it had {done} epochs)")
     assert not (out / "fold_0" / "metrics.csv").exists()
     leftovers = [p for p in out.rglob("*.tmp")]
-    subprocess.run(_command(out, data), check=True, capture_output=True, env=env)
+    _ran(_command(out, data), env)
 
     for fold in (0, 1):
         resumed = _history(out / f"fold_{fold}" / "history.csv")
@@ -92,6 +98,6 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
     assert sorted(steps) == list(range(1, EPOCHS + 1))  # none lost, none twice
 
     # extending the finished run
-    subprocess.run(_command(out, data, EPOCHS + 3), check=True, capture_output=True, env=env)
+    _ran(_command(out, data, EPOCHS + 3), env)
     assert [int(r["epoch"]) for r in _history(out / "fold_1" / "history.csv")] == list(range(1, EPOCHS + 4))
     assert len(study_runs(out)[1]) == 3  # the same runs, extended

@@ -106,6 +106,8 @@ def test_summary_report_and_mlflow_give_the_post_processed_figures_and_the_raw_b
 ) -> None:
     from mlflow.tracking import MlflowClient
 
+    from medseg.tracking.store import folder_store
+
     summary = json.loads((adopted_run / "summary.json").read_text())
     post = [float(r["dice"]) for k in (0, 1) for r in _csv(adopted_run / f"fold_{k}" / "metrics.csv")]
     raw = [float(r["dice"]) for k in (0, 1) for r in _csv(adopted_run / f"fold_{k}" / "metrics_raw.csv")]
@@ -124,7 +126,7 @@ def test_summary_report_and_mlflow_give_the_post_processed_figures_and_the_raw_b
     page = (adopted_run / "report.html").read_text()
     assert "predictions after the adopted post-processing" in page and "all cases, raw (before" in page
     state = json.loads((adopted_run / "run_state.json").read_text())
-    client = MlflowClient(f"sqlite:///{adopted_run / 'mlflow.db'}")
+    client = MlflowClient(folder_store(adopted_run).uri)  # the project's store, beside the folder
     metrics = client.get_run(state["parent_run_id"]).data.metrics
     assert metrics["cv/dice/mean"] == pytest.approx(summary["fold_mean"]["mean"]["dice"]["mean"])
     assert metrics["cv_raw/dice/mean"] == pytest.approx(summary["raw"]["fold_mean"]["mean"]["dice"]["mean"])
