@@ -84,6 +84,7 @@ def test_a_failing_process_is_reported_and_cancel_stops_the_rest(tmp_path):
     assert time.monotonic() - t0 < 10 and states[1].phase == "ended" and states[None].detail == "cancelled"
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 @pytest.mark.integration
 def test_a_study_as_local_processes_one_device_each(tmp_path):
     cmd = [

@@ -33,6 +33,7 @@ def _outputs(folder: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 def test_parts_on_slurm_give_what_one_process_gives(slurm: Slurm, tmp_path):
     data = make_dataset(tmp_path / "d", n_cases=8, height=40, width=48)
     model = [*TINY_2D, "transforms.spatial_size=[32, 32]"]

@@ -101,6 +101,7 @@ def test_each_fold_is_trained_once_and_the_report_job_ends_the_study(unbroken):
         assert sorted(steps) == list(range(1, EPOCHS + 1))  # every epoch once
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 def test_a_cancelled_fold_alone_runs_again_and_the_results_match_an_unbroken_study(slurm, unbroken, tmp_path):
     reference, _ = unbroken
     run, data = tmp_path / "run", tmp_path / "data"

@@ -55,7 +55,7 @@ def test_a_two_channel_nnunet_data_set_is_planned_run_and_predicted(tmp_path):
         written, ref = nib.load(out / name), nib.load(data / "labelsTs" / name)
         assert written.shape == ref.shape and np.allclose(written.affine, ref.affine)  # the input's geometry
     scores = evaluate_folders(out, data / "labelsTs", tmp_path / "eval")
-    assert scores["n_cases"] == 2 and set(scores["labels"]) == {"label_1", "label_2"}
+    assert scores["n_cases"] == 2 and set(scores["labels"]) == {"label_1", "label_2", "mean"}
     rows = {r["key"]: r for r in manifest(out)}
     assert rows["mr_008"]["n_files"] == "2"
 
@@ -74,6 +74,7 @@ def test_predict_refuses_a_data_set_whose_channels_differ(tmp_path):
     assert not (tmp_path / "pred" / "manifest.csv").exists()
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`
 def test_a_decathlon_task_is_planned_run_and_predicted(tmp_path):
     data = write_mr_decathlon(tmp_path / "Task01_MR", n_train=8, n_test=2)
     run_dir = _plan_and_run(data, tmp_path, "decathlon")

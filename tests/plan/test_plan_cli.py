@@ -32,7 +32,7 @@ def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path)
     text = out.read_text()
     assert "# medseg plan" in text and "expected wall time of the 5-fold study" in text
     assert "# RGB: z-score per image and channel" in text
-    assert "epochs:" in text and "min budget" in text
+    assert "epochs:" in text and "folds fit 90% of the" in text
     cfg = load_pipeline(out)  # `medseg validate` accepts it
     raw = yaml.safe_load(text)
     assert cfg.transforms.spatial_size == raw["transforms"]["spatial_size"]
@@ -77,7 +77,8 @@ def test_a_budget_too_small_is_refused_with_the_reason(tmp_path):
     assert proc.returncode == 1 and "--budget 5s: even the smallest plan" in proc.stderr
     # answered with the smallest budget that fits and the plan it would give
     found = re.search(
-        r"--budget (\d+)m would give UNet \(16 base features\) at \[\d+, \d+\], batch \d+, (\d+) epochs",
+        r"--budget (\d+)m would give it: UNet \(16 base features\) at scale [\d.]+, patch \[\d+, \d+\], "
+        r"batch \d+, (\d+) epochs",
         proc.stderr,
     )
     assert found, proc.stderr

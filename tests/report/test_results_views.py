@@ -255,7 +255,7 @@ def test_predict_flags_by_the_first_models_flips_and_gives_the_fold_disagreement
     import nibabel as nib
 
     probs = np.asarray(nib.load(tmp_path / "agree" / "out" / first["probabilities"]).dataobj)
-    assert probs.shape == (64, 48, 2)  # (columns, rows, classes) of the 48x64 picture
+    assert probs.shape == (48, 64, 2)  # laid out as the mask: (rows, columns, classes) of the picture
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     assert (probs[..., 1] > 0.99).all()  # both models: lesion everywhere
     assert json.loads((tmp_path / "disagree" / "out" / "summary.json").read_text())["review"] == 0
