@@ -148,14 +148,14 @@ def _members(
             p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
             p = p.flip(dims) if dims else p
             if i == 0 and len(first) > 1:
-                flip_labels.append(class_argmax(p[0]).to(torch.uint8))
+                flip_labels.append(class_argmax(p[0]))
                 first_sum = p if first_sum is None else first_sum + p
             if dims in averaged:  # otherwise run for the flip score alone
                 own = p if own is None else own + p
         assert own is not None
         probs = own if probs is None else probs + own
         if len(models) > 1:
-            fold_labels.append(class_argmax(own[0]).to(torch.uint8))
+            fold_labels.append(class_argmax(own[0]))
     assert probs is not None
     return probs, _scores(flip_labels, first_sum, fold_labels, probs)
 
@@ -170,12 +170,8 @@ def _scores(
     classes = probs.shape[1]
     flips = math.nan
     if first_sum is not None:
-        flips = disagreement(flip_labels, class_argmax(first_sum[0]).to(torch.uint8), classes)
-    folds = (
-        disagreement(fold_labels, class_argmax(probs[0]).to(torch.uint8), classes)
-        if fold_labels
-        else math.nan
-    )
+        flips = disagreement(flip_labels, class_argmax(first_sum[0]), classes)
+    folds = disagreement(fold_labels, class_argmax(probs[0]), classes) if fold_labels else math.nan
     return Scores(flips, folds)
 
 

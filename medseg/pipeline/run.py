@@ -324,7 +324,7 @@ def _log_datalist(tracker: Tracker, run_dir: RunDir) -> None:
     import tempfile
 
     written = json.loads(run_dir.datalist.read_text())
-    written["cases"] = shareable(Path(written["root"]), run_dir.read_cases())
+    written["cases"] = shareable(Path(written["root"]), [Case.from_json(c) for c in written["cases"]])
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / run_dir.datalist.name
         copy.write_text(json.dumps(written, indent=1))

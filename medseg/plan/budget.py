@@ -91,3 +91,15 @@ class Workload:
         while self.epochs_within(minutes * 60) < MIN_EPOCHS:  # the epoch count is rounded down
             minutes += 1
         return minutes * 60
+
+
+def shown(seconds: float) -> str:
+    """A budget as the user would type it.
+
+    Example:
+        >>> shown(5.0), shown(1800.0), shown(7200.0)
+        ('5s', '30m', '2h')
+    """
+    if seconds < 60:
+        return f"{seconds:g}s"
+    return f"{seconds / 3600:g}h" if seconds % 3600 == 0 else f"{seconds / 60:g}m"

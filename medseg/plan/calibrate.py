@@ -38,6 +38,7 @@ import torch
 
 from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError
+from medseg.plan.budget import shown
 from medseg.plan.step_choice import ROUNDS, Trial, choose_options, compile_seconds, median
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ def _beyond_budget(step: float, study_steps: int, budget: float | None) -> str:
         return ""
     return (
         f"step options not tried: even {MAX_OPTION_GAIN:g} times faster, {study_steps} steps of about "
-        f"{step:.2f} s exceed the {budget / 60:.0f} min budget"
+        f"{step:.2f} s exceed the {shown(budget)} budget"
     )
 
 

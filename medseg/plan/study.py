@@ -204,25 +204,13 @@ def _infeasible(fp: dict[str, Any], last: Candidate, ref: tuple[Candidate, Any],
     epochs = work.epochs_within(need)
     busy = f"; measured with {load_note(ref[1])}" if ref[1].busy else ""
     return (
-        f"--budget {_shown(budget)}: even the smallest plan ({last.network}, scale {last.scale:g}) trains "
+        f"--budget {B.shown(budget)}: even the smallest plan ({last.network}, scale {last.scale:g}) trains "
         f"fewer than {B.MIN_EPOCHS} epochs per fold in it; --budget {need // 60}m would give it: "
         f"{last.network} ({last.base} base features) at scale {last.scale:g}, patch "
         f"{list(last.planned['topology'].patch)}, batch {last.planned['batch_size']}, {epochs} epochs, "
         f"about {work.study_seconds(epochs) / 60:.0f} min (at {ref[1].seconds_per_step:.3f} s per step "
         f"measured here{busy})"
     )
-
-
-def _shown(seconds: float) -> str:
-    """A budget as the user would type it.
-
-    Example:
-        >>> _shown(5.0), _shown(1800.0), _shown(7200.0)
-        ('5s', '30m', '2h')
-    """
-    if seconds < 60:
-        return f"{seconds:g}s"
-    return f"{seconds / 3600:g}h" if seconds % 3600 == 0 else f"{seconds / 60:g}m"
 
 
 def plan_study(
@@ -275,7 +263,7 @@ def plan_study(
     chosen.reasons["epochs"] = (
         f"{B.MAX_EPOCHS} epochs, nnU-Net's schedule"
         if budget is None
-        else f"the most epochs for which {folds(fp)} folds fit {B.MARGIN:.0%} of the {_shown(budget)} budget"
+        else f"the most epochs for which {folds(fp)} folds fit {B.MARGIN:.0%} of the {B.shown(budget)} budget"
     )
     return _write(fp, chosen, root, workflow, out, where, memory_gb, budget)
 
@@ -303,7 +291,7 @@ def _write(
     )
     command = (
         f"medseg plan {root} --workflow {workflow} --device {where}"
-        + (f" --budget {_shown(budget)}" if budget else "")
+        + (f" --budget {B.shown(budget)}" if budget else "")
         + f" --gpu-memory {memory_gb:g}GB"
     )
     header = _header(fp, chosen, command, out, where, budget)
