@@ -68,7 +68,7 @@ def predict_folder(
     input_dir, out_dir = Path(input_dir).resolve(), Path(out_dir)
     check_statistics(bundle.cfg, bundle.source)
     review_note(bundle.cfg.predict.review_threshold, bundle.cfg.evaluate.uncertainty)
-    if (differ := channels_differ(input_dir, bundle.cfg.data.channel_names)) is not None:
+    if (differ := channels_differ(input_dir, bundle.channel_names)) is not None:
         raise DataError(differ)
     set_pixel_limit(bundle.cfg.data.max_image_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)

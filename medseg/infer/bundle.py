@@ -17,7 +17,7 @@ from torch import nn
 from medseg.config.load import load_pipeline
 from medseg.config.models import PipelineConfig
 from medseg.errors import MedsegError
-from medseg.io.checkpoint import load_weights
+from medseg.io.checkpoint import load_weights, trained_channels
 from medseg.registry import build_network
 from medseg.run_dir import RunDir
 
@@ -32,11 +32,14 @@ class ModelBundle:
         cfg: the configuration the folds were trained with.
         checkpoints: ``best.pt`` by fold number.
         source: the run folder or model URI, for messages.
+        channel_names: the input channels the folds were trained on, as their checkpoints record
+            them (None: the data named none).
     """
 
     cfg: PipelineConfig
     checkpoints: dict[int, Path]  # fold -> best.pt
     source: str
+    channel_names: list[str] | None = None
 
     def load(self, device: torch.device) -> list[nn.Module]:
         """The fold networks, weights loaded, in eval mode on ``device``."""
@@ -63,7 +66,8 @@ def bundle_from_run_dir(
         source: how the user named the model (a run folder, ``runs:/<id>``), for messages.
 
     Raises:
-        MedsegError: no ``config.yaml``, or the folds asked for are not finished.
+        MedsegError: no ``config.yaml``, the folds asked for are not finished, or a fold's
+            checkpoint records other input channels than the configuration.
     """
     run = RunDir(run_dir)
     if not run.config.is_file():
@@ -81,4 +85,5 @@ def bundle_from_run_dir(
             "run `medseg run` on the pipeline to the end first"
         )
     log.info("model: %d fold(s) %s from %s", len(found), sorted(found), run_dir)
-    return ModelBundle(cfg, found, source or str(run_dir))
+    names = [trained_channels(path, cfg.data.channel_names) for _, path in sorted(found.items())]
+    return ModelBundle(cfg, found, source or str(run_dir), names[0])

@@ -24,11 +24,12 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         ) from None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     """A checkpoint's state dict, loaded on the CPU with ``weights_only=True``.
 
     Args:
         path: the ``.pt`` file.
+        mmap: map the tensors instead of reading them (to read the plain values cheaply).
 
     Returns:
         The saved dictionary (``model`` and, for ``last.pt``, the training state).
@@ -39,7 +40,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not Path(path).is_file():
         raise MedsegError(f"{path}: checkpoint not found; has this fold been trained?")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
         raise MedsegError(f"{path}: not a readable medseg checkpoint ({err})") from None
     if not isinstance(state, dict) or "model" not in state:
@@ -59,3 +60,28 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
             "was it trained with other model settings?"
         ) from None
     return state
+
+
+def trained_channels(path: Path, configured: list[str] | None) -> list[str] | None:
+    """The input channels a checkpoint's network was trained on, in order.
+
+    Args:
+        path: a ``best.pt`` or ``last.pt``.
+        configured: ``data.channel_names`` of the configuration it comes with.
+
+    Returns:
+        The recorded names (``configured`` for a checkpoint written before they were recorded).
+
+    Raises:
+        MedsegError: the checkpoint records other channels, or the same in another order.
+    """
+    state = load_checkpoint(path, mmap=True)
+    if "channel_names" not in state:
+        return configured
+    recorded = list(state["channel_names"]) if state["channel_names"] else None
+    if recorded != (list(configured) if configured else None):
+        raise MedsegError(
+            f"{path}: trained on the channels {recorded}, but the configuration names {configured} "
+            "(data.channel_names); use the configuration the fold was trained with"
+        )
+    return recorded

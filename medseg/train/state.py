@@ -58,6 +58,9 @@ class TrainState:
         stale: the epochs since the best validation Dice.
         stopped: early stopping has ended training.
         history: one row per epoch.
+        channel_names: the input channels the network is trained on, in order (``data.channel_names``;
+            None when the data name none), recorded in every checkpoint so that ``predict`` can
+            refuse inputs whose channels differ.
     """
 
     model: nn.Module
@@ -70,9 +73,11 @@ class TrainState:
     stale: int = 0
     stopped: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    channel_names: list[str] | None = None
 
     def weights(self, dice: float | None = None) -> dict[str, Any]:
-        """What ``best.pt`` holds: weights, optimiser states, the epoch and its validation Dice."""
+        """What ``best.pt`` holds: weights, optimiser states, the epoch, its validation Dice and the
+        channel names."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -80,6 +85,7 @@ class TrainState:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "val_dice": self.best_dice if dice is None else dice,
+            "channel_names": self.channel_names,
         }
 
     def full(self, chain: Any, generator: Any) -> dict[str, Any]:
@@ -110,7 +116,8 @@ def new_state(cfg: PipelineConfig, device: torch.device, options: StepOptions) -
     opt = cfg.train.optimizer
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=options.scaled)
-    return TrainState(model, optimizer, make_scheduler(optimizer, cfg), scaler)
+    names = list(cfg.data.channel_names) if cfg.data.channel_names else None
+    return TrainState(model, optimizer, make_scheduler(optimizer, cfg), scaler, channel_names=names)
 
 
 def resume(state: TrainState, last: Path, cfg: PipelineConfig, chain: Any, generator: Any) -> None:

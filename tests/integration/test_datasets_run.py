@@ -13,10 +13,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from medseg.config.load import load_pipeline
 from medseg.data.synthetic_datasets import write_mr_decathlon, write_mr_nnunet, write_rgb_nnunet
-from medseg.errors import DataError
+from medseg.errors import DataError, MedsegError
 from medseg.evaluate.folders import evaluate_folders
 from medseg.infer.batch import predict_folder
 from medseg.pipeline import run
@@ -72,6 +73,13 @@ def test_predict_refuses_a_data_set_whose_channels_differ(tmp_path):
     ):
         predict_folder(load_bundle(str(run_dir)), other / "imagesTs", tmp_path / "pred", CPU)
     assert not (tmp_path / "pred" / "manifest.csv").exists()
+    best = run_dir / "fold_0" / "checkpoints" / "best.pt"
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    assert state["channel_names"] == ["T1", "T2"]  # the checkpoint records what the network saw
+    torch.save({**state, "channel_names": ["T2", "T1"]}, best)  # a fold trained on the swapped data set
+    refused = r"best.pt: trained on the channels \[.T2., .T1.\], but the configuration"
+    with pytest.raises(MedsegError, match=refused):
+        load_bundle(str(run_dir))
 
 
 @pytest.mark.slow  # minutes on 2 cores: `make test-slow`
