@@ -22,7 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check medseg tests benchmarks
 	$(BIN)/ruff format --check medseg tests benchmarks
-	$(BIN)/mypy medseg
+	$(BIN)/mypy medseg benchmarks
 	$(BIN)/lint-imports
 
 test: lint

@@ -17,13 +17,18 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medseg.config.models import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ct" / "totalsegmentator-example"
 
 
-def _config(out: Path) -> object:
+def _config(out: Path) -> PipelineConfig:
     from medseg.config.load import load_pipeline
 
     overrides = [f"output_dir={out / 'run'}"]
@@ -39,11 +44,11 @@ def _config(out: Path) -> object:
     return load_pipeline(ROOT / "pipelines" / "ct.yaml", overrides)
 
 
-def _samples_per_second(loader: object, epochs: int) -> tuple[float, int]:
+def _samples_per_second(loader: Iterable[dict[str, Any]], epochs: int) -> tuple[float, int]:
     n = 0
     start = time.perf_counter()
     for _ in range(epochs):
-        for batch in loader:  # type: ignore[attr-defined]
+        for batch in loader:
             n += int(batch["image"].shape[0])
     return n / (time.perf_counter() - start), n
 
@@ -65,10 +70,10 @@ def main() -> None:
         cfg = _config(out)
         run_dir = out / "run"
         run_dir.mkdir(parents=True)
-        cases, _ = ingest(cfg, run_dir)  # type: ignore[arg-type]
+        cases, _ = ingest(cfg, run_dir)
         cfg = resolve_statistics(cfg, cases, RunDir(run_dir))
         items = [c.item() for c in cases]
-        batch = cfg.train.batch_size  # type: ignore[attr-defined]
+        batch = cfg.train.batch_size
         source = "real CT (../shared/data/ct)" if DATA.is_dir() else "synthetic CT"
         print(f"data: {source}, {len(items)} cases; {args.epochs} epochs per loader, batch {batch}")
 

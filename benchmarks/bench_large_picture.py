@@ -26,6 +26,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medseg.config.models import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +50,7 @@ def make_case(root: Path, height: int, width: int) -> None:
     assert np.asarray(mask).max() == 255
 
 
-def _config(data: Path, out: Path) -> object:
+def _config(data: Path, out: Path) -> PipelineConfig:
     from medseg.config.load import bind_components, validate_dict
 
     cases = [{"id": "BIG", "image": "BIG.jpg", "label": "BIG_segmentation.png"}]
@@ -85,10 +89,10 @@ def stage(name: str, data: Path, out: Path, cap_gb: float | None) -> dict:
     cfg = _config(data, out)
     run = RunDir(out)
     run.root.mkdir(parents=True, exist_ok=True)
-    cases, _ = ingest(cfg, run.root)  # type: ignore[arg-type]
+    cases, _ = ingest(cfg, run.root)
     fold = run.fold(0)
     torch.manual_seed(0)
-    save_checkpoint(fold.best, {"model": build_network(cfg.network).state_dict()})  # type: ignore[arg-type]
+    save_checkpoint(fold.best, {"model": build_network(cfg.network).state_dict()})
     if cap_gb is not None:
         mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (mapped + int(cap_gb * 2**30), resource.RLIM_INFINITY))
@@ -98,11 +102,11 @@ def stage(name: str, data: Path, out: Path, cap_gb: float | None) -> dict:
         if name == "read":
             from monai.data import Dataset
 
-            item = Dataset([cases[0].item()], transform=original_size_transforms(cfg.data, cfg.transforms))[0]  # type: ignore[arg-type]
+            item = Dataset([cases[0].item()], transform=original_size_transforms(cfg.data, cfg.transforms))[0]
             del item
         else:
             result = FoldResult(0, float("nan"), 0, fold.best, fold.best, [])
-            evaluate_fold(cfg, fold, cases, result)  # type: ignore[arg-type]
+            evaluate_fold(cfg, fold, cases, result)
     except MedsegError as err:
         outcome = f"error: {err}"
     return {"stage": name, "mb": (_status_kb("VmHWM") - before) / 1024, "outcome": outcome}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,8 +55,11 @@ def medseg_metrics(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return hausdorff(pred, ref, SPACING, 95), surface_dice(pred, ref, SPACING, TOLERANCE)
 
 
-def best_time(fn, *args, repeats: int) -> tuple[float, tuple[float, float]]:  # type: ignore[no-untyped-def]
-    times, out = [], (0.0, 0.0)
+def best_time(
+    fn: Callable[..., tuple[float, float]], *args: np.ndarray, repeats: int
+) -> tuple[float, tuple[float, float]]:
+    times: list[float] = []
+    out = (0.0, 0.0)
     for _ in range(repeats):
         start = time.perf_counter()
         out = fn(*args)

@@ -32,6 +32,7 @@ one process's. ``--set`` changes the study's settings on both sides (``infer.sw_
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import statistics
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -186,16 +187,17 @@ def worker_monai(work: Path, n: int, memory_pass: bool, series: Path) -> dict[st
 
     def once() -> torch.Tensor:
         with torch.no_grad(), torch.autocast(device.type, enabled=amp):
-            probs = sum(
-                torch.softmax(
+            logits = (
+                cast(
+                    torch.Tensor,
                     sliding_window_inference(
                         x, cfg.roi_size, cfg.infer.sw_batch_size, m, cfg.infer.overlap, mode="gaussian"
-                    ).float(),
-                    1,
+                    ),
                 )
                 for m in models
             )
-        return probs.argmax(1).cpu()  # type: ignore[union-attr]
+            probs = functools.reduce(torch.add, (torch.softmax(z.float(), 1) for z in logits))
+        return probs.argmax(1).cpu()
 
     once()  # warm-up
     start = time.perf_counter()
@@ -234,7 +236,9 @@ def measure_sides(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     # alternated rounds, so that a slow spell of a shared machine falls on both sides
     rounds = [(run("monai"), run("medseg")) for _ in range(args.rounds)]
-    results = {name: _median_run([r[i] for r in rounds]) for i, name in enumerate(("monai", "medseg"))}
+    results: dict[str, Any] = {
+        name: _median_run([r[i] for r in rounds]) for i, name in enumerate(("monai", "medseg"))
+    }
     if args.memory_pass:
         for name in results:  # peak memory in a pass of its own
             results[name] |= {k: v for k, v in run(name, memory=True).items() if k.startswith("peak")}
@@ -345,8 +349,10 @@ def main() -> None:
     args = parser.parse_args()
     series = series_dir(args.data)
     if args.worker == "medseg":
-        part = tuple(int(x) for x in args.part.split("/")) if args.part else None
-        print(json.dumps(worker_medseg(args.work, args.series, args.memory, part)))  # type: ignore[arg-type]
+        from medseg.infer.parts import parse_part
+
+        part = parse_part(args.part) if args.part else None
+        print(json.dumps(worker_medseg(args.work, args.series, args.memory, part)))
         return
     if args.worker == "monai":
         print(json.dumps(worker_monai(args.work, args.series, args.memory, series)))

@@ -38,7 +38,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medseg.config.models import PipelineConfig
+    from medseg.train.step_options import StepOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 PH2 = ROOT.parent / "shared" / "data" / "ph2-isic-layout"
@@ -53,7 +57,7 @@ OPTIONS = (
 )
 
 
-def options_of(name: str) -> Any:
+def options_of(name: str) -> StepOptions:
     """The StepOptions a name such as ``bf16+channels-last`` stands for."""
     import torch
 
@@ -64,7 +68,7 @@ def options_of(name: str) -> Any:
     return StepOptions(dtype, "channels-last" in parts, "compile" in parts)
 
 
-def setup(tmp: Path, n_batches: int) -> tuple[Any, list[dict[str, Any]]]:
+def setup(tmp: Path, n_batches: int) -> tuple[PipelineConfig, list[dict[str, Any]]]:
     """The bound isic.yaml configuration on PH2 and ``n_batches`` augmented batches drawn once."""
     import torch
 
@@ -94,7 +98,7 @@ def setup(tmp: Path, n_batches: int) -> tuple[Any, list[dict[str, Any]]]:
 class Runner:
     """One option's network, optimiser and step, from the initial weights of ``seed``."""
 
-    def __init__(self, cfg: Any, name: str, seed: int = 0) -> None:
+    def __init__(self, cfg: PipelineConfig, name: str, seed: int = 0) -> None:
         import torch
 
         from medseg.train.distributed import DistInfo
@@ -131,7 +135,7 @@ class Runner:
         return total / len(batches)
 
 
-def warm_up(runner: Runner, cfg: Any, batch: dict[str, Any]) -> str:
+def warm_up(runner: Runner, cfg: PipelineConfig, batch: dict[str, Any]) -> str:
     """Warm-up steps; for a compiled option the compile times, as a printed note."""
     if not runner.options.compile:
         runner.steps([batch] * 2)
@@ -148,7 +152,9 @@ def warm_up(runner: Runner, cfg: Any, batch: dict[str, Any]) -> str:
     )
 
 
-def speed(cfg: Any, names: list[str], batch: dict[str, Any], rounds: int, steps: int) -> dict[str, Any]:
+def speed(
+    cfg: PipelineConfig, names: list[str], batch: dict[str, Any], rounds: int, steps: int
+) -> dict[str, Any]:
     """Samples per second of each option, alternated over rounds; compile notes."""
     runners = [Runner(cfg, n) for n in names]
     notes = [note for r in runners if (note := warm_up(r, cfg, batch))]
@@ -157,7 +163,7 @@ def speed(cfg: Any, names: list[str], batch: dict[str, Any], rounds: int, steps:
     return {"rounds": per_round, "notes": notes}
 
 
-def trains_as_well(cfg: Any, names: list[str], batches: list[dict[str, Any]]) -> dict[str, float]:
+def trains_as_well(cfg: PipelineConfig, names: list[str], batches: list[dict[str, Any]]) -> dict[str, float]:
     """Float32 loss after ``len(batches)`` steps from the same start, per option; ``fp32 seed 1``
     starts from other initial weights."""
     scores: dict[str, float] = {}
@@ -168,7 +174,7 @@ def trains_as_well(cfg: Any, names: list[str], batches: list[dict[str, Any]]) ->
     return scores
 
 
-def inference(cfg: Any, batch: dict[str, Any], rounds: int) -> dict[str, tuple[float, float]]:
+def inference(cfg: PipelineConfig, batch: dict[str, Any], rounds: int) -> dict[str, tuple[float, float]]:
     """Per variant: median ms per image and the largest probability difference from fp32."""
     import torch
 
@@ -185,12 +191,12 @@ def inference(cfg: Any, batch: dict[str, Any], rounds: int) -> dict[str, tuple[f
     def run(name: str) -> tuple[float, torch.Tensor]:
         xi, dtype = variants[name]
         if name == "channels-last":
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
             t0 = time.perf_counter()
             p = torch.softmax(model(xi).float(), 1)
             seconds = time.perf_counter() - t0
-        model.to(memory_format=torch.contiguous_format)
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         return seconds, p
 
     ref = run("fp32")[1]

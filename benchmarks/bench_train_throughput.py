@@ -31,28 +31,34 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from medseg.config.models import PipelineConfig
+    from medseg.io.case import Case
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 STUDIES = {"isic": ("isic.yaml", "ph2-isic-layout"), "ct": ("ct.yaml", "ct")}
 
 
-def _config(pipeline: str, root: Path, device: str, run: Path, settings: list[str]) -> Any:
+def _config(pipeline: str, root: Path, device: str, run: Path, settings: list[str]) -> PipelineConfig:
     from medseg.config.load import load_pipeline
 
     overrides = [f"data.root={root}", f"train.device={device}", f"output_dir={run}", *settings]
     return load_pipeline(ROOT / "pipelines" / pipeline, overrides)
 
 
-def _cases(cfg: Any, max_cases: int | None) -> list[dict[str, Any]]:
+def _cases(cfg: PipelineConfig, max_cases: int | None) -> list[Case]:
     from medseg.data.datalist import build_datalist
 
     cases, _ = build_datalist(cfg.data, cfg.transforms.spatial_dims, cfg.image_channels)
     return cases[:max_cases] if max_cases else cases
 
 
-def _with_statistics(cfg: Any, cases: list[Any], run: Path) -> Any:
+def _with_statistics(cfg: PipelineConfig, cases: list[Case], run: Path) -> PipelineConfig:
     """The config with its intensity statistics, gathered once per study into ``run``."""
     from medseg.pipeline.stages import resolve_statistics
     from medseg.run_dir import RunDir
@@ -61,14 +67,14 @@ def _with_statistics(cfg: Any, cases: list[Any], run: Path) -> Any:
     return resolve_statistics(cfg, cases, RunDir(run))
 
 
-def _sync(device: Any) -> None:
+def _sync(device: torch.device) -> None:
     import torch
 
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def measure(cfg: Any, cases: list[Any], steps: int, rounds: int = 5) -> dict[str, Any]:
+def measure(cfg: PipelineConfig, cases: list[Case], steps: int, rounds: int = 5) -> dict[str, Any]:
 
     from medseg.registry import build_inferer
     from medseg.runtime import pick_device
@@ -127,8 +133,8 @@ def measure(cfg: Any, cases: list[Any], steps: int, rounds: int = 5) -> dict[str
 
 def _variants(loaders: str | None, amps: str | None) -> list[tuple[list[str], str]]:
     """The settings of each combination of ``--loader`` and ``--amp``, with its name."""
-    loader_values: list[str | None] = loaders.split(",") if loaders else [None]
-    amp_values: list[str | None] = amps.split(",") if amps else [None]
+    loader_values: list[str | None] = [*loaders.split(",")] if loaders else [None]
+    amp_values: list[str | None] = [*amps.split(",")] if amps else [None]
     out = []
     for loader in loader_values:
         for amp in amp_values:

@@ -156,8 +156,8 @@ def part_tests(run: Run, env: dict[str, str]) -> None:
     _run_part(run, "tests", cmd, env)
     if not xml.is_file():
         return
-    suite = ET.parse(xml).getroot()
-    suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+    root = ET.parse(xml).getroot()
+    suite = root.find("testsuite") if root.tag == "testsuites" else root
     assert suite is not None
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
