@@ -18,7 +18,12 @@ The distance-transform branch alone is also timed first, on a 512x512x20 box who
 each hold 5% of the voxels (a poor prediction's scattered surface), against the same baseline,
 alternating (``--branch-only`` runs just that part, without the data).
 
-    python benchmarks/bench_heldout.py [--rounds 3] [--data DIR] [--branch-only]
+``--score-passes`` times instead the held-out prediction with the uncertainty score's flips tiling
+the model grid (``infer.score_overlap: 0``, the default) against the baseline of those flips at the
+prediction's own overlap (0.5 in pipelines/ct.yaml, as before that setting), alternating; the label
+maps must come out identical.
+
+    python benchmarks/bench_heldout.py [--rounds 3] [--data DIR] [--branch-only] [--score-passes]
 """
 
 from __future__ import annotations
@@ -29,9 +34,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from medseg.config.models import PipelineConfig
+    from medseg.infer.heldout import HeldOutCase
+    from medseg.io.case import Case
+    from medseg.run_dir import FoldDir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -52,7 +65,7 @@ def timed(fn: Any, *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def setting(data: Path, out: Path) -> tuple[Any, list[Any], Any]:
+def setting(data: Path, out: Path) -> tuple[PipelineConfig, list[Case], nn.Module]:
     """The configuration of pipelines/ct.yaml on ``data``, its two real cases, a seeded network."""
     import torch
 
@@ -64,7 +77,7 @@ def setting(data: Path, out: Path) -> tuple[Any, list[Any], Any]:
     cfg = load_pipeline(ROOT / "pipelines" / "ct.yaml", overrides)
     cases, _ = ingest(cfg, out)
     torch.manual_seed(0)
-    return cfg, cases, build_network(cfg).eval()
+    return cfg, cases, build_network(cfg.network).eval()
 
 
 def same(rows: list[dict[str, Any]], other: list[dict[str, Any]]) -> bool:
@@ -75,7 +88,7 @@ def same(rows: list[dict[str, Any]], other: list[dict[str, Any]]) -> bool:
     )
 
 
-def one_case(cfg: Any, case: Any, model: Any, fold: Any) -> dict[str, Any]:
+def one_case(cfg: PipelineConfig, case: Case, model: nn.Module, fold: FoldDir) -> dict[str, Any]:
     """Every stage of one held-out case, as evaluate_fold runs them, each timed."""
     import torch
 
@@ -87,11 +100,11 @@ def one_case(cfg: Any, case: Any, model: Any, fold: Any) -> dict[str, Any]:
     t_predict, (held,) = timed(lambda: list(predict_heldout(cfg, [model], [case], fold, torch.device("cpu"))))
     t_score, rows = timed(score_case, cfg, held.case_id, held.pred, held.ref, held.spacing)
     real = surface._edt_at
-    surface._edt_at = whole_box  # type: ignore[assignment]
+    surface._edt_at = whole_box
     try:
         t_base, base_rows = timed(score_case, cfg, held.case_id, held.pred, held.ref, held.spacing)
     finally:
-        surface._edt_at = real  # type: ignore[assignment]
+        surface._edt_at = real
     if not same(rows, base_rows):
         raise SystemExit(f"{case.id}: the metrics differ from the baseline's: {rows} vs {base_rows}")
     t_overlay, _ = timed(write_overlays, cfg, [case], rows, fold.overlays, lambda _: held.path)
@@ -105,7 +118,9 @@ def branch(rounds: int) -> None:
     rng = np.random.default_rng(0)
     shape, spacing = (512, 512, 20), (0.9765625, 0.9765625, 2.0)
     edges_to, edges_from = rng.random(shape) < 0.05, rng.random(shape) < 0.05
-    ratios, ours, base = [], [], []
+    ratios: list[float] = []
+    ours: list[float] = []
+    base: list[float] = []
     for _ in range(rounds + 1):  # the first is a warm-up
         t_ours, d_ours = timed(_edt_at, edges_from, edges_to, spacing)
         t_base, d_base = timed(whole_box, edges_from, edges_to, spacing)
@@ -121,14 +136,59 @@ def branch(rounds: int) -> None:
     )
 
 
+def score_passes(
+    cfg: PipelineConfig, cases: list[Case], model: nn.Module, fold: FoldDir, rounds: int
+) -> None:
+    """The held-out prediction with the score's flips tiling the grid (``infer.score_overlap: 0``)
+    against the baseline, the same flips at the prediction's own overlap 0.5 (as before this
+    setting), alternating; the label maps must be identical."""
+    import torch
+
+    from medseg.infer.heldout import predict_heldout
+    from medseg.infer.sliding import model_grid, window_count
+
+    variants = {
+        k: cfg.model_copy(update={"infer": cfg.infer.model_copy(update={"score_overlap": k})})
+        for k in (0.5, 0.0)
+    }
+    cpu = torch.device("cpu")
+    for case in cases:
+        times: dict[float, list[float]] = {0.5: [], 0.0: []}
+        held: dict[float, HeldOutCase] = {}
+        for i in range(rounds + 1):  # the first is a warm-up
+            for k, c in variants.items():
+                t, (held[k],) = timed(
+                    lambda c=c, case=case: list(predict_heldout(c, [model], [case], fold, cpu))
+                )
+                times[k] += [t] if i else []
+        if not np.array_equal(held[0.5].pred, held[0.0].pred):
+            raise SystemExit(f"{case.id}: the prediction changed with the score's overlap")
+        grid = model_grid(cfg.transforms, held[0.0].pred.shape, held[0.0].spacing)
+        roi = cfg.roi_size
+        base, ours = statistics.median(times[0.5]), statistics.median(times[0.0])
+        print(
+            f"{case.id}: model grid {list(grid)}, windows of {roi}: {window_count(grid, roi, 0.5)} per "
+            f"pass at 0.5, {window_count(grid, roi, 0.0)} tiled; held-out prediction {ours:.2f} s against "
+            f"the baseline's {base:.2f} s (ratio {ours / base:.2f}; rounds "
+            f"{', '.join(format(a / b, '.2f') for a, b in zip(times[0.0], times[0.5], strict=True))}); "
+            f"identical label maps; flip score {held[0.0].uncertainty:.4f} tiled, "
+            f"{held[0.5].uncertainty:.4f} at 0.5",
+            flush=True,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--branch-only", action="store_true")
+    parser.add_argument(
+        "--score-passes", action="store_true", help="only the score's overlap, on the CT cases"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    branch(max(args.rounds, 3))
+    if not args.score_passes:
+        branch(max(args.rounds, 3))
     if args.branch_only:
         return 0
     if not (args.data / "ct" / "totalsegmentator-example").is_dir():
@@ -139,6 +199,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg, cases, model = setting(args.data, Path(tmp) / "run")
         fold = FoldDir(Path(tmp) / "run" / "fold_0", 0)
+        if args.score_passes:
+            score_passes(cfg, cases, model, fold, args.rounds)
+            return 0
         for case in cases:
             one_case(cfg, case, model, fold)  # warm-up: imports, first decode
             runs = [one_case(cfg, case, model, fold) for _ in range(args.rounds)]

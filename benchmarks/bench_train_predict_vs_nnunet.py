@@ -55,7 +55,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -148,7 +151,8 @@ def medseg_plan(data: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
     return {
         "spacing": [round(float(s), 4) for s in cfg.transforms.spacing or []],
         "patch": list(cfg.transforms.patch_size or []),
-        "batch": cfg.train.batch_size,
+        "batch": cfg.train.batch_size
+        * (cfg.transforms.patches_per_image if cfg.transforms.patch_size else 1),
         "kernels": [list(k) for k in args["kernel_size"]],
         "strides": [list(s) for s in args["strides"]],
         "features": list(args["filters"]),
@@ -173,13 +177,17 @@ def in_medseg_axes(plan: dict[str, Any]) -> dict[str, Any]:
 
 def topology_overrides(theirs: dict[str, Any]) -> list[str]:
     """``--set`` items that give medseg's DynUNet nnU-Net's patch, batch and layers."""
+    from medseg.plan.rules import cases_per_step
+
     dump = json.dumps
     strides = theirs["strides"]
+    cases, per_case = cases_per_step(theirs["batch"])  # a step of medseg's loader: cases x patches
     return [
         f"transforms.spacing={dump(theirs['spacing'])}",
         f"transforms.patch_size={dump(theirs['patch'])}",
         f"infer.roi_size={dump(theirs['patch'])}",
-        f"train.batch_size={theirs['batch']}",
+        f"train.batch_size={cases}",
+        f"transforms.patches_per_image={per_case}",
         "model.name=DynUNet",
         f"model.args.kernel_size={dump(theirs['kernels'])}",
         f"model.args.strides={dump(strides)}",
@@ -246,6 +254,7 @@ def medseg_stepper(plan: Path, overrides: list[str], run: Path) -> tuple[Any, An
     from medseg.train.loaders import make_loaders
     from medseg.train.losses import training_loss
     from medseg.train.state import new_state, save_best
+    from medseg.train.step_options import StepOptions
 
     cfg = load_pipeline(plan, [*overrides, f"output_dir={run}"])
     cases, _ = build_datalist(cfg.data, cfg.transforms.spatial_dims, cfg.image_channels)
@@ -253,9 +262,9 @@ def medseg_stepper(plan: Path, overrides: list[str], run: Path) -> tuple[Any, An
     cfg = resolve_statistics(resolve_channel_files(cfg, cases), cases, RunDir(run))
     device = torch.device("cpu")
     loader, _ = make_loaders(cfg, cases, [], seed=0, device=device)
-    state = new_state(cfg, device, amp=False)
+    state = new_state(cfg, device, StepOptions())  # float32, as nnU-Net trains on the CPU
     inferer = build_inferer(cfg.infer, cfg.roi_size)
-    ctx = EpochContext(state.model, training_loss(cfg), device, False, DistInfo(), inferer)
+    ctx = EpochContext(state.model, training_loss(cfg), device, StepOptions(), DistInfo(), inferer)
     batches = _forever(loader)
 
     def step() -> tuple[float, float]:
@@ -271,7 +280,7 @@ def medseg_stepper(plan: Path, overrides: list[str], run: Path) -> tuple[Any, An
         save_best(state, folder / "fold_0" / "checkpoints" / "best.pt", 0.0)
         (folder / "fold_0" / "metrics.csv").write_text("case\n")
 
-    return step, save, cfg.train.batch_size
+    return step, save, cfg.train.batch_size * cfg.transforms.patches_per_image  # patches per step
 
 
 def _forever(loader: Any) -> Any:
@@ -438,7 +447,6 @@ def measure_predict(args: argparse.Namespace, work: Path) -> dict[str, dict[str,
 def dice_figures(work: Path, names: list[str]) -> dict[str, dict[str, float]]:
     """Mean Dice over the held-out cases of each class (and their mean) for each command's last
     predictions, against ``labelsTs``, by the same code (`medseg.evaluate.postprocessing.dice`)."""
-    import nibabel as nib
     import numpy as np
 
     from medseg.evaluate.postprocessing import dice
@@ -448,8 +456,8 @@ def dice_figures(work: Path, names: list[str]) -> dict[str, dict[str, float]]:
     for i, name in enumerate(names):
         scores: dict[str, list[float]] = {c: [] for c in CLASSES}
         for ref_path in refs:
-            ref = np.asarray(nib.load(ref_path).dataobj)
-            pred = np.asarray(nib.load(work / "pred" / f"{i}-all" / ref_path.name).dataobj)
+            ref = _voxels(ref_path)
+            pred = _voxels(work / "pred" / f"{i}-all" / ref_path.name)
             if pred.shape != ref.shape:
                 raise SystemExit(f"{name}: {ref_path.name} predicted {pred.shape}, reference {ref.shape}")
             for value, cls in enumerate(CLASSES, start=1):
@@ -457,6 +465,15 @@ def dice_figures(work: Path, names: list[str]) -> dict[str, dict[str, float]]:
         out[name] = {c: float(np.nanmean(v)) for c, v in scores.items()}
         out[name]["mean"] = float(np.mean([out[name][c] for c in CLASSES]))
     return out
+
+
+def _voxels(path: Path) -> np.ndarray:
+    """The voxel data of a NIfTI file, as stored."""
+    import nibabel as nib
+    import numpy as np
+    from nibabel.dataobj_images import DataobjImage
+
+    return np.asarray(cast(DataobjImage, nib.load(path)).dataobj)
 
 
 def _checked(proc: subprocess.CompletedProcess[str], name: str) -> None:

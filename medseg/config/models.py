@@ -209,7 +209,9 @@ class TransformsConfig(Strict):
     )
     patch_pos: float = Field(1.0, ge=0, description="weight of patches centred on foreground")
     patch_neg: float = Field(1.0, ge=0, description="weight of patches centred on background")
-    patches_per_image: int = Field(2, ge=1)
+    patches_per_image: int = Field(
+        2, ge=1, description="patches drawn from each case in a step: a step holds train.batch_size x this"
+    )
     preprocess: TransformList = [{"NormalizeIntensityd": {"channel_wise": True}}]
     train: TransformList = [
         {"RandFlipd": {"prob": 0.5, "spatial_axis": 0}},
@@ -285,7 +287,9 @@ class TrainConfig(Strict):
     """Optimisation, early stopping, device and loader settings of each fold."""
 
     epochs: int = Field(50, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(
+        8, ge=1, description="cases per step (with transforms.patch_size each gives patches_per_image)"
+    )
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto",
         description="loader processes; auto: none on a CPU; on a GPU one per spare core (at most 8, one "
@@ -337,6 +341,14 @@ class InferConfig(Strict):
     overlap: float = Field(0.25, ge=0, lt=1)
     mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(4, ge=1)
+    score_overlap: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="overlap of the windows of the flips run for the uncertainty score alone (evaluate."
+        "uncertainty without tta_flips): 0 tiles the grid, a third to a tenth of the windows of 0.5 in 3D; "
+        "the prediction itself keeps infer.overlap, and the study and predict score alike",
+    )
     tta_flips: bool = Field(
         False, description="test-time augmentation: also predict every flip of the spatial axes and average"
     )

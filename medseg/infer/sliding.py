@@ -20,6 +20,7 @@ from torch import nn
 from medseg.config.models import InferConfig, PipelineConfig, TransformsConfig
 from medseg.infer.postprocess import postprocess
 from medseg.infer.uncertainty import Scores, disagreement
+from medseg.registry import build_inferer
 from medseg.runtime import autocast_dtype
 from medseg.transforms.resample import grid_size, linear_mode
 
@@ -98,7 +99,8 @@ def predict_scored(
             ``train.amp``, the CPU's bfloat16 with ``train.precision``), or None for float32.
         on_device: leave the probabilities on ``device`` instead of moving them to the CPU.
         score_flips: also run the first model on each single-axis flip (:func:`axis_flips`) for
-            its flip score alone, when ``infer.tta_flips`` is off.
+            its flip score alone, when ``infer.tta_flips`` is off (windows overlapping by
+            ``infer.score_overlap``).
         progress: called with the fraction of sliding windows done, after each batch of windows.
 
     Returns:
@@ -116,11 +118,14 @@ def predict_scored(
         x = F.interpolate(x, size=size, mode=interp, align_corners=False)
     averaged = flip_sets(len(spatial), infer.tta_flips)
     first = averaged + [f for f in axis_flips(len(spatial)) if score_flips and f not in averaged]
-    roi = infer.roi_size or transforms.input_size
-    total = window_count(size, roi, infer.overlap) * (len(first) + (len(models) - 1) * len(averaged))
+    roi = list(infer.roi_size or transforms.input_size)
+    scoring = build_inferer(infer.model_copy(update={"overlap": infer.score_overlap}), roi)
+    total = window_count(size, roi, infer.overlap) * len(models) * len(averaged) + window_count(
+        size, roi, infer.score_overlap
+    ) * (len(first) - len(averaged))
     counter = _Progress(total, progress)
     with torch.no_grad(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-        probs, scores = _members(models, x, inferer, counter.wrap, averaged, first)
+        probs, scores = _members(models, x, (inferer, scoring), counter.wrap, averaged, first)
     probs = probs / (len(models) * len(averaged))
     if spatial != size:
         probs = F.interpolate(probs, size=spatial, mode=interp, align_corners=False)
@@ -130,13 +135,14 @@ def predict_scored(
 def _members(
     models: list[nn.Module],
     x: torch.Tensor,
-    inferer: Any,
+    inferers: tuple[Any, Any],
     counted: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]],
     averaged: list[tuple[int, ...]],
     first: list[tuple[int, ...]],
 ) -> tuple[torch.Tensor, Scores]:
     """Every model on its flips (the first model on ``first``, the others on ``averaged``): the sum
-    of the averaged members' probabilities, and the scores (:func:`predict_scored`)."""
+    of the averaged members' probabilities, and the scores (:func:`predict_scored`). ``inferers``:
+    the prediction's, and the one of the flips run for the score alone (``infer.score_overlap``)."""
     probs, first_sum = None, None
     flip_labels: list[torch.Tensor] = []
     fold_labels: list[torch.Tensor] = []
@@ -145,6 +151,7 @@ def _members(
         own = None
         for dims in first if i == 0 else averaged:
             xi = x.flip(dims) if dims else x
+            inferer = inferers[0] if dims in averaged else inferers[1]
             p = torch.softmax(inferer(xi, counted(model)).float(), dim=1)
             p = p.flip(dims) if dims else p
             if i == 0 and len(first) > 1:

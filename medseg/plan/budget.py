@@ -45,7 +45,8 @@ class Workload:
     ``step``, ``val_case`` and ``load`` are measured seconds: one training step of ``batch``
     patches, one validation case, one case read and preprocessed; ``per_image`` patches are drawn
     from each training case per epoch. ``members`` inferences run per held-out case: one, and one
-    per spatial axis flipped for the uncertainty score (``evaluate.uncertainty``).
+    per spatial axis flipped for the uncertainty score (``evaluate.uncertainty``), each counted
+    by its share of the prediction's windows (``infer.score_overlap``).
     """
 
     n_cases: int
@@ -56,7 +57,7 @@ class Workload:
     val_case: float
     load: float
     val_fraction: float = 0.1
-    members: int = 1
+    members: float = 1.0
 
     @property
     def shares(self) -> Shares:

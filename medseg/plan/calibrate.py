@@ -230,9 +230,8 @@ def _measure_here(
     from medseg.train.step_options import step_options
 
     device = pick_device(cfg.train.device)
-    per_image = _per_image(cfg)
-    study_steps = study_steps or _study_steps(cfg, len(cases), per_image)
-    n_fit = max(1, min(len(cases) - 2, -(-cfg.train.batch_size * steps // per_image)))
+    study_steps = study_steps or _study_steps(cfg, len(cases))
+    n_fit = max(1, min(len(cases) - 2, cfg.train.batch_size * steps))  # a step takes batch_size cases
     fit, val = cases[:n_fit], cases[n_fit : n_fit + 2]
     t0 = time.perf_counter()
     train_loader, val_loader = make_loaders(cfg, fit, val, seed=0, device=device)
@@ -240,11 +239,13 @@ def _measure_here(
     runs = SideBySide(cfg, device, train_loader)
     try:
         peak, ref = _peak(device, lambda: runs.add(step_options(cfg.train, device)))
-        beyond = _beyond_budget(ref.first_seconds / runs.steps, study_steps, budget)
+        runs.rounds([ref], 1)  # a step without the first epoch's warm-up, for the guard below
+        step = ref.seconds[0] if ref.seconds else ref.first_seconds / runs.steps
+        beyond = _beyond_budget(step, study_steps, budget)
         if try_options and device.type == "cpu" and not beyond:
             kept, trials, notes = choose_options(runs, ref, study_steps)
         else:
-            runs.rounds([ref], ROUNDS)
+            runs.rounds([ref], ROUNDS - 1)  # the guard's epoch was the first
             kept, trials, notes = ref, (), [beyond] if try_options and beyond else []
         if ref.failed:
             raise MedsegError(f"calibration: {ref.failed}")
@@ -275,7 +276,7 @@ def _measure_here(
 
 def _beyond_budget(step: float, study_steps: int, budget: float | None) -> str:
     """Why no step option is worth trying: even ``MAX_OPTION_GAIN`` times faster, ``study_steps``
-    of ``step`` seconds (the first epoch's, an overestimate) exceed the budget; else empty."""
+    of ``step`` seconds (a timed epoch's after the first) exceed the budget; else empty."""
     if budget is None or study_steps * step / MAX_OPTION_GAIN <= budget:
         return ""
     return (
@@ -284,19 +285,14 @@ def _beyond_budget(step: float, study_steps: int, budget: float | None) -> str:
     )
 
 
-def _per_image(cfg: PipelineConfig) -> int:
-    """Patches drawn from each training case per epoch."""
-    patches = cfg.transforms.patch_size and cfg.transforms.spatial_dims == 3
-    return cfg.transforms.patches_per_image if patches else 1
-
-
-def _study_steps(cfg: PipelineConfig, n_cases: int, per_image: int) -> int:
+def _study_steps(cfg: PipelineConfig, n_cases: int) -> int:
     """Training steps of the smallest study the planner accepts: every fold at least
-    ``MIN_EPOCHS`` epochs; what a compilation must repay."""
+    ``MIN_EPOCHS`` epochs of ``train.batch_size`` cases per step (each giving
+    ``transforms.patches_per_image`` patches in patch training); what a compilation must repay."""
     from medseg.plan import budget as B
 
     shares = B.Shares.of(n_cases, B.FOLDS, cfg.train.val_fraction)
-    per_epoch = math.ceil(shares.fit * per_image / cfg.train.batch_size)
+    per_epoch = math.ceil(shares.fit / cfg.train.batch_size)
     return B.FOLDS * B.MIN_EPOCHS * per_epoch
 
 

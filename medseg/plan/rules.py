@@ -255,6 +255,18 @@ def _by_channel(intensity: Sequence[dict[str, float]], names: list[str]) -> tupl
     return steps, why
 
 
+def cases_per_step(batch: int) -> tuple[int, int]:
+    """(cases, patches from each) making up a step of ``batch`` patches in 3D: two patches of each
+    case when ``batch`` is even, as medseg's loader draws ``transforms.patches_per_image`` patches
+    of each of ``train.batch_size`` cases per step; one of each otherwise.
+
+    Example:
+        >>> cases_per_step(2), cases_per_step(7)
+        ((1, 2), (7, 1))
+    """
+    return (batch // 2, 2) if batch % 2 == 0 else (batch, 1)
+
+
 def sliding_window(patch: Sequence[int]) -> dict[str, Any]:
     """Sliding-window inference over the training patch: half-patch overlap, Gaussian weights."""
     return {"roi_size": list(patch), "overlap": 0.5, "mode": "gaussian"}

@@ -128,7 +128,7 @@ def plan_transforms(fp: dict[str, Any], cand: Candidate) -> tuple[TransformsConf
         "patch_size": patch,
         "patch_pos": 1,
         "patch_neg": 2,
-        "patches_per_image": 2,
+        "patches_per_image": rules.cases_per_step(cand.planned["batch_size"])[1],
     }
     coarse = f", coarsened by 1/{cand.scale:g} to fit the budget" if cand.scale < 1 else ""
     reasons["transforms.spacing"] = cand.reasons.get("spacing", "target spacing") + coarse
@@ -137,6 +137,9 @@ def plan_transforms(fp: dict[str, Any], cand: Candidate) -> tuple[TransformsConf
         "the memory"
     )
     reasons["transforms.patch_neg"] = "one patch in three centred on foreground, as nnU-Net oversamples"
+    reasons["transforms.patches_per_image"] = (
+        "patches of each case in a step: train.batch_size cases of this many make the planned batch"
+    )
     return TransformsConfig(**fields), reasons
 
 
@@ -175,17 +178,19 @@ def plan_model(fp: dict[str, Any], cand: Candidate) -> tuple[ComponentConfig, Re
 
 def plan_train(fp: dict[str, Any], cand: Candidate, device: str) -> tuple[TrainConfig, Reasons]:
     """Epochs (from the budget), batch, no early stop, the optimiser's rate."""
+    batch = cand.planned["batch_size"]
     fields: dict[str, Any] = {
         "epochs": max(1, cand.epochs),
-        "batch_size": cand.planned["batch_size"],
+        "batch_size": rules.cases_per_step(batch)[0] if fp["spatial_dims"] == 3 else batch,
         "patience": None,
         "device": device,
         "optimizer": OptimizerConfig(lr=0.002),
     }
     fields |= cand.planned.get("step_options", {})
     reasons = {
-        "train.batch_size": "fills the memory (nnU-Net's reference), at most 5% of the data set's voxels, "
-        "at least 2",
+        "train.batch_size": f"{batch} {'patches' if fp['spatial_dims'] == 3 else 'pictures'} per step fill "
+        "the memory (nnU-Net's reference), at most 5% of the data set's voxels, at least 2"
+        + (" (cases x transforms.patches_per_image)" if fp["spatial_dims"] == 3 else ""),
         "train.epochs": cand.reasons.get("epochs", ""),
         "train.patience": "no early stop: the best validation epoch is kept, the schedule runs to its end",
     }
@@ -197,14 +202,21 @@ def plan_train(fp: dict[str, Any], cand: Candidate, device: str) -> tuple[TrainC
 
 
 def plan_infer(fp: dict[str, Any], transforms: TransformsConfig) -> tuple[InferConfig, Reasons]:
-    """Sliding window over the training input, Gaussian, half overlap; post-processing chosen later."""
+    """Sliding window over the training input, Gaussian, half overlap; in 2D the mirrored pictures
+    averaged in (nnU-Net's test-time mirroring); post-processing chosen later."""
     window = rules.sliding_window(transforms.input_size)
     reasons = {
         "infer.overlap": "half a window, Gaussian-weighted, as nnU-Net predicts",
         "infer.largest_component": "chosen from the cross-validated Dice at the end of the run "
         "(nnU-Net's rule)",
     }
-    return InferConfig(**window, largest_component="auto"), reasons
+    flips = fp["spatial_dims"] == 2
+    if flips:
+        reasons["infer.tta_flips"] = (
+            "the picture and its mirror images averaged, as nnU-Net predicts: 4 passes of a 2D network, "
+            "a small share of a study's time; the uncertainty score uses the same flips"
+        )
+    return InferConfig(**window, tta_flips=flips, largest_component="auto"), reasons
 
 
 def planned_config(

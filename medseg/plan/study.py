@@ -125,13 +125,30 @@ def _workload(cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[st
         fp["n_cases"],
         folds(fp),
         cand.planned["batch_size"],
-        2 if fp["spatial_dims"] == 3 else 1,
+        rules.cases_per_step(cand.planned["batch_size"])[1] if fp["spatial_dims"] == 3 else 1,
         measured.seconds_per_step * ratio,
         measured.seconds_per_val_case * per_case,
         measured.seconds_per_load,
         val_fraction(fp),
-        members=1 + fp["spatial_dims"],  # evaluate.uncertainty: the held-out flips
+        members=_members(cand, fp["spatial_dims"]),
     )
+
+
+def _members(cand: Candidate, dims: int) -> float:
+    """Inference passes per held-out case, in prediction windows: 2D averages the 4 flips of a
+    picture (``infer.tta_flips``), 3D predicts once and flips each axis for the uncertainty score."""
+    if dims == 2:
+        return 4.0
+    return 1 + dims * _score_share(cand)
+
+
+def _score_share(cand: Candidate) -> float:
+    """Windows of a flip run for the score alone (``infer.score_overlap``, 0) per window of the
+    prediction's pass (half overlap, as planned), over the candidate's median grid."""
+    from medseg.infer.sliding import window_count
+
+    grid, patch = [round(s) for s in cand.shape], list(cand.planned["topology"].patch)
+    return window_count(grid, patch, 0.0) / window_count(grid, patch, 0.5)
 
 
 def _fit(

@@ -159,3 +159,49 @@ def test_held_out_flip_score_and_progress(tmp_path) -> None:
     assert two.flips == pytest.approx(flipped.flips) and two.folds > 0.1
     _, plain = predict_scored([_Half(), _Centre()], image, *settings)
     assert math.isnan(plain.flips) and plain.folds == pytest.approx(two.folds)
+
+
+class _Counting(torch.nn.Module):
+    """A two-class network whose output depends on the whole window (so the windows' overlap shows
+    in the blended result); it counts the windows it is run on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.windows += x.shape[0]
+        fg = x[:, :1] * x.mean(dim=(1, 2, 3), keepdim=True) * 10
+        return torch.cat([torch.zeros_like(fg), fg], 1)
+
+
+def test_the_score_flips_take_the_score_overlap_and_the_prediction_keeps_its_own(tmp_path) -> None:
+    from medseg.config.load import load_pipeline
+    from medseg.infer.sliding import predict_scored, window_count
+    from medseg.registry import build_inferer
+
+    from ..conftest import ROOT
+
+    cfg = load_pipeline(ROOT / "pipelines" / "demo.yaml", ["transforms.spatial_size=[64, 64]"])
+    infer = cfg.infer.model_copy(update={"roi_size": [16, 16], "overlap": 0.5})
+    image, cpu = torch.rand(3, 64, 64), torch.device("cpu")
+    seen: list[float] = []
+    for score_overlap, each_flip in ((0.0, 16), (0.5, 49)):
+        scored = infer.model_copy(update={"score_overlap": score_overlap})
+        model = _Counting()
+        inferer = build_inferer(scored, [16, 16])
+        probs, _ = predict_scored(
+            [model], image, cfg.transforms, scored, inferer, cpu, score_flips=True, progress=seen.append
+        )
+        assert window_count((64, 64), (16, 16), score_overlap) == each_flip
+        assert model.windows == 49 + 2 * each_flip  # the prediction's pass at 0.5, two flips alone
+        assert seen[-1] == 1.0
+        unscored, _ = predict_scored([model], image, cfg.transforms, scored, inferer, cpu)
+        assert torch.equal(unscored, probs)  # the prediction itself does not depend on it
+    tiled = infer.model_copy(update={"overlap": 0.0})
+    other, _ = predict_scored([model], image, cfg.transforms, tiled, build_inferer(tiled, [16, 16]), cpu)
+    assert not torch.allclose(other, probs)  # (it would show if the prediction's overlap changed)
+    tta = infer.model_copy(update={"tta_flips": True, "score_overlap": 0.0})
+    model = _Counting()
+    predict_scored([model], image, cfg.transforms, tta, build_inferer(tta, [16, 16]), cpu, score_flips=True)
+    assert model.windows == 4 * 49  # test-time flips are the prediction's: its own overlap

@@ -47,7 +47,10 @@ def test_an_anisotropic_table_is_planned_and_runs(tmp_path):
     assert all(s == [1, 1, 1] or max(s) == 2 for s in args["strides"])
     assert raw["transforms"]["preprocess"] == [{"NormalizeIntensityd": {}}]  # not CT: per image
     assert raw["train"]["epochs"] == 1000 and summary["epochs"] == 1000  # no budget: nnU-Net's
-    assert raw["infer"]["mode"] == "gaussian"
+    # a step holds the planned batch of patches: batch_size cases, patches_per_image of each
+    per_step = raw["train"]["batch_size"] * raw["transforms"]["patches_per_image"]
+    assert per_step == summary["batch_size"] >= 2 and raw["transforms"]["patches_per_image"] in (1, 2)
+    assert raw["infer"]["mode"] == "gaussian" and raw["infer"]["tta_flips"] is False  # 3D: flips to score
     text = out.read_text()
     assert "nnU-Net's anisotropy rule" in text and "3 on axes within twice the finest spacing" in text
     cfg = load_pipeline(
