@@ -167,7 +167,7 @@ def _until_broken(todo: deque[InputItem], out_dir: Any, workers: int) -> Iterato
 
     fork = multiprocessing.get_context("fork")
     pending: deque[tuple[InputItem, Future[Done]]] = deque()
-    broken = False
+    broken, pids = False, set[int]()
     start = (os.getpid(), out_dir)
     with ProcessPoolExecutor(workers, fork, _one_thread, start) as pool, _stopped_on_interrupt(pool):
         while pending or (todo and not broken):
@@ -177,6 +177,7 @@ def _until_broken(todo: deque[InputItem], out_dir: Any, workers: int) -> Iterato
                     todo.popleft()
                 except BrokenProcessPool:  # died before its result was asked for
                     broken = True
+            pids |= set(getattr(pool, "_processes", None) or {})
             if not pending:
                 break
             item, future = pending.popleft()
@@ -185,3 +186,15 @@ def _until_broken(todo: deque[InputItem], out_dir: Any, workers: int) -> Iterato
             except Exception as err:  # BrokenProcessPool: every input under way fails with it
                 broken = broken or isinstance(err, BrokenProcessPool)
                 yield _died(item, err)
+    if broken:
+        _remove_temporary_files(out_dir, pids)
+
+
+def _remove_temporary_files(out_dir: Any, pids: set[int]) -> None:
+    """Remove what the pool's processes, all ended now, left half-written in ``out_dir``: a process
+    killed while writing leaves its ``.NAME.PID.tmp`` (:mod:`medseg.io.atomic`)."""
+    from pathlib import Path
+
+    for pid in pids:
+        for tmp in Path(out_dir).glob(f".*.{pid}.tmp"):
+            tmp.unlink(missing_ok=True)

@@ -143,3 +143,15 @@ def test_a_worker_killed_fails_its_inputs_clearly_and_a_rerun_completes(tmp_path
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"done {len(failed)}, done earlier {24 - len(failed)}, skipped 0, failed 0" in again.stdout
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")] and not (out / ".locks").exists()
+
+
+def test_a_broken_pool_leaves_no_temporary_file_of_its_processes(tmp_path):
+    from medseg.infer.processes import _remove_temporary_files
+
+    left = tmp_path / ".p02.png.4242.tmp"  # a worker killed while it wrote p02.png
+    other = tmp_path / ".p03.png.4343.tmp"  # another process's, still writing
+    done = tmp_path / "p01.png"
+    for path in (left, other, done):
+        path.write_bytes(b"x")
+    _remove_temporary_files(tmp_path, {4242, 4244})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".p03.png.4343.tmp", "p01.png"]
