@@ -25,6 +25,7 @@ from medseg.infer.bundle import ModelBundle
 from medseg.infer.discover import InputItem
 from medseg.infer.segmenter import Prepared
 from medseg.infer.steps import Done, finish, infer
+from medseg.io.atomic import remove_temporaries
 from medseg.io.dicom_seg import Segments
 
 AHEAD = 2  # inputs handed to each process before the first comes back
@@ -65,14 +66,12 @@ def die_with_parent(parent: int, out_dir: Any = None) -> None:
     import ctypes
     import signal
     import sys
-    from pathlib import Path
 
     def orphaned(*_: Any) -> None:
         if os.getppid() == parent:  # a hangup of the terminal, or the forking thread ended
             return
         if out_dir is not None:
-            for tmp in Path(out_dir).glob(f".*.{os.getpid()}.tmp"):
-                tmp.unlink(missing_ok=True)
+            remove_temporaries(out_dir, os.getpid())
         os._exit(1)
 
     if not sys.platform.startswith("linux"):
@@ -186,15 +185,5 @@ def _until_broken(todo: deque[InputItem], out_dir: Any, workers: int) -> Iterato
             except Exception as err:  # BrokenProcessPool: every input under way fails with it
                 broken = broken or isinstance(err, BrokenProcessPool)
                 yield _died(item, err)
-    if broken:
-        _remove_temporary_files(out_dir, pids)
-
-
-def _remove_temporary_files(out_dir: Any, pids: set[int]) -> None:
-    """Remove what the pool's processes, all ended now, left half-written in ``out_dir``: a process
-    killed while writing leaves its ``.NAME.PID.tmp`` (:mod:`medseg.io.atomic`)."""
-    from pathlib import Path
-
-    for pid in pids:
-        for tmp in Path(out_dir).glob(f".*.{pid}.tmp"):
-            tmp.unlink(missing_ok=True)
+    for pid in pids if broken else ():  # all ended now; one killed while writing left its file
+        remove_temporaries(out_dir, pid)

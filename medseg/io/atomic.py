@@ -9,6 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"  # a temporary file is ".NAME.PID.tmp" beside NAME
+
+
+def remove_temporaries(folder: str | Path, pid: int) -> None:
+    """Remove the temporary files that process ``pid`` left in ``folder`` (it was killed while
+    writing: its ``finally`` never ran); the files it renamed into place are not touched."""
+    for tmp in Path(folder).glob(f".*.{pid}{TEMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -32,7 +41,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -146,12 +146,13 @@ def test_a_worker_killed_fails_its_inputs_clearly_and_a_rerun_completes(tmp_path
 
 
 def test_a_broken_pool_leaves_no_temporary_file_of_its_processes(tmp_path):
-    from medseg.infer.processes import _remove_temporary_files
+    from medseg.io.atomic import remove_temporaries
 
     left = tmp_path / ".p02.png.4242.tmp"  # a worker killed while it wrote p02.png
     other = tmp_path / ".p03.png.4343.tmp"  # another process's, still writing
     done = tmp_path / "p01.png"
     for path in (left, other, done):
         path.write_bytes(b"x")
-    _remove_temporary_files(tmp_path, {4242, 4244})
+    for pid in (4242, 4244):  # the ended pool's processes
+        remove_temporaries(tmp_path, pid)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".p03.png.4343.tmp", "p01.png"]
