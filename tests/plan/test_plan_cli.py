@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -72,6 +73,36 @@ def test_careless_arguments_are_refused_by_name(tmp_path, args, message):
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_budget_too_small_is_answered_with_a_budget_that_plans(tmp_path, monkeypatch):
+    """The budget the refusal names plans without refusal, with the plan it said (in process, from
+    fixed step times; the command line's own refusal, measured, is the next test)."""
+    from medseg.errors import MedsegError
+    from medseg.plan import budget as B
+    from medseg.plan import calibrate
+    from medseg.plan.study import plan_study
+
+    def measure(cfg, cases, **options):  # type: ignore[no-untyped-def]
+        voxels = np.prod(cfg.transforms.spatial_size) * cfg.train.batch_size
+        return calibrate.Measured(0.02 + 0.05 * voxels / 2560, 0.01, 0.002, 200 * 2**20)
+
+    monkeypatch.setattr(calibrate, "measure", measure)
+    data = make_dataset(tmp_path / "data", n_cases=10, height=48, width=64)
+    with pytest.raises(MedsegError) as refused:
+        plan_study(data, "isic", tmp_path / "p.yaml", device="cpu", budget=5.0)
+    found = re.search(
+        r"--budget 5s: even the smallest plan \(UNet, scale ([\d.]+)\) trains fewer than 40 epochs per "
+        r"fold in it; --budget (\d+)m would give it: UNet \(16 base features\) at scale ([\d.]+), "
+        r"patch \[\d+, \d+\], batch \d+, (\d+) epochs",
+        str(refused.value),
+    )
+    assert found, str(refused.value)
+    minutes, epochs = int(found.group(2)), int(found.group(4))
+    assert found.group(1) == found.group(3) and epochs >= B.MIN_EPOCHS
+    summary = plan_study(data, "isic", tmp_path / "q.yaml", device="cpu", budget=minutes * 60.0)
+    assert summary["epochs"] >= B.MIN_EPOCHS and summary["expected_seconds"] <= minutes * 60 * B.MARGIN + 1
+
+
+@pytest.mark.slow  # seven candidates measured in fresh processes (a minute on 2 cores): `make test-slow`
 def test_a_budget_too_small_is_refused_with_the_reason(tmp_path):
     data = make_dataset(tmp_path / "data", n_cases=10, height=48, width=64)
     proc = _plan(str(data), "--device", "cpu", "--budget", "5s", "--out", str(tmp_path / "p.yaml"))
