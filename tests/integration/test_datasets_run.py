@@ -42,9 +42,16 @@ def _plan_and_run(data: Path, tmp_path: Path, workflow: str) -> Path:
 def mr_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A two-channel nnU-Net data set, planned and run: (data set, run folder), shared by the
     tests that only read them."""
+    from medseg.plan import calibrate
+
+    def fixed_steps(cfg, cases, **options):  # type: ignore[no-untyped-def]  # the layout is under test
+        return calibrate.Measured(0.05, 0.05, 0.01, 300 * 2**20)
+
     tmp = tmp_path_factory.mktemp("mr")
     data = write_mr_nnunet(tmp / "Dataset101_MR", n_train=8, n_test=2)
-    return data, _plan_and_run(data, tmp, "nnunet")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(calibrate, "measure", fixed_steps)
+        return data, _plan_and_run(data, tmp, "nnunet")
 
 
 def test_a_two_channel_nnunet_data_set_is_planned_run_and_predicted(mr_study, tmp_path):

@@ -1,6 +1,6 @@
 """A 3D case table planned end to end: the anisotropy rule, the topology it implies, and a plan
-that `medseg run` accepts unchanged (the run itself: `make test-slow`; the default suite runs 3D
-plans of nnU-Net data sets in tests/integration/test_datasets_run.py)."""
+that `medseg run` accepts unchanged. Step times are fixed: the rules are under test here, the
+calibration in tests/plan/test_calibrate.py."""
 
 from __future__ import annotations
 
@@ -31,7 +31,19 @@ def _case(root, name, rng, z_spacing):
 Z = [4.0, 4.0, 4.0, 5.0, 3.0, 3.2, 4.0, 4.5, 5.0, 4.0]  # 10th percentile 3.18, median 4
 
 
-def _planned(tmp_path):
+def _fixed_steps(cfg, cases, **options):  # type: ignore[no-untyped-def]
+    """Step times in proportion to a step's voxels: the rules, not the device, are under test
+    (the calibration itself: tests/plan/test_calibrate.py)."""
+    from medseg.plan import calibrate
+
+    voxels = np.prod(cfg.transforms.patch_size or cfg.transforms.spatial_size) * cfg.train.batch_size
+    return calibrate.Measured(0.1 * voxels / 12800, 0.05, 0.01, 300 * 2**20)
+
+
+def _planned(tmp_path, monkeypatch):
+    from medseg.plan import calibrate
+
+    monkeypatch.setattr(calibrate, "measure", _fixed_steps)
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -41,8 +53,8 @@ def _planned(tmp_path):
     return out, plan_study(data, "table", out, device="cpu", budget=None)
 
 
-def test_an_anisotropic_table_is_planned_by_nnunets_rules(tmp_path):
-    out, summary = _planned(tmp_path)
+def test_an_anisotropic_table_is_planned_by_nnunets_rules(tmp_path, monkeypatch):
+    out, summary = _planned(tmp_path, monkeypatch)
     raw = yaml.safe_load(out.read_text())
     fp = json.loads((out.parent / "vol.fingerprint.json").read_text())
     assert fp["spatial_dims"] == 3 and fp["median_spacing"] == pytest.approx([0.8, 0.8, 4.0])
@@ -63,9 +75,8 @@ def test_an_anisotropic_table_is_planned_by_nnunets_rules(tmp_path):
     load_pipeline(out)  # `medseg validate` accepts it
 
 
-@pytest.mark.slow  # a plan and a fold of training (a minute on 2 cores): `make test-slow`
-def test_the_3d_plan_runs_unchanged(tmp_path):
-    out, _ = _planned(tmp_path)
+def test_the_3d_plan_runs_unchanged(tmp_path, monkeypatch):
+    out, _ = _planned(tmp_path, monkeypatch)
     fp = json.loads((out.parent / "vol.fingerprint.json").read_text())
     cfg = load_pipeline(
         out, [f"output_dir={tmp_path / 'run'}", "train.epochs=1", "split.folds=[0]", "tracking.enabled=false"]
