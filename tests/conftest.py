@@ -70,6 +70,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def fixed_step_times(per_voxel: float, fixed: float = 0.0) -> Any:
+    """A stand-in for ``medseg.plan.calibrate.measure`` where a test checks the planner's rules, not
+    the device: a step takes ``fixed`` + ``per_voxel`` x its voxels (patch or picture x batch), a
+    validation case 0.01 s, loading a case 0.002 s, 200 MB at the peak. The calibration itself is
+    tested in tests/plan/test_calibrate.py."""
+
+    def measure(cfg: PipelineConfig, cases: Any, **options: Any) -> Any:
+        import numpy as np
+
+        from medseg.plan import calibrate
+
+        size = cfg.transforms.patch_size or cfg.transforms.spatial_size or []
+        voxels = float(np.prod(size)) * cfg.train.batch_size
+        return calibrate.Measured(fixed + per_voxel * voxels, 0.01, 0.002, 200 * 2**20)
+
+    return measure
+
+
 def make_dataset(root: Path, n_cases: int = 12, seed: int = 0, height: int = 48, width: int = 64) -> Path:
     from medseg.data.synthetic import generate_dataset
 

@@ -24,7 +24,7 @@ from medseg.pipeline import run
 from medseg.plan.study import plan_study
 from medseg.tracking.models import load_bundle
 
-from ..conftest import ROOT
+from ..conftest import ROOT, fixed_step_times
 from ..infer.conftest import CPU, manifest
 
 FEW = ["train.epochs=2", "split.n_folds=2", "tracking.enabled=false", "evaluate.uncertainty=false"]
@@ -44,13 +44,10 @@ def mr_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tests that only read them."""
     from medseg.plan import calibrate
 
-    def fixed_steps(cfg, cases, **options):  # type: ignore[no-untyped-def]  # the layout is under test
-        return calibrate.Measured(0.05, 0.05, 0.01, 300 * 2**20)
-
     tmp = tmp_path_factory.mktemp("mr")
     data = write_mr_nnunet(tmp / "Dataset101_MR", n_train=8, n_test=2)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(calibrate, "measure", fixed_steps)
+        patch.setattr(calibrate, "measure", fixed_step_times(0.0, fixed=0.05))  # the layout is under test
         return data, _plan_and_run(data, tmp, "nnunet")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import yaml
 
@@ -13,7 +12,7 @@ from medseg.config.load import load_pipeline
 from medseg.pipeline import run
 from medseg.plan.study import plan_study
 
-from ..conftest import make_dataset
+from ..conftest import fixed_step_times, make_dataset
 
 
 @pytest.mark.slow  # a whole planned study (a minute on 2 cores): `make test-slow`
@@ -23,12 +22,8 @@ def test_a_plan_runs_unchanged_and_chooses_post_processing(tmp_path, monkeypatch
     data = make_dataset(tmp_path / "data", n_cases=20, height=48, width=64)
 
     # step times of a slow machine (0.15 s for a UNet on 32x40 patches, batch 2), so that
-    # a busy one plans the same study (the calibration itself is tested in tests/plan)
-    def measure(cfg, cases, **options):  # type: ignore[no-untyped-def]
-        voxels = np.prod(cfg.transforms.spatial_size) * cfg.train.batch_size
-        return calibrate.Measured(0.15 * voxels / 2560, 0.01, 0.002, 200 * 2**20)
-
-    monkeypatch.setattr(calibrate, "measure", measure)
+    # a busy one plans the same study
+    monkeypatch.setattr(calibrate, "measure", fixed_step_times(0.15 / 2560))
     out = tmp_path / "plans" / "syn.yaml"
     summary = plan_study(data, "isic", out, device="cpu", budget=90.0)
     cfg = load_pipeline(out, [f"output_dir={tmp_path / 'run'}", "tracking.enabled=false"])

@@ -14,6 +14,8 @@ from medseg.config.load import load_pipeline
 from medseg.io.nifti import write_nifti
 from medseg.plan.study import plan_study
 
+from ..conftest import fixed_step_times
+
 
 def _case(root, name, rng, z_spacing):
     shape = (40, 40, 8)
@@ -31,19 +33,10 @@ def _case(root, name, rng, z_spacing):
 Z = [4.0, 4.0, 4.0, 5.0, 3.0, 3.2, 4.0, 4.5, 5.0, 4.0]  # 10th percentile 3.18, median 4
 
 
-def _fixed_steps(cfg, cases, **options):  # type: ignore[no-untyped-def]
-    """Step times in proportion to a step's voxels: the rules, not the device, are under test
-    (the calibration itself: tests/plan/test_calibrate.py)."""
-    from medseg.plan import calibrate
-
-    voxels = np.prod(cfg.transforms.patch_size or cfg.transforms.spatial_size) * cfg.train.batch_size
-    return calibrate.Measured(0.1 * voxels / 12800, 0.05, 0.01, 300 * 2**20)
-
-
 def _planned(tmp_path, monkeypatch):
     from medseg.plan import calibrate
 
-    monkeypatch.setattr(calibrate, "measure", _fixed_steps)
+    monkeypatch.setattr(calibrate, "measure", fixed_step_times(0.1 / 12800))
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)

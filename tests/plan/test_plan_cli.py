@@ -8,14 +8,13 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 
 from medseg.config.load import load_pipeline
 from medseg.runtime import native_bf16
 
-from ..conftest import ROOT, make_dataset
+from ..conftest import ROOT, fixed_step_times, make_dataset
 
 
 def _plan(*args: str) -> subprocess.CompletedProcess:
@@ -81,11 +80,7 @@ def test_a_budget_too_small_is_answered_with_a_budget_that_plans(tmp_path, monke
     from medseg.plan import calibrate
     from medseg.plan.study import plan_study
 
-    def measure(cfg, cases, **options):  # type: ignore[no-untyped-def]
-        voxels = np.prod(cfg.transforms.spatial_size) * cfg.train.batch_size
-        return calibrate.Measured(0.02 + 0.05 * voxels / 2560, 0.01, 0.002, 200 * 2**20)
-
-    monkeypatch.setattr(calibrate, "measure", measure)
+    monkeypatch.setattr(calibrate, "measure", fixed_step_times(0.05 / 2560, fixed=0.02))
     data = make_dataset(tmp_path / "data", n_cases=10, height=48, width=64)
     with pytest.raises(MedsegError) as refused:
         plan_study(data, "isic", tmp_path / "p.yaml", device="cpu", budget=5.0)
