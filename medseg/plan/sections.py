@@ -57,12 +57,6 @@ def folds(fp: dict[str, Any]) -> int:
     return min(B.FOLDS, fp.get("n_patients", fp["n_cases"]))
 
 
-def val_fraction(fp: dict[str, Any]) -> float:
-    """0.1 of each fold's training patients watch for the best epoch; 0 with too few to spare."""
-    n = fp.get("n_patients", fp["n_cases"])
-    return 0.1 if n - -(-n // folds(fp)) >= 3 else 0.0
-
-
 def n_classes(fp: dict[str, Any]) -> int:
     """Classes with background: 2 for pictures and masks of one value (1 or 255), else the
     largest label value plus one."""
@@ -177,13 +171,16 @@ def plan_model(fp: dict[str, Any], cand: Candidate) -> tuple[ComponentConfig, Re
 
 
 def plan_train(fp: dict[str, Any], cand: Candidate, device: str) -> tuple[TrainConfig, Reasons]:
-    """Epochs (from the budget), batch, no early stop, the optimiser's rate."""
-    batch = cand.planned["batch_size"]
+    """Epochs (from the budget), batch, every training case trained on to the last epoch, nnU-Net's
+    loss, the optimiser's rate."""
+    batch, flat = cand.planned["batch_size"], fp["spatial_dims"] == 2
     fields: dict[str, Any] = {
         "epochs": max(1, cand.epochs),
-        "batch_size": rules.cases_per_step(batch)[0] if fp["spatial_dims"] == 3 else batch,
+        "batch_size": batch if flat else rules.cases_per_step(batch)[0],
+        "val_fraction": 0,
         "patience": None,
         "device": device,
+        "loss": ComponentConfig(name="DiceCE", args={"include_background": False, "batch": flat}),
         "optimizer": OptimizerConfig(lr=0.002),
     }
     fields |= cand.planned.get("step_options", {})
@@ -192,12 +189,13 @@ def plan_train(fp: dict[str, Any], cand: Candidate, device: str) -> tuple[TrainC
         "the memory (nnU-Net's reference), at most 5% of the data set's voxels, at least 2"
         + (" (cases x transforms.patches_per_image)" if fp["spatial_dims"] == 3 else ""),
         "train.epochs": cand.reasons.get("epochs", ""),
-        "train.patience": "no early stop: the best validation epoch is kept, the schedule runs to its end",
+        "train.val_fraction": "every training case of a fold is trained on and the last epoch kept "
+        "(nnU-Net's rule)",
+        "train.patience": "no early stop: the schedule runs to its end",
+        "train.loss": "nnU-Net's loss: Dice of the foreground classes plus cross-entropy; Dice "
+        + ("over the batch (nnU-Net's 2D)" if flat else "per case (nnU-Net's 3D full resolution)"),
     }
     reasons |= cand.reasons.get("step_options_reasons", {})  # type: ignore[arg-type]
-    if val_fraction(fp) == 0:
-        fields["val_fraction"] = 0
-        reasons["train.val_fraction"] = "too few patients in a fold to hold some back: the last epoch is kept"
     return TrainConfig(**fields), reasons
 
 
