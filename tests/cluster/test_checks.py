@@ -8,7 +8,9 @@ import sys
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from medseg.cli import app
 from medseg.cluster.checks import check_tracking
 from medseg.cluster.slurm import resources
 from medseg.config.models import ExecutorConfig, TrackingConfig
@@ -84,14 +86,17 @@ def test_bad_executor_settings_are_refused_naming_the_key(settings, message):
         ExecutorConfig.model_validate(settings)
 
 
-def test_the_command_refuses_such_a_store_before_submitting(tmp_path):
-    cmd = [
-        sys.executable, "-m", "medseg", "run", str(ROOT / "pipelines" / "demo.yaml"),
+def test_the_command_refuses_such_a_store_before_submitting(tmp_path, monkeypatch):
+    """The command line in process: the refusal comes before any work, and a fresh process would
+    spend its seconds importing what it never reaches."""
+    args = [
+        "run", str(ROOT / "pipelines" / "demo.yaml"),
         "--set", f"output_dir={tmp_path / 'run'}", "--set", f"tracking.uri=sqlite:///{tmp_path}/elsewhere.db",
         "--executor", "slurm",
     ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 1 and "Traceback" not in done.stderr
     assert "jobs on other machines of the cluster would each write to a copy" in done.stderr
     assert not (tmp_path / "run").exists()  # nothing submitted, nothing written
 

@@ -10,7 +10,9 @@ import sys
 import time
 
 import pytest
+from typer.testing import CliRunner
 
+from medseg.cli import app
 from medseg.cluster.jobs import Group, Index
 from medseg.cluster.local import LocalJobs
 
@@ -117,10 +119,14 @@ def test_a_study_as_local_processes_one_device_each(tmp_path):
     assert "nothing to do: every fold is done and the report written" in again.stdout
 
 
-def test_devices_need_the_local_executor(tmp_path):
-    cmd = [sys.executable, "-m", "medseg", "run", str(ROOT / "pipelines" / "demo.yaml"), "--devices", "0,1"]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "go with --executor slurm or local" in done.stderr
-    done = subprocess.run([*cmd, "--executor", "slurm"], cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 1
+def test_devices_need_the_local_executor(tmp_path, monkeypatch):
+    """The command line's refusals, in process (they come before any work; a fresh process would
+    spend its seconds importing what they never reach)."""
+    monkeypatch.chdir(tmp_path)
+    args = ["run", str(ROOT / "pipelines" / "demo.yaml"), "--devices", "0,1"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 1 and "go with --executor slurm or local" in done.stderr
+    done = CliRunner().invoke(app, [*args, "--executor", "slurm"])
+    assert done.exit_code == 1
     assert "--devices 0,1: give device numbers such as 0,1,2,3, with --executor local" in done.stderr
+    assert not list(tmp_path.iterdir())  # refused before writing anything

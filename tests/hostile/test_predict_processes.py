@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,13 +57,20 @@ def _rows(manifest: Path) -> int:
         return 0
 
 
+def _pictures(folder: Path, n: int, height: int, width: int) -> Path:
+    """``n`` pictures of random noise, p00.png, p01.png, ...: one encoded and copied, as encoding a
+    large picture takes a tenth of a second or more and predicting does not depend on the pixels."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), np.uint8)).save(folder / "p00.png")
+    for i in range(1, n):
+        shutil.copyfile(folder / "p00.png", folder / f"p{i:02d}.png")
+    return folder
+
+
 def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
     run_dir = untrained_run_dir("demo.yaml", [*TINY_2D, "transforms.spatial_size=[32, 32]"], tmp_path / "run")
-    inputs, out = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(60):
-        Image.fromarray(rng.integers(0, 255, (900, 1200, 3), np.uint8)).save(inputs / f"p{i:02d}.png")
+    inputs, out = _pictures(tmp_path / "in", 60, 900, 1200), tmp_path / "out"
     command = [sys.executable, "-m", "medseg", "predict", "-m", str(run_dir), "-i", str(inputs)]
     parent = subprocess.Popen(
         [*command, "-o", str(out), "--workers", "2", "--device", "cpu"],
@@ -92,14 +100,6 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path):
     time.sleep(2)
     assert sorted(p.name for p in out.iterdir()) == written  # nothing more is written
     assert not [n for n in written if n.endswith(".tmp")]  # nor left half-written
-
-
-def _pictures(folder: Path, n: int, height: int, width: int) -> Path:
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (height, width, 3), np.uint8)).save(folder / f"p{i:02d}.png")
-    return folder
 
 
 def test_a_worker_killed_fails_its_inputs_clearly_and_a_rerun_completes(tmp_path):

@@ -125,15 +125,50 @@ def fault_tree(ct_run, tmp_path_factory) -> Path:
     return tree
 
 
+def _cli(model: Path, tree: Path, out: Path, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "medseg", "predict", "--model", str(model), "--input", str(tree)]
+    return [*cmd, "--output", str(out), *extra]
+
+
 def _run_cli(model: Path, tree: Path, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "medseg", "predict", "--model", str(model), "--input", str(tree)]
-    return subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, env=env, cwd=ROOT)
+    return subprocess.run(_cli(model, tree, out), capture_output=True, text=True, env=env, cwd=ROOT)
 
 
-def test_planted_faults_never_stop_the_batch_and_nothing_private_leaks(ct_run, fault_tree, tmp_path):
-    out = tmp_path / "out"
-    proc = _run_cli(ct_run, fault_tree, out)
+@pytest.fixture(scope="module")
+def first_predictions(
+    ct_run, fault_tree, tmp_path_factory
+) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """`medseg predict` on the fault tree, plain and with --log-paths, each into an output folder of
+    its own: two independent processes, started together. Name -> (the finished process, its
+    output folder); each test below reads one."""
+    tmp = tmp_path_factory.mktemp("first_predictions")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started = {}
+    for name, extra in (("plain", ()), ("log_paths", ("--log-paths",))):
+        (tmp / name).mkdir()
+        with open(tmp / name / "stdout", "w") as stdout, open(tmp / name / "stderr", "w") as stderr:
+            command = _cli(ct_run, fault_tree, tmp / name / "out", *extra)
+            started[name] = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, cwd=ROOT)
+    done = {}
+    try:
+        for name, proc in started.items():
+            proc.wait(timeout=600)
+            printed = [(tmp / name / stream).read_text() for stream in ("stdout", "stderr")]
+            done[name] = (
+                subprocess.CompletedProcess(proc.args, proc.returncode, *printed),
+                tmp / name / "out",
+            )
+    finally:
+        for proc in started.values():  # by their own process ids, where one ran past its time
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return done
+
+
+def test_planted_faults_never_stop_the_batch_and_nothing_private_leaks(ct_run, fault_tree, first_predictions):
+    proc, out = first_predictions["plain"]  # this test alone reads and reruns it
     assert proc.returncode == 2, proc.stderr  # some inputs failed, the rest is done
     rows = {r["series_uid"] or r["ref"]: r for r in manifest(out)}
     good, second = rows["1.2.826.0.1.3680043.8.498.101"], rows["1.2.826.0.1.3680043.8.498.102"]
@@ -265,12 +300,8 @@ def victim_name(tree: Path) -> str:
     return sorted((tree / PATIENT_FOLDER / NAMED_SERIES).iterdir())[4].name
 
 
-def test_log_paths_shows_the_paths_inside_the_input_folder(ct_run, fault_tree, tmp_path):
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "medseg", "predict", "--model", str(ct_run), "--input", str(fault_tree)]
-    proc = subprocess.run(
-        [*cmd, "--output", str(out), "--log-paths"], capture_output=True, text=True, cwd=ROOT
-    )
+def test_log_paths_shows_the_paths_inside_the_input_folder(fault_tree, first_predictions):
+    proc, out = first_predictions["log_paths"]
     assert proc.returncode == 2, proc.stderr
     rows = {r["series_uid"] or r["source"]: r for r in manifest(out)}
     truncated = rows["1.2.826.0.1.3680043.8.498.105"]

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from medseg.cli import app
 from medseg.config.load import load_pipeline
 from medseg.data.synthetic_datasets import write_mr_decathlon, write_mr_nnunet, write_rgb_nnunet
 from medseg.errors import DataError, MedsegError
@@ -24,7 +24,7 @@ from medseg.pipeline import run
 from medseg.plan.study import plan_study
 from medseg.tracking.models import load_bundle
 
-from ..conftest import ROOT, fixed_step_times
+from ..conftest import fixed_step_times
 from ..infer.conftest import CPU, manifest
 
 FEW = ["train.epochs=2", "split.n_folds=2", "tracking.enabled=false", "evaluate.uncertainty=false"]
@@ -107,14 +107,19 @@ def test_a_decathlon_task_is_planned_run_and_predicted(tmp_path):
     assert evaluate_folders(out, data / "labelsTs", tmp_path / "eval")["n_cases"] == 2
 
 
-def test_an_rgb_picture_data_set_is_planned_run_and_predicted_from_the_command_line(tmp_path):
+def test_an_rgb_picture_data_set_is_planned_run_and_predicted_from_the_command_line(tmp_path, monkeypatch):
+    """`medseg plan` as the command line calls it, in process, from fixed step times: the layout
+    is under test here; the calibration's own run from the command line is in
+    tests/plan/test_plan_cli.py."""
+    from medseg.plan import calibrate
+
+    monkeypatch.setattr(calibrate, "measure", fixed_step_times(0.0, fixed=0.05))
     data = write_rgb_nnunet(tmp_path / "Dataset102_Pics", n_train=10, n_test=2)
     plans = tmp_path / "plans"
-    proc = subprocess.run(
-        [sys.executable, "-m", "medseg", "plan", str(data), "--device", "cpu", "--out", plans / "pics.yaml"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    args = ["plan", str(data), "--device", "cpu", "--out", str(plans / "pics.yaml")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output[-2000:]
+    assert f"plan: {plans / 'pics.yaml'}" in result.output
     assert "layout: nnunet" in (plans / "pics.yaml").read_text()
     cfg = load_pipeline(plans / "pics.yaml", [*FEW, f"output_dir={tmp_path / 'run'}"])
     run_dir = run(cfg)

@@ -53,15 +53,9 @@ def _epochs_done(path: Path) -> int:
         return 0
 
 
-def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
-    from ..conftest import study_runs
-
-    data = tmp_path / "data"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # an unbroken run, for reference
-    _ran(_command(tmp_path / "whole", data), env)
-    # the same run, killed during fold 0
-    out = tmp_path / "killed"
+def _killed_mid_fold(out: Path, data: Path, env: dict[str, str]) -> list[Path]:
+    """The run killed with SIGKILL during fold 0 (skipped where that could not be done), then run
+    again with the same command; the temporary files the kill had left."""
     proc = subprocess.Popen(
         _command(out, data), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
@@ -76,6 +70,29 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
     assert not (out / "fold_0" / "metrics.csv").exists()
     leftovers = [p for p in out.rglob("*.tmp")]
     _ran(_command(out, data), env)
+    return leftovers
+
+
+def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
+    from ..conftest import study_runs
+
+    data, out = tmp_path / "data", tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # an unbroken run, for reference, started beside the killed one and its rerun (in the same
+    # project store, on its own copy of the same synthetic set: two runs generating one data
+    # folder at once would race)
+    with open(tmp_path / "whole.log", "w") as log:
+        reference = subprocess.Popen(
+            _command(tmp_path / "whole", tmp_path / "data_whole"), stdout=log, stderr=log, env=env
+        )
+        try:
+            leftovers = _killed_mid_fold(out, data, env)
+            reference.wait(timeout=600)
+        finally:
+            if reference.poll() is None:
+                reference.kill()
+                reference.wait()
+    assert reference.returncode == 0, (tmp_path / "whole.log").read_text()[-3000:]
 
     for fold in (0, 1):
         resumed = _history(out / f"fold_{fold}" / "history.csv")
