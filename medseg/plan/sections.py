@@ -29,6 +29,8 @@ from medseg.plan.augment import AUGMENT
 from medseg.plan.fingerprint import DATASETS, data_config
 
 Reasons = dict[str, str]
+# nnU-Net trains on every training case of a fold and keeps the last epoch: no early-stopping cases
+VAL_FRACTION = 0.0
 
 
 @dataclass
@@ -177,7 +179,7 @@ def plan_train(fp: dict[str, Any], cand: Candidate, device: str) -> tuple[TrainC
     fields: dict[str, Any] = {
         "epochs": max(1, cand.epochs),
         "batch_size": batch if flat else rules.cases_per_step(batch)[0],
-        "val_fraction": 0,
+        "val_fraction": VAL_FRACTION,
         "patience": None,
         "device": device,
         "loss": ComponentConfig(name="DiceCE", args={"include_background": False, "batch": flat}),
@@ -187,7 +189,7 @@ def plan_train(fp: dict[str, Any], cand: Candidate, device: str) -> tuple[TrainC
     reasons = {
         "train.batch_size": f"{batch} {'patches' if fp['spatial_dims'] == 3 else 'pictures'} per step fill "
         "the memory (nnU-Net's reference), at most 5% of the data set's voxels, at least 2"
-        + (" (cases x transforms.patches_per_image)" if fp["spatial_dims"] == 3 else ""),
+        + ("" if flat else " (cases x transforms.patches_per_image)"),
         "train.epochs": cand.reasons.get("epochs", ""),
         "train.val_fraction": "every training case of a fold is trained on and the last epoch kept "
         "(nnU-Net's rule)",

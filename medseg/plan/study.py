@@ -25,7 +25,7 @@ from medseg.io.atomic import write_text
 from medseg.plan import budget as B
 from medseg.plan import rules
 from medseg.plan.fingerprint import detect_workflow, fingerprint
-from medseg.plan.sections import Candidate, folds, n_classes, planned_config
+from medseg.plan.sections import VAL_FRACTION, Candidate, folds, n_classes, planned_config
 from medseg.plan.write import to_yaml
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def _workload(cand: Candidate, measured: Any, ref: Candidate | None, fp: dict[st
         measured.seconds_per_step * ratio,
         measured.seconds_per_val_case * per_case,
         measured.seconds_per_load,
-        0.0,  # no early-stopping cases: plan_train's val_fraction
+        VAL_FRACTION,
         members=_members(cand, fp["spatial_dims"]),
     )
 

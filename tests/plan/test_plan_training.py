@@ -15,7 +15,8 @@ from .test_plan_3d import _planned
 
 
 def _train(path):
-    return yaml.safe_load(path.read_text())["train"], path.read_text()
+    text = path.read_text()
+    return yaml.safe_load(text)["train"], text
 
 
 def test_a_2d_plan_trains_on_every_training_case_with_nnunets_batch_dice(tmp_path, monkeypatch):
