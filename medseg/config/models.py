@@ -357,7 +357,20 @@ class InferConfig(Strict):
         description="keep the largest connected component: of each class (true), of these classes, of all "
         "foreground as one, or auto: chosen from the cross-validated Dice at the end of the run",
     )
-    fill_holes: bool = Field(False, description="fill holes enclosed by a class")
+    fill_holes: bool | Literal["auto"] = Field(
+        False,
+        description="fill holes enclosed by a class, or auto: chosen from the cross-validated Dice at the "
+        "end of the run, after the largest component (needs largest_component: auto)",
+    )
+
+    @model_validator(mode="after")
+    def _holes_chosen_with_components(self) -> InferConfig:
+        if self.fill_holes == "auto" and self.largest_component != "auto":
+            raise ValueError(
+                "infer.fill_holes: auto is chosen together with infer.largest_component: auto; set "
+                "largest_component: auto, or fill_holes: true or false"
+            )
+        return self
 
 
 class DicomwebConfig(Strict):

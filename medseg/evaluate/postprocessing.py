@@ -4,9 +4,13 @@ With ``infer.largest_component: auto`` every held-out case is also scored with t
 keeping the largest connected component of all foreground taken as one (``foreground``), and of
 each class on its own (``each``). Once every fold is scored, ``foreground`` is adopted only if the
 cross-validated mean Dice over classes rises and no class gets worse; otherwise each class whose
-own mean Dice rises with ``each`` keeps only its largest component. The choice and the numbers
-behind it go into ``postprocessing.json`` (and from there ``summary.json``, the report and the
-run's ``config.yaml``), so ``medseg predict`` applies it.
+own mean Dice rises with ``each`` keeps only its largest component. With ``infer.fill_holes: auto``
+each of these three is also scored with the holes of every class filled (``none_filled``,
+``foreground_filled``, ``each_filled``), and once the largest component is chosen (none, all
+foreground, or every class) filling holes on top of it is adopted only if the mean Dice rises
+again and no class gets worse; after a choice of some classes alone it is not measured and stays
+off. The choice and the numbers behind it go into ``postprocessing.json`` (and from there
+``summary.json``, the report and the run's ``config.yaml``), so ``medseg predict`` applies it.
 
 The study's results then describe what ``predict`` delivers (:func:`adopt`): each fold's
 ``metrics.csv`` holds the post-processed scores and ``predictions/`` the post-processed label maps,
@@ -28,13 +32,19 @@ from typing import Any
 import numpy as np
 
 from medseg.evaluate.casewise import Row, read_metrics_csv, write_metrics_csv
-from medseg.infer.postprocess import keep_largest
+from medseg.infer.postprocess import fill_holes, keep_largest
 from medseg.io.atomic import atomic_path
 from medseg.io.readers import NIFTI, RASTER
 from medseg.run_dir import FoldDir
 
-VARIANTS = ("none", "foreground", "each")
-CANDIDATES = VARIANTS[1:]
+LARGEST = ("none", "foreground", "each")
+FILLED = tuple(f"{v}_filled" for v in LARGEST)
+VARIANTS = LARGEST + FILLED
+
+
+def variant_names(holes: bool) -> list[str]:
+    """The post-processing variants scored besides the prediction itself (``holes``: the filled ones too)."""
+    return [v for v in (VARIANTS if holes else LARGEST) if v != "none"]
 
 
 def largest_components(label: np.ndarray, classes: list[int], joint: bool) -> np.ndarray:
@@ -55,14 +65,26 @@ def dice(pred: np.ndarray, ref: np.ndarray, k: int, ignore: int | None = None) -
     return float("nan") if total == 0 else 2.0 * float((p & r).sum()) / total
 
 
-def variant_maps(pred: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
-    """The label map as predicted (``none``) and with each post-processing variant."""
+def filled(label: np.ndarray, classes: list[int]) -> np.ndarray:
+    """``label`` with the holes enclosed by each of ``classes`` filled."""
+    import torch
+
+    copy = torch.as_tensor(np.array(label))[None]
+    return np.asarray(torch.as_tensor(fill_holes(copy, classes))[0]).astype(label.dtype)
+
+
+def variant_maps(pred: np.ndarray, num_classes: int, holes: bool = False) -> dict[str, np.ndarray]:
+    """The label map as predicted (``none``) and with each post-processing variant (``holes``: and
+    each of those with its holes filled)."""
     classes = list(range(1, num_classes))
-    return {
+    maps = {
         "none": pred,
         "foreground": largest_components(pred, classes, joint=True),
         "each": largest_components(pred, classes, joint=False),
     }
+    if holes:
+        maps |= {f"{v}_filled": filled(maps[v], classes) for v in LARGEST}
+    return maps
 
 
 def variant_rows(
@@ -77,7 +99,7 @@ def variant_rows(
     (``maps``: :func:`variant_maps` of ``pred``, when already made)."""
     versions = maps or variant_maps(pred, num_classes)
     return [
-        {"case": case_id, "class": k, **{v: dice(versions[v], ref, k, ignore) for v in VARIANTS}}
+        {"case": case_id, "class": k, **{v: dice(m, ref, k, ignore) for v, m in versions.items()}}
         for k in range(1, num_classes)
     ]
 
@@ -94,18 +116,19 @@ def score_variants(
         score: a label map -> the case's rows.
 
     Returns:
-        The rows of ``foreground`` and ``each``.
+        The rows of every variant but ``none``.
     """
     done: dict[str, list[Row]] = {"none": raw}
-    for name in CANDIDATES:
+    for name in (v for v in maps if v != "none"):
         same = next((k for k in done if np.array_equal(maps[k], maps[name])), None)
         done[name] = done[same] if same is not None else score(maps[name])
-    return {name: done[name] for name in CANDIDATES}
+    return {name: rows for name, rows in done.items() if name != "none"}
 
 
-def write_variants(path: Path, rows: list[dict]) -> None:
+def write_variants(path: Path, rows: list[dict], holes: bool = False) -> None:
+    """A fold's ``postprocessing.csv``: each case's Dice per class as predicted and with each variant."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["case", "class", *VARIANTS])
+        writer = csv.DictWriter(fh, fieldnames=["case", "class", "none", *variant_names(holes)])
         writer.writeheader()
         writer.writerows(rows)
 
@@ -126,44 +149,87 @@ def choose(paths: list[Path]) -> dict[str, Any]:
 
     Returns:
         ``value`` (for ``infer.largest_component``: false, ``foreground`` or a list of classes),
-        the mean Dice per class of each variant, and the reason.
+        ``fill_holes`` (for ``infer.fill_holes``), the mean Dice per class of each variant, and the
+        reason.
 
     Example:
         >>> import tempfile
         >>> p = Path(tempfile.mkdtemp()) / "pp.csv"
         >>> write_variants(p, [{"case": "a", "class": 1, "none": 0.8, "foreground": 0.9, "each": 0.9}])
-        >>> choose([p])["value"]
-        'foreground'
+        >>> choose([p])["value"], choose([p])["fill_holes"]
+        ('foreground', False)
     """
     rows = _read(paths)
     classes = sorted({int(r["class"]) for r in rows})
+    scored = [v for v in VARIANTS if rows and v in rows[0]] or list(LARGEST)
     means = {
         v: {str(k): float(np.nanmean([r[v] for r in rows if int(r["class"]) == k])) for k in classes}
-        for v in VARIANTS
+        for v in scored
     }
-    overall = {v: float(np.mean(list(means[v].values()))) for v in VARIANTS}
-    base, fg = means["none"], means["foreground"]
-    if overall["foreground"] > overall["none"] and all(fg[k] >= base[k] for k in base):
-        value: Any = "foreground"
-        reason = "largest component of all foreground: mean Dice rises and no class gets worse"
-    else:
-        value = [k for k in classes if means["each"][str(k)] > base[str(k)]] or False
-        reason = (
-            f"largest component of class(es) {value}: their own mean Dice rises"
-            if value
-            else "none: no variant raises the cross-validated Dice"
-        )
+    overall = {v: float(np.mean(list(means[v].values()))) for v in scored}
+    value, reason = _largest(means, overall, classes)
+    holes, why = _holes(means, overall, _base(value, classes))
     return {
         "value": value,
-        "reason": reason,
+        "fill_holes": holes,
+        "reason": reason + (f"; {why}" if why else ""),
         "mean_dice": means,
         "overall_mean_dice": overall,
         "n_rows": len(rows),
     }
 
 
-def adopted_rows(raw: list[Row], variants: dict[str, list[Row]], value: Any) -> list[Row]:
-    """A fold's rows with the adopted post-processing (``value`` of :func:`choose`).
+def _better(means: dict[str, dict[str, float]], overall: dict[str, float], new: str, old: str) -> bool:
+    """Variant ``new`` raises the mean Dice over ``old`` and no class gets worse."""
+    return overall[new] > overall[old] and all(means[new][k] >= means[old][k] for k in means[old])
+
+
+def _largest(
+    means: dict[str, dict[str, float]], overall: dict[str, float], classes: list[int]
+) -> tuple[Any, str]:
+    """The largest-component choice (``value`` of :func:`choose`) and its reason."""
+    if _better(means, overall, "foreground", "none"):
+        return "foreground", "largest component of all foreground: mean Dice rises and no class gets worse"
+    value = [k for k in classes if means["each"][str(k)] > means["none"][str(k)]] or False
+    if value:
+        return value, f"largest component of class(es) {value}: their own mean Dice rises"
+    return False, "none: no variant raises the cross-validated Dice"
+
+
+def _base(value: Any, classes: list[int]) -> str | None:
+    """The scored variant a largest-component choice is (None: some classes alone, not one)."""
+    if not value:
+        return "none"
+    if value == "foreground":
+        return "foreground"
+    return "each" if sorted(int(k) for k in value) == classes else None
+
+
+def _holes(
+    means: dict[str, dict[str, float]], overall: dict[str, float], base: str | None
+) -> tuple[bool, str]:
+    """Whether filling holes after the largest-component choice (scored as ``base``) is adopted, and why."""
+    if "none_filled" not in means:  # infer.fill_holes was not auto
+        return False, ""
+    if base is None:
+        return False, "holes not filled: not scored after a choice of some classes"
+    if _better(means, overall, f"{base}_filled", base):
+        return True, "then holes filled: mean Dice rises again and no class gets worse"
+    return False, "holes not filled: that raises no mean Dice or makes a class worse"
+
+
+def adopted_key(value: Any, holes: bool, classes: list[int]) -> str | None:
+    """The scored variant whose rows are the adopted post-processing's (None: assembled per class)."""
+    base = _base(value, classes)
+    if holes and base is not None:
+        return f"{base}_filled"
+    return base if base in ("none", "foreground") else None
+
+
+def adopted_rows(
+    raw: list[Row], variants: dict[str, list[Row]], value: Any, holes: bool = False
+) -> list[Row]:
+    """A fold's rows with the adopted post-processing (``value`` and ``fill_holes`` of :func:`choose`).
 
     Example:
         >>> raw = [{"case": "a", "label": 1, "dice": 0.5}, {"case": "a", "label": 2, "dice": 0.6}]
@@ -171,22 +237,21 @@ def adopted_rows(raw: list[Row], variants: dict[str, list[Row]], value: Any) -> 
         >>> [r["dice"] for r in adopted_rows(raw, {"each": each}, [1])]
         [0.9, 0.6]
     """
-    if value == "foreground":
-        return variants["foreground"]
-    if not value:
-        return raw
-    chosen = {int(k) for k in value}
+    key = adopted_key(value, holes, sorted({int(r["label"]) for r in raw}))
+    if key is not None:
+        return raw if key == "none" else variants[key]
+    chosen = {int(k) for k in value}  # some classes, each on its own: separable per class
     each = {(r["case"], int(r["label"])): r for r in variants["each"]}
     return [each[(r["case"], int(r["label"]))] if int(r["label"]) in chosen else r for r in raw]
 
 
-def postprocess_map(label: np.ndarray, value: Any, num_classes: int) -> np.ndarray:
-    """A label map with the adopted post-processing (``value`` of :func:`choose`)."""
-    if not value:
-        return label
-    if value == "foreground":
-        return largest_components(label, list(range(1, num_classes)), joint=True)
-    return largest_components(label, [int(k) for k in value], joint=False)
+def postprocess_map(label: np.ndarray, value: Any, num_classes: int, holes: bool = False) -> np.ndarray:
+    """A label map with the adopted post-processing (``value`` and ``fill_holes`` of :func:`choose`)."""
+    classes = list(range(1, num_classes))
+    if value:
+        joint = value == "foreground"
+        label = largest_components(label, classes if joint else [int(k) for k in value], joint=joint)
+    return filled(label, classes) if holes else label
 
 
 def _read_map(path: Path, binary_png: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -205,7 +270,7 @@ def _write_map(path: Path, label: np.ndarray, affine: np.ndarray | None, binary_
         RASTER.write(path, label * np.uint8(255 if binary_png else 1))
 
 
-def adopt_predictions(fold: FoldDir, value: Any, num_classes: int) -> set[str]:
+def adopt_predictions(fold: FoldDir, value: Any, num_classes: int, holes: bool = False) -> set[str]:
     """Rewrite a fold's held-out predictions with the adopted post-processing, keeping each as
     predicted in ``predictions_raw/`` (copied once, so running this again changes nothing).
 
@@ -213,7 +278,7 @@ def adopt_predictions(fold: FoldDir, value: Any, num_classes: int) -> set[str]:
         The names of the files whose label map the post-processing changed.
     """
     changed: set[str] = set()
-    if not value or not fold.predictions.is_dir():
+    if not (value or holes) or not fold.predictions.is_dir():
         return changed
     fold.predictions_raw.mkdir(exist_ok=True)
     binary_png = num_classes == 2
@@ -223,27 +288,29 @@ def adopt_predictions(fold: FoldDir, value: Any, num_classes: int) -> set[str]:
             with atomic_path(raw_path) as tmp:
                 shutil.copyfile(path, tmp)
         raw, affine = _read_map(raw_path, binary_png)
-        post = postprocess_map(raw, value, num_classes)
+        post = postprocess_map(raw, value, num_classes, holes)
         if not np.array_equal(post, raw):
             changed.add(path.name)
             _write_map(path, post, affine, binary_png)
     return changed
 
 
-def adopt(fold: FoldDir, value: Any, num_classes: int) -> tuple[list[Row], set[str]]:
+def adopt(fold: FoldDir, value: Any, num_classes: int, holes: bool = False) -> tuple[list[Row], set[str]]:
     """Make a fold's results those of the adopted post-processing: ``metrics.csv`` from its raw
     and variant rows (``metrics_raw.csv`` stays), and its predictions rewritten.
 
     Args:
         fold: a fold scored with ``infer.largest_component: auto``.
-        value: the choice (:func:`choose`).
+        value: the largest-component choice (:func:`choose`).
         num_classes: classes with background.
+        holes: the choice to fill holes after it.
 
     Returns:
         The fold's rows as now in ``metrics.csv``, and the prediction files that changed.
     """
     raw = read_metrics_csv(fold.metrics_raw)
-    variants = {v: read_metrics_csv(fold.metrics_variant(v)) for v in CANDIDATES if value}
-    rows = adopted_rows(raw, variants, value)
+    scored = (v for v in variant_names(holes) if fold.metrics_variant(v).is_file())
+    variants = {v: read_metrics_csv(fold.metrics_variant(v)) for v in scored} if value or holes else {}
+    rows = adopted_rows(raw, variants, value, holes)
     write_metrics_csv(fold.metrics, rows)
-    return rows, adopt_predictions(fold, value, num_classes)
+    return rows, adopt_predictions(fold, value, num_classes, holes)

@@ -2,7 +2,8 @@
 
 Both are off by default (``infer.largest_component``: true for each class, a list of classes,
 ``foreground`` for all foreground as one, ``auto`` to choose from cross-validation, see
-:mod:`medseg.evaluate.postprocessing`; ``infer.fill_holes``); when on they apply to
+:mod:`medseg.evaluate.postprocessing`; ``infer.fill_holes``: true, or ``auto`` to choose after the
+largest component); when on they apply to
 the held-out predictions of ``medseg run`` and to ``medseg predict`` alike, so the cross-validation
 figures describe what ``predict`` writes.
 """
@@ -35,16 +36,15 @@ def postprocess(label: torch.Tensor, infer: InferConfig, num_classes: int) -> to
     keep = infer.largest_component
     if keep == "auto":  # not chosen yet: held-out predictions are scored without and with it
         keep = False
-    if not (keep or infer.fill_holes):
+    holes = infer.fill_holes is True  # auto: not chosen yet, as above
+    if not (keep or holes):
         return label
-    from monai.transforms import FillHoles
-
     classes = list(range(1, num_classes))
     out: Any = torch.as_tensor(label)[None]
     if keep:
         out = keep_largest(out, keep if isinstance(keep, list) else classes, joint=keep == "foreground")
-    if infer.fill_holes:
-        out = FillHoles(applied_labels=classes)(out)
+    if holes:
+        out = fill_holes(out, classes)
     return torch.as_tensor(out).as_subclass(torch.Tensor)[0].to(label.dtype)
 
 
@@ -56,3 +56,11 @@ def keep_largest(label: Any, classes: list[int], joint: bool) -> Any:
     return KeepLargestConnectedComponent(applied_labels=classes, is_onehot=False, independent=not joint)(
         label
     )
+
+
+def fill_holes(label: Any, classes: list[int]) -> Any:
+    """A channel-first label map with the holes enclosed by each of ``classes`` filled (MONAI's
+    ``FillHoles``: a hole takes the class around it; holes open to the border stay)."""
+    from monai.transforms import FillHoles
+
+    return FillHoles(applied_labels=classes)(label)

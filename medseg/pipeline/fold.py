@@ -16,9 +16,9 @@ from medseg.data.splits import inner_validation
 from medseg.errors import out_of_memory_named
 from medseg.evaluate.casewise import Row, class_summaries, score_case, write_metrics_csv
 from medseg.evaluate.postprocessing import (
-    CANDIDATES,
     score_variants,
     variant_maps,
+    variant_names,
     variant_rows,
     write_variants,
 )
@@ -148,9 +148,10 @@ class _FoldScores:
     def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
         self.auto = cfg.infer.largest_component == "auto"
+        self.holes = cfg.infer.fill_holes == "auto"
         self.rows: list[Row] = []
         self.dice: list[dict] = []  # each variant's Dice per case and class: the choice's input
-        self.variants: dict[str, list[Row]] = {v: [] for v in CANDIDATES}
+        self.variants: dict[str, list[Row]] = {v: [] for v in variant_names(self.holes)}
 
     def add(self, case: HeldOutCase) -> None:
         cfg = self.cfg
@@ -162,7 +163,7 @@ class _FoldScores:
         raw = score(case.pred)
         self.rows += raw
         if self.auto:
-            maps = variant_maps(case.pred, cfg.data.num_classes)
+            maps = variant_maps(case.pred, cfg.data.num_classes, self.holes)
             self.dice += variant_rows(
                 case.case_id, case.pred, case.ref, cfg.data.num_classes, cfg.data.ignore_value, maps
             )
@@ -171,7 +172,7 @@ class _FoldScores:
 
     def write(self, fold: FoldDir) -> None:
         if self.auto:
-            write_variants(fold.postprocessing, self.dice)
+            write_variants(fold.postprocessing, self.dice, self.holes)
             for name, rows in self.variants.items():
                 write_metrics_csv(fold.metrics_variant(name), rows)
             write_metrics_csv(fold.metrics_raw, self.rows)

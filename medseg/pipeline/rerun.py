@@ -42,6 +42,7 @@ FREE = (
     "train.cache_rate",
 )
 EPOCHS = "train.epochs"
+CHOSEN = ("infer.largest_component", "infer.fill_holes")  # auto: chosen by the run
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -94,7 +95,7 @@ def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         if key == "data.channel_files" and after is None:
             continue  # found at ingest, written into config.yaml
-        if key.startswith("infer.largest_component") and b.get("infer.largest_component") == "auto":
+        if any(key.startswith(k) and b.get(k) == "auto" for k in CHOSEN):
             continue  # the run's own choice, written into config.yaml
         changed.append(key)
     return changed

@@ -189,23 +189,30 @@ def _choose_postprocessing(
         for fold, split in zip(folds, splits, strict=True):
             run_id = (state["folds"].get(str(fold.index)) or {}).get("run_id")
             held_out = [cases[i] for i in split["val"] if i in cases]
-            _adopt_fold(cfg, fold, choice["value"], held_out, tracker, run_id)
+            _adopt_fold(cfg, fold, (choice["value"], choice["fill_holes"]), held_out, tracker, run_id)
     else:  # folds scored by an older medseg: their variants' metrics were not kept
         log.warning(
             "post-processing: the held-out results stay as predicted; score the folds again to adopt it"
         )
-    return cfg.model_copy(
-        update={"infer": cfg.infer.model_copy(update={"largest_component": choice["value"]})}
-    )
+    chosen = {"largest_component": choice["value"]}
+    if cfg.infer.fill_holes == "auto":
+        chosen["fill_holes"] = choice["fill_holes"]
+    return cfg.model_copy(update={"infer": cfg.infer.model_copy(update=chosen)})
 
 
 def _adopt_fold(
-    cfg: PipelineConfig, fold: FoldDir, value: Any, held_out: list[Case], tracker: Tracker, run_id: str | None
+    cfg: PipelineConfig,
+    fold: FoldDir,
+    chosen: tuple[Any, bool],
+    held_out: list[Case],
+    tracker: Tracker,
+    run_id: str | None,
 ) -> None:
-    """One fold's results made those of the adopted post-processing (``value``), its overlays drawn
-    again where a prediction changed, and its MLflow run given the new figures and files."""
-    rows, changed = adopt(fold, value, cfg.data.num_classes)
-    if not value:
+    """One fold's results made those of the adopted post-processing (``chosen``: the largest
+    component's value and the holes' choice), its overlays drawn again where a prediction changed,
+    and its MLflow run given the new figures and files."""
+    rows, changed = adopt(fold, chosen[0], cfg.data.num_classes, chosen[1])
+    if not any(chosen):
         return
     dims = cfg.transforms.spatial_dims
     unchanged = {c.id for c in held_out if fold.prediction(c.id, dims).name not in changed}

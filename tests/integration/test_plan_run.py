@@ -34,9 +34,13 @@ def test_a_plan_runs_unchanged_and_chooses_post_processing(tmp_path, monkeypatch
         "none",
         "foreground",
         "each",
+        "none_filled",
+        "foreground_filled",
+        "each_filled",
     }
     written = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert written["infer"]["largest_component"] == choice["value"]  # what predict reads
+    assert written["infer"]["fill_holes"] is choice["fill_holes"]
     report = json.loads((run_dir / "summary.json").read_text())
     assert report["postprocessing"]["value"] == choice["value"]
     assert "Post-processing (chosen from cross-validation)" in (run_dir / "report.md").read_text()

@@ -63,6 +63,7 @@ def test_an_anisotropic_table_is_planned_by_nnunets_rules(tmp_path, monkeypatch)
     per_step = raw["train"]["batch_size"] * raw["transforms"]["patches_per_image"]
     assert per_step == summary["batch_size"] >= 2 and raw["transforms"]["patches_per_image"] in (1, 2)
     assert raw["infer"]["mode"] == "gaussian" and raw["infer"]["tta_flips"] is False  # 3D: flips to score
+    assert raw["infer"]["largest_component"] == "auto" and raw["infer"]["fill_holes"] is False  # 2D only
     text = out.read_text()
     assert "nnU-Net's anisotropy rule" in text and "3 on axes within twice the finest spacing" in text
     load_pipeline(out)  # `medseg validate` accepts it

@@ -40,7 +40,7 @@ def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path)
     cfg = load_pipeline(out)  # `medseg validate` accepts it
     raw = yaml.safe_load(text)
     assert cfg.transforms.spatial_size == raw["transforms"]["spatial_size"]
-    assert cfg.infer.largest_component == "auto" and cfg.train.epochs >= 40
+    assert cfg.infer.largest_component == "auto" and cfg.infer.fill_holes == "auto" and cfg.train.epochs >= 40
     assert cfg.infer.tta_flips is True and "tta_flips: true  # the picture and its mirror images" in text
     assert cfg.fingerprint == (out.parent / "syn.fingerprint.json").resolve()
     fp = json.loads((out.parent / "syn.fingerprint.json").read_text())

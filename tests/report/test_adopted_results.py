@@ -4,8 +4,9 @@ figures beside them; and its review threshold, chosen from its held-out cases, i
 flags by.
 
 One tiny real run of the demo pipeline; its held-out predictions are made the reference plus a
-far-away false island (half the lesion missing in every other case), so that keeping the largest
-component is adopted and changes every case's Dice by a known amount.
+far-away false island and a 2x2 hole (half the lesion missing in every other case), so that keeping
+the largest component and then filling holes (``infer.fill_holes: auto``) are adopted and change
+every case's Dice by a known amount.
 """
 
 from __future__ import annotations
@@ -24,12 +25,17 @@ from ..conftest import ROOT
 
 
 def _with_island(ref: np.ndarray, cut: bool) -> np.ndarray:
-    """The reference as a class map, half of it missing when ``cut``, with a 3x3 island in an empty
-    corner."""
+    """The reference as a class map, half of it missing when ``cut``, with a 2x2 hole inside and a
+    3x3 island in an empty corner."""
+    from scipy import ndimage
+
     pred = (ref > 0).astype(np.uint8)
     if cut:
         rows = np.nonzero(pred.any(1))[0]
         pred[rows[len(rows) // 2] :] = 0
+    inside = np.argwhere(ndimage.binary_erosion(pred, np.ones((3, 3)), iterations=2))
+    r, c = inside[len(inside) // 2]  # every pixel within 2 of it is lesion: the hole is enclosed
+    pred[r : r + 2, c : c + 2] = 0
     for corner in ((slice(0, 3), slice(0, 3)), (slice(-3, None), slice(-3, None))):
         if not (ref[corner] > 0).any():
             pred[corner] = 1
@@ -63,6 +69,7 @@ def adopted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "train.batch_size=4",
         "train.val_fraction=0.2",
         "infer.largest_component=auto",
+        "infer.fill_holes=auto",
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fold_stage, "predict_heldout", with_islands)
@@ -83,7 +90,11 @@ def test_the_folds_results_are_the_post_processed_predictions_with_the_raw_kept(
     from medseg.run_dir import RunDir
 
     run = RunDir(adopted_run)
-    assert json.loads(run.postprocessing.read_text())["value"] == "foreground"
+    choice = json.loads(run.postprocessing.read_text())
+    assert choice["value"] == "foreground" and choice["fill_holes"] is True
+    assert "then holes filled" in choice["reason"]
+    written = yaml.safe_load(run.config.read_text())["infer"]
+    assert (written["largest_component"], written["fill_holes"]) == ("foreground", True)  # what predict reads
     labels = {c.id: c.label.path for c in run.read_cases() if c.label is not None}
     for fold in run.folds():
         post, raw = _csv(fold.metrics), _csv(fold.metrics_raw)
@@ -95,7 +106,7 @@ def test_the_folds_results_are_the_post_processed_predictions_with_the_raw_kept(
             assert float(p["dice"]) == pytest.approx(_dice(delivered, ref), abs=1e-6)  # what is written
             assert float(r["dice"]) == pytest.approx(_dice(predicted, ref), abs=1e-6)
             assert float(p["dice"]) > float(r["dice"])  # the island is gone
-            assert int(float(p["pred_voxels"])) == int(float(r["pred_voxels"])) - 9
+            assert int(float(p["pred_voxels"])) == int(float(r["pred_voxels"])) - 9 + 4  # island out, hole in
             assert p["uncertainty"] == r["uncertainty"] != ""  # the flips' score, before post-processing
             overlay = fold.overlays / f"{p['case']}.png"  # drawn again, from the post-processed map
             assert overlay.stat().st_mtime >= (fold.predictions_raw / f"{p['case']}.png").stat().st_mtime

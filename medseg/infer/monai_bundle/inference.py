@@ -80,7 +80,7 @@ def postprocessing(cfg: PipelineConfig, n_folds: int, kind: str, chosen: Any) ->
     keep = largest_component(cfg, chosen)
     if keep is not None:
         steps.append(keep)
-    if cfg.infer.fill_holes:
+    if cfg.infer.fill_holes is True:  # auto: chosen into the finished run's config.yaml
         steps.append({"_target_": "FillHolesd", "keys": PRED, "applied_labels": list(range(1, classes))})
     return [*steps, writer(cfg, kind)]
 
