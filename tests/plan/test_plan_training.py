@@ -1,7 +1,8 @@
 """The planned training is nnU-Net's: every training case of a fold trained on and the last epoch
 kept, Dice of the foreground classes plus cross-entropy, the Dice over the batch in 2D and per case
 in 3D (nnU-Net 2.8.1: ``do_bg=False``; ``batch_dice`` true for 2d, false for a 3d_fullres without
-a cascade). Step times are fixed: the calibration has its own tests."""
+a cascade); AdamW at 0.005 in 2D (measured on PH2), 0.002 in 3D. Step times are fixed: the
+calibration has its own tests."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def test_a_2d_plan_trains_on_every_training_case_with_nnunets_batch_dice(tmp_pat
     assert train["val_fraction"] == 0 and train["patience"] is None
     assert train["loss"] == {"name": "DiceCE", "args": {"include_background": False, "batch": True}}
     assert "the last epoch kept (nnU-Net's rule)" in text and "Dice over the batch (nnU-Net's 2D)" in text
+    assert train["optimizer"]["lr"] == 0.005 and "optimizer:  # AdamW, cosine to 1e-6; 0.005 in 2D" in text
     cfg = load_pipeline(out)
     assert cfg.train.loss.args["include_background"] is False and cfg.train.loss.args["softmax"] is True
 
@@ -40,3 +42,4 @@ def test_a_3d_plan_takes_the_dice_per_case(tmp_path, monkeypatch):
     assert train["val_fraction"] == 0
     assert train["loss"] == {"name": "DiceCE", "args": {"include_background": False, "batch": False}}
     assert "per case (nnU-Net's 3D full resolution)" in text
+    assert train["optimizer"]["lr"] == 0.002 and "0.002 in 3D" in text
