@@ -71,11 +71,12 @@ def test_a_busy_cpu_is_measured_within_15_percent_of_idle_or_warned(
 def test_peak_memory_is_measured_for_each_candidate_and_grows_with_the_network(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
+    """One step per epoch: the peak is that of the warm-up epoch's step, whatever the epoch's length."""
     small, cases = study(synthetic_root, tmp_path, SMALL, [96, 128])
     large, _ = study(synthetic_root, tmp_path, LARGE, [96, 128])
-    first = measure(small, cases).peak_bytes
-    bigger = measure(large, cases).peak_bytes  # measured after a smaller one
-    again = measure(small, cases).peak_bytes  # after a larger one: nothing of it is counted
+    first = measure(small, cases, steps=1).peak_bytes
+    bigger = measure(large, cases, steps=1).peak_bytes  # measured after a smaller one
+    again = measure(small, cases, steps=1).peak_bytes  # after a larger one: nothing of it is counted
     assert bigger > 2 * first > 0
     assert bigger > 2 * again
     assert again == pytest.approx(first, rel=0.3)
@@ -84,8 +85,10 @@ def test_peak_memory_is_measured_for_each_candidate_and_grows_with_the_network(
 def test_calibration_tries_the_step_options_and_keeps_one_that_trains_as_well(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
+    """Two full batches per epoch (8 cases of batch 4): no last, smaller batch for the compiled
+    network to compile a second time for (it compiles for static shapes)."""
     cfg, cases = study(synthetic_root, tmp_path, SMALL, [48, 64])
-    m = measure(cfg, cases, try_options=True, study_steps=10**6)  # a study long enough to try compile
+    m = measure(cfg, cases, steps=2, try_options=True, study_steps=10**6)  # long enough to try compile
     names = [t.name for t in m.trials]
     assert names[:2] == ["fp32", "channels-last"] and names[-1].endswith("compile")
     kept = [t for t in m.trials if t.verdict == "kept"]
