@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,26 +65,40 @@ def test_export_command(tmp_path):
     assert result.exit_code == 1 and "expected one of torchscript, onnx" in result.output
 
 
+Exported = dict[str, tuple[Path, subprocess.CompletedProcess[str]]]  # per case: its folder, its process
+
+
+@pytest.fixture(scope="module")
+def onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
+    """`medseg export --format onnx` of each case's run folder, as the command line runs it, the
+    two processes started together (each mostly one core's Python start-up and tracing); per case,
+    its folder and its finished process. A process left running is stopped by its process id."""
+    started = {}
+    for case in sorted(CASES):
+        tmp = tmp_path_factory.mktemp(f"onnx_{case}")
+        run_dir = untrained_run_dir(*CASES[case], tmp / "run")
+        cmd = [sys.executable, "-m", "medseg", "export", str(run_dir), "--format", "onnx",
+               "--out", str(tmp / "m.onnx")]  # fmt: skip
+        started[case] = tmp, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield {case: (tmp, _finished(proc)) for case, (tmp, proc) in started.items()}
+    finally:
+        for _, proc in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _finished(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_onnx_export_is_quiet_and_says_how_to_rebuild_the_preprocessing(case, tmp_path):
+def test_onnx_export_is_quiet_and_says_how_to_rebuild_the_preprocessing(case, onnx_exports):
     """`medseg export --format onnx` prints its own line, not the exporter's (about 160 before), and
     the JSON gives the axis order and the resize or resampling mode a user rebuilds the input with."""
-    import subprocess
-    import sys
-
-    run_dir = untrained_run_dir(*CASES[case], tmp_path / "run")
-    cmd = [
-        sys.executable,
-        "-m",
-        "medseg",
-        "export",
-        str(run_dir),
-        "--format",
-        "onnx",
-        "--out",
-        str(tmp_path / "m.onnx"),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    tmp_path, proc = onnx_exports[case]
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     own = re.compile(r"^(exported: |\d\d:\d\d:\d\d INFO model: )")

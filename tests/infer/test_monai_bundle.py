@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -27,32 +29,77 @@ from medseg.errors import MedsegError
 from medseg.infer.batch import predict_folder
 from medseg.tracking.models import load_bundle
 
-from ..conftest import ROOT, synthetic_ct_overrides
-from .conftest import untrained_run_dir
+from ..conftest import ROOT
+from .conftest import CPU, untrained_run_dir
 
 for needed in ("ignite", "fire", "jsonschema"):  # the `bundle` extra: MONAI's evaluator, CLI and verifier
     pytest.importorskip(needed, reason=f"{needed} not installed: pip install 'medseg[bundle]'")
 
 TINY_2D = ["model.args.channels=[4, 8, 16]", "model.args.strides=[2, 2]", "model.args.num_res_units=1"]
 NO_MEDSEG = "assert not [m for m in sys.modules if m.split('.')[0] == 'medseg'], 'medseg was imported'"
+# MONAI verify_metadata and verify_net_in_out on a bundle, and metadata without a required key
+VERIFY = """
+import copy, json
+from monai.bundle import verify_metadata, verify_net_in_out
+verify_metadata(meta_file="configs/metadata.json", filepath="configs/metadata_schema.json")
+verify_net_in_out(net_id="network_def", meta_file="configs/metadata.json",
+                  config_file="configs/inference.json", device="cpu")
+meta = json.load(open("configs/metadata.json"))
+for key in ("network_data_format", "monai_version"):
+    broken = copy.deepcopy(meta)
+    del broken[key]
+    json.dump(broken, open("broken.json", "w"))
+    try:
+        verify_metadata(meta_file="broken.json", filepath="configs/metadata_schema.json")
+    except ValueError:
+        print("refused without", key)
+"""
+# the network MONAI's parser builds from a bundle's configs against its TorchScript (ckpt_export)
+TORCHSCRIPT = """
+import json, torch
+from monai.bundle import ConfigParser
+parser = ConfigParser()
+parser.read_config("configs/inference.json")
+parser.read_meta("configs/metadata.json")
+net = parser.get_parsed_content("network_def")
+net.load_state_dict(torch.load("models/model.pt", weights_only=True))
+net.eval()
+extra = {"metadata.json": "", "inference.json": ""}
+ts = torch.jit.load("models/model.ts", _extra_files=extra)
+image = parser["_meta_#network_data_format#inputs#image"]
+seeded = torch.Generator().manual_seed(1)
+x = torch.randn(2, image["num_channels"], *image["spatial_shape"], generator=seeded)
+with torch.no_grad():
+    a, b = net(x), ts(x)
+found = {"shape": list(a.shape), "diff": float((a - b).abs().max()),
+         "config": sorted(json.loads(extra["inference.json"])),
+         "meta": json.loads(extra["metadata.json"])}
+print(json.dumps(found))
+"""
+CHECKS = {"ct_study": "ct_checks", "derm_study": "derm_checks"}  # each study's started checks
 
 
-def monai_only(code: str, cwd: Path, timeout: int = 300) -> str:
-    """Run ``code`` in a fresh Python in ``cwd`` (a bundle folder), then check that medseg was never
-    imported there; returns what it printed."""
+def start_monai_only(code: str, cwd: Path) -> subprocess.Popen[str]:
+    """Start ``code`` in a fresh Python in ``cwd`` (a bundle folder), followed by the check that
+    medseg was never imported there; :func:`monai_output` waits for it."""
     script = "import sys\n" + textwrap.dedent(code) + "\n" + NO_MEDSEG + "\n"
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    return subprocess.Popen(
+        [sys.executable, "-c", script], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
 
 
-def bundle_run(bundle: Path, inputs: Path, outputs: Path, pattern: str) -> None:
-    """``python -m monai.bundle run`` on ``inputs``, in a process without medseg."""
+def monai_output(proc: subprocess.Popen[str], timeout: int = 300) -> str:
+    """What a :func:`start_monai_only` process printed, once it has ended without an error."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    return out
+
+
+def start_bundle_run(bundle: Path, inputs: Path, outputs: Path, pattern: str) -> subprocess.Popen[str]:
+    """``python -m monai.bundle run`` on ``inputs``, started in a process without medseg."""
     args = ["run", "--config_file", "configs/inference.json", "--dataset_dir", str(inputs),
             "--file_pattern", pattern, "--output_dir", str(outputs)]  # fmt: skip
-    monai_only(
+    return start_monai_only(
         f"""
         import runpy
         sys.argv = ["monai.bundle", *{args!r}]
@@ -75,13 +122,11 @@ def export(run_dir: Path, out: Path, *extra: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ct_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(run folder, bundle) of a 1-epoch, 2-fold run of pipelines/ct.yaml on synthetic CT."""
-    from medseg.pipeline import run
-
-    tmp = tmp_path_factory.mktemp("ct_bundle")
-    run_dir = run(load_pipeline(ROOT / "pipelines" / "ct.yaml", synthetic_ct_overrides(tmp)))
-    return run_dir, export(run_dir, tmp / "ct_segmentation")
+def ct_study(ct_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder, bundle) of a 1-epoch, 2-fold run of pipelines/ct.yaml on synthetic CT: the
+    session's ``ct_run`` (tests/infer/conftest.py, the same run the prediction tests use; the
+    export only reads it)."""
+    return ct_run, export(ct_run, tmp_path_factory.mktemp("ct_bundle") / "ct_segmentation")
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +143,36 @@ def derm_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ]  # fmt: skip
     run_dir = run(load_pipeline(ROOT / "pipelines" / "demo.yaml", overrides))
     return run_dir, export(run_dir, tmp / "demo_segmentation")
+
+
+@contextmanager
+def reaped(procs: list[subprocess.Popen[str]]) -> Iterator[None]:
+    """Whatever of ``procs`` a failing test left running is stopped, by its process id."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def started_checks(bundle: Path) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """VERIFY and TORCHSCRIPT on ``bundle``, started together (each mostly one core's Python
+    start-up) as soon as the bundle is written; the tests wait for their own."""
+    procs = {"verify": start_monai_only(VERIFY, bundle), "torchscript": start_monai_only(TORCHSCRIPT, bundle)}
+    with reaped(list(procs.values())):
+        yield procs
+
+
+@pytest.fixture(scope="module")
+def ct_checks(ct_study: tuple[Path, Path]) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    yield from started_checks(ct_study[1])
+
+
+@pytest.fixture(scope="module")
+def derm_checks(derm_study: tuple[Path, Path]) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    yield from started_checks(derm_study[1])
 
 
 @pytest.mark.parametrize("study", ["ct_study", "derm_study"])
@@ -120,25 +195,7 @@ def test_files_and_monai_verifies_metadata_and_network(study, request):
         "Into MONAI Label and MONAI Deploy" in readme
         and (bundle / "docs" / "figures" / "boxplots.png").is_file()
     )
-    out = monai_only(
-        """
-        import copy, json
-        from monai.bundle import verify_metadata, verify_net_in_out
-        verify_metadata(meta_file="configs/metadata.json", filepath="configs/metadata_schema.json")
-        verify_net_in_out(net_id="network_def", meta_file="configs/metadata.json",
-                          config_file="configs/inference.json", device="cpu")
-        meta = json.load(open("configs/metadata.json"))
-        for key in ("network_data_format", "monai_version"):
-            broken = copy.deepcopy(meta)
-            del broken[key]
-            json.dump(broken, open("broken.json", "w"))
-            try:
-                verify_metadata(meta_file="broken.json", filepath="configs/metadata_schema.json")
-            except ValueError:
-                print("refused without", key)
-        """,
-        bundle,
-    )
+    out = monai_output(request.getfixturevalue(CHECKS[study])["verify"])
     assert "refused without network_data_format" in out and "refused without monai_version" in out
 
 
@@ -154,14 +211,24 @@ def test_bundle_run_on_nifti_equals_medseg_predict(ct_study, tmp_path):
     for case in cases:
         (inputs / f"{case}.nii.gz").write_bytes((data / "imagesTr" / f"{case}.nii.gz").read_bytes())
     post = ["infer.largest_component=true", "infer.fill_holes=true"]
+    bundles = {
+        "plain": bundle,
+        "post": export(run_dir, tmp_path / "post_bundle", *(f"--set={s}" for s in post)),
+    }
+    # both bundle runs at once, medseg's predictions in this process meanwhile
+    runs = {
+        name: start_bundle_run(b, inputs, tmp_path / name / "bundle", "*.nii.gz")
+        for name, b in bundles.items()
+    }
+    with reaped(list(runs.values())):
+        for name, sets in (("plain", []), ("post", post)):
+            predict_folder(
+                load_bundle(str(run_dir), sets), inputs, tmp_path / name / "medseg", CPU, workers=0
+            )
+        for proc in runs.values():
+            monai_output(proc)  # ended without an error, medseg never imported
     found = {}
-    for name, sets in (("plain", []), ("post", post)):
-        here = (
-            bundle if not sets else export(run_dir, tmp_path / "post_bundle", *(f"--set={s}" for s in sets))
-        )
-        bundle_run(here, inputs, tmp_path / name / "bundle", "*.nii.gz")
-        model = load_bundle(str(run_dir), sets)
-        predict_folder(model, inputs, tmp_path / name / "medseg", torch.device("cpu"), workers=0)
+    for name in runs:
         for case in cases:
             ours = nib.load(tmp_path / name / "medseg" / f"{case}.nii.gz")
             theirs = nib.load(tmp_path / name / "bundle" / f"{case}_seg.nii.gz")
@@ -188,8 +255,12 @@ def test_bundle_run_on_png_equals_medseg_predict(derm_study, tmp_path):
     exif = turned.getexif()
     exif[0x0112] = 6  # rotate 90 degrees to display
     turned.save(inputs / "exif.png", exif=exif)
-    bundle_run(bundle, inputs, tmp_path / "bundle_out", "*.png")
-    predict_folder(load_bundle(str(run_dir)), inputs, tmp_path / "medseg_out", torch.device("cpu"), workers=0)
+    proc = start_bundle_run(bundle, inputs, tmp_path / "bundle_out", "*.png")
+    with reaped([proc]):
+        predict_folder(
+            load_bundle(str(run_dir)), inputs, tmp_path / "medseg_out", CPU, workers=0
+        )  # meanwhile
+        monai_output(proc)
     for case, shape in (("plain", (48, 64)), ("exif", (64, 48))):
         expected = np.asarray(Image.open(tmp_path / "medseg_out" / f"{case}.png"))
         got = np.asarray(Image.open(tmp_path / "bundle_out" / f"{case}_seg.png"))
@@ -200,31 +271,10 @@ def test_bundle_run_on_png_equals_medseg_predict(derm_study, tmp_path):
 
 @pytest.mark.parametrize("study", ["ct_study", "derm_study"])
 def test_ckpt_export_torchscript_equals_the_pytorch_network(study, request):
+    """MONAI's parser builds the network from the bundle's configs and loads model.pt: its output
+    is the TorchScript's (``ckpt_export``), whose extra files carry the configs."""
     _, bundle = request.getfixturevalue(study)
-    out = monai_only(
-        """
-        import json, torch
-        from monai.bundle import ConfigParser
-        parser = ConfigParser()
-        parser.read_config("configs/inference.json")
-        parser.read_meta("configs/metadata.json")
-        net = parser.get_parsed_content("network_def")
-        net.load_state_dict(torch.load("models/model.pt", weights_only=True))
-        net.eval()
-        extra = {"metadata.json": "", "inference.json": ""}
-        ts = torch.jit.load("models/model.ts", _extra_files=extra)
-        image = parser["_meta_#network_data_format#inputs#image"]
-        seeded = torch.Generator().manual_seed(1)
-        x = torch.randn(2, image["num_channels"], *image["spatial_shape"], generator=seeded)
-        with torch.no_grad():
-            a, b = net(x), ts(x)
-        found = {"shape": list(a.shape), "diff": float((a - b).abs().max()),
-                 "config": sorted(json.loads(extra["inference.json"])),
-                 "meta": json.loads(extra["metadata.json"])}
-        print(json.dumps(found))
-        """,
-        bundle,
-    )
+    out = monai_output(request.getfixturevalue(CHECKS[study])["torchscript"])
     found = json.loads(out.strip().splitlines()[-1])
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     assert found["diff"] <= 1e-4 and "network_def" in found["config"]

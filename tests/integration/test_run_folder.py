@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from medseg.cli import app
 from medseg.errors import ConfigError
 from medseg.io.lock import Busy
 from medseg.pipeline import run
@@ -112,13 +114,13 @@ def test_fold_jobs_share_a_folder_safely_and_a_whole_run_beside_them_is_refused(
     deadline = time.time() + 120
     while not (out / ".locks" / "fold_1.lock").is_file() and time.time() < deadline:
         time.sleep(0.1)
-    whole = subprocess.run(
-        _command(out, data), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    # the whole run as the command line runs it, in this process (no second Python start-up
+    # competing with the jobs for the cores)
+    whole = CliRunner().invoke(app, _command(out, data)[3:])
     logs = [job.communicate(timeout=600)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], logs
-    assert whole.returncode == 1 and f"{out} is in use by medseg process" in whole.stderr, whole.stderr
-    assert "Traceback" not in whole.stderr
+    assert whole.exit_code == 1 and f"{out} is in use by medseg process" in whole.output, whole.output
+    assert "Traceback" not in whole.output and isinstance(whole.exception, SystemExit)
     state = json.loads((out / "run_state.json").read_text())
     assert {k: v["done_epochs"] for k, v in state["folds"].items()} == {"0": 6, "1": 6}
     client, runs = study_runs(out)
