@@ -71,12 +71,11 @@ def test_a_busy_cpu_is_measured_within_15_percent_of_idle_or_warned(
 def test_peak_memory_is_measured_for_each_candidate_and_grows_with_the_network(
     synthetic_root: Path, tmp_path: Path
 ) -> None:
-    """One step per epoch: the peak is that of the warm-up epoch's step, whatever the epoch's length."""
     small, cases = study(synthetic_root, tmp_path, SMALL, [96, 128])
     large, _ = study(synthetic_root, tmp_path, LARGE, [96, 128])
-    first = measure(small, cases, steps=1).peak_bytes
-    bigger = measure(large, cases, steps=1).peak_bytes  # measured after a smaller one
-    again = measure(small, cases, steps=1).peak_bytes  # after a larger one: nothing of it is counted
+    first = measure(small, cases).peak_bytes
+    bigger = measure(large, cases).peak_bytes  # measured after a smaller one
+    again = measure(small, cases).peak_bytes  # after a larger one: nothing of it is counted
     assert bigger > 2 * first > 0
     assert bigger > 2 * again
     assert again == pytest.approx(first, rel=0.3)
