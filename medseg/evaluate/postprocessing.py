@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from medseg.evaluate.casewise import Row, read_metrics_csv, write_metrics_csv
-from medseg.infer.postprocess import fill_holes, keep_largest
+from medseg.infer.postprocess import fill_holes, keep_largest, postprocess
 from medseg.io.atomic import atomic_path
 from medseg.io.readers import NIFTI, RASTER
 from medseg.run_dir import FoldDir
@@ -47,14 +47,20 @@ def variant_names(holes: bool) -> list[str]:
     return [v for v in (VARIANTS if holes else LARGEST) if v != "none"]
 
 
-def largest_components(label: np.ndarray, classes: list[int], joint: bool) -> np.ndarray:
-    """``label`` keeping the largest connected component of ``classes`` (joint: of their union)."""
+def _on_copy(label: np.ndarray, step: Callable[[Any], Any]) -> np.ndarray:
+    """``step`` (of :mod:`medseg.infer.postprocess`) on a channel-first copy of ``label``: MONAI
+    edits in place."""
     import torch
 
+    copy = torch.as_tensor(np.array(label))[None]
+    return np.asarray(torch.as_tensor(step(copy))[0]).astype(label.dtype)
+
+
+def largest_components(label: np.ndarray, classes: list[int], joint: bool) -> np.ndarray:
+    """``label`` keeping the largest connected component of ``classes`` (joint: of their union)."""
     if not classes:
         return label
-    copy = torch.as_tensor(np.array(label))[None]  # a copy: MONAI edits in place
-    return np.asarray(torch.as_tensor(keep_largest(copy, classes, joint))[0])
+    return _on_copy(label, lambda t: keep_largest(t, classes, joint))
 
 
 def dice(pred: np.ndarray, ref: np.ndarray, k: int, ignore: int | None = None) -> float:
@@ -67,10 +73,7 @@ def dice(pred: np.ndarray, ref: np.ndarray, k: int, ignore: int | None = None) -
 
 def filled(label: np.ndarray, classes: list[int]) -> np.ndarray:
     """``label`` with the holes enclosed by each of ``classes`` filled."""
-    import torch
-
-    copy = torch.as_tensor(np.array(label))[None]
-    return np.asarray(torch.as_tensor(fill_holes(copy, classes))[0]).astype(label.dtype)
+    return _on_copy(label, lambda t: fill_holes(t, classes))
 
 
 def variant_maps(pred: np.ndarray, num_classes: int, holes: bool = False) -> dict[str, np.ndarray]:
@@ -246,12 +249,15 @@ def adopted_rows(
 
 
 def postprocess_map(label: np.ndarray, value: Any, num_classes: int, holes: bool = False) -> np.ndarray:
-    """A label map with the adopted post-processing (``value`` and ``fill_holes`` of :func:`choose`)."""
-    classes = list(range(1, num_classes))
-    if value:
-        joint = value == "foreground"
-        label = largest_components(label, classes if joint else [int(k) for k in value], joint=joint)
-    return filled(label, classes) if holes else label
+    """A label map with the adopted post-processing (``value`` and ``fill_holes`` of :func:`choose`):
+    ``medseg predict``'s own post-processing, on a copy."""
+    import torch
+
+    from medseg.config.models import InferConfig
+
+    settings = InferConfig(largest_component=value or False, fill_holes=holes)
+    out = postprocess(torch.as_tensor(np.array(label)), settings, num_classes)
+    return np.asarray(out).astype(label.dtype)
 
 
 def _read_map(path: Path, binary_png: bool) -> tuple[np.ndarray, np.ndarray | None]:

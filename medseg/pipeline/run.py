@@ -189,7 +189,7 @@ def _choose_postprocessing(
         for fold, split in zip(folds, splits, strict=True):
             run_id = (state["folds"].get(str(fold.index)) or {}).get("run_id")
             held_out = [cases[i] for i in split["val"] if i in cases]
-            _adopt_fold(cfg, fold, (choice["value"], choice["fill_holes"]), held_out, tracker, run_id)
+            _adopt_fold(cfg, fold, choice, held_out, tracker, run_id)
     else:  # folds scored by an older medseg: their variants' metrics were not kept
         log.warning(
             "post-processing: the held-out results stay as predicted; score the folds again to adopt it"
@@ -203,16 +203,16 @@ def _choose_postprocessing(
 def _adopt_fold(
     cfg: PipelineConfig,
     fold: FoldDir,
-    chosen: tuple[Any, bool],
+    choice: dict[str, Any],
     held_out: list[Case],
     tracker: Tracker,
     run_id: str | None,
 ) -> None:
-    """One fold's results made those of the adopted post-processing (``chosen``: the largest
-    component's value and the holes' choice), its overlays drawn again where a prediction changed,
-    and its MLflow run given the new figures and files."""
-    rows, changed = adopt(fold, chosen[0], cfg.data.num_classes, chosen[1])
-    if not any(chosen):
+    """One fold's results made those of the adopted post-processing (``choice``: :func:`choose`'s
+    ``value`` and ``fill_holes``), its overlays drawn again where a prediction changed, and its
+    MLflow run given the new figures and files."""
+    rows, changed = adopt(fold, choice["value"], cfg.data.num_classes, choice["fill_holes"])
+    if not (choice["value"] or choice["fill_holes"]):
         return
     dims = cfg.transforms.spatial_dims
     unchanged = {c.id for c in held_out if fold.prediction(c.id, dims).name not in changed}
