@@ -20,6 +20,8 @@ from medseg.evaluate.postprocessing import (
 )
 from medseg.infer.postprocess import postprocess
 
+from .test_postprocessing_choice import _two_classes
+
 
 def _holed_lesion() -> tuple[np.ndarray, np.ndarray]:
     """A solid reference lesion; the prediction misses its middle and adds a far island."""
@@ -68,13 +70,9 @@ def test_studies_without_hole_filling_choose_as_before(tmp_path):
 
 
 def test_the_adopted_rows_with_holes_are_the_scores_of_what_predict_writes():
-    ref = np.zeros((40, 40), np.uint8)
-    ref[5:20, 5:20] = 1
-    ref[25:38, 25:38] = 2
-    pred = ref.copy()
+    pred, ref = _two_classes()  # an island of each class
     pred[10:13, 10:13] = 0  # a hole in class 1
-    pred[30:32, 30:32] = 0  # and one in class 2
-    pred[2:4, 30:33] = 1  # an island of class 1
+    pred[29:31, 29:31] = 0  # and one in class 2
 
     def score(label):
         return [{"case": "a", "label": k, "dice": dice(label, ref, k)} for k in (1, 2)]
