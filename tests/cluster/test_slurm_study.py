@@ -57,15 +57,50 @@ def _history(run: Path, fold: int) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def unbroken(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def studies(slurm: Slurm, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int, str, str]]:
+    """Two studies through `--executor slurm --wait`, started together (one's Python start-ups and
+    jobs fill the cores the other's leave idle): ``unbroken``, never interrupted, and ``failing``,
+    whose data folder does not exist. Each: its run folder, exit code, stdout and stderr; both have
+    ended, and their jobs with them, when the fixture returns."""
+    failing_tmp, unbroken_tmp = tmp_path_factory.mktemp("failing"), tmp_path_factory.mktemp("unbroken")
+    commands = {
+        "failing": (
+            failing_tmp,
+            study(
+                failing_tmp / "run", failing_tmp / "no-such-data", "--wait", "--set", "data.synthetic=null"
+            ),
+        ),
+        "unbroken": (unbroken_tmp, study(unbroken_tmp / "run", unbroken_tmp / "data", "--wait")),
+    }
+    procs = {}  # each prints to files: a full pipe would stop one while the other is waited for
+    try:
+        for name, (tmp, cmd) in commands.items():
+            with open(tmp / "stdout", "w") as out, open(tmp / "stderr", "w") as err:
+                procs[name] = subprocess.Popen(cmd, env=slurm.env, cwd=tmp, stdout=out, stderr=err)
+        for proc in procs.values():
+            proc.wait(timeout=900)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return {
+        name: (
+            tmp / "run",
+            procs[name].returncode,
+            (tmp / "stdout").read_text(),
+            (tmp / "stderr").read_text(),
+        )
+        for name, (tmp, _) in commands.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def unbroken(studies: dict[str, tuple[Path, int, str, str]]) -> tuple[Path, str]:
     """The study run once through `--executor slurm --wait`, never interrupted; its folder and output."""
-    tmp = tmp_path_factory.mktemp("unbroken")
-    done = subprocess.run(
-        study(tmp / "run", tmp / "data", "--wait"), env=slurm.env, cwd=tmp, capture_output=True, text=True,
-        timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return tmp / "run", done.stdout
+    run, code, out, err = studies["unbroken"]
+    assert code == 0, out + err
+    return run, out
 
 
 def test_each_fold_is_trained_once_and_the_report_job_ends_the_study(unbroken):
@@ -146,17 +181,15 @@ def test_a_cancelled_fold_alone_runs_again_and_the_results_match_an_unbroken_stu
     )
 
 
-def test_a_failing_job_names_its_log_and_the_command_fails(slurm, tmp_path):
-    missing = tmp_path / "no-such-data"
-    cmd = study(tmp_path / "run", missing, "--wait", "--set", "data.synthetic=null")
-    done = subprocess.run(cmd, env=slurm.env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 1, done.stdout + done.stderr
-    array = re.search(r"job array (\d+)", done.stdout).group(1)
+def test_a_failing_job_names_its_log_and_the_command_fails(studies):
+    run, returncode, stdout, stderr = studies["failing"]  # its data folder does not exist
+    assert returncode == 1, stdout + stderr
+    array = re.search(r"job array (\d+)", stdout).group(1)
     for fold in (0, 1):
-        log = tmp_path / "run" / "jobs" / f"fold_{fold}-{array}.log"
-        assert f"fold {fold}: failed (FAILED); log: {log}" in done.stdout
+        log = run / "jobs" / f"fold_{fold}-{array}.log"
+        assert f"fold {fold}: failed (FAILED); log: {log}" in stdout
         assert "error: data.root" in log.read_text() and "Traceback" not in log.read_text()
-    assert "did not finish: 3 job(s) failed" in done.stderr and "Traceback" not in done.stderr
+    assert "did not finish: 3 job(s) failed" in stderr and "Traceback" not in stderr
 
 
 def test_ctrl_c_while_waiting_cancels_the_jobs_when_asked_to(slurm, tmp_path):
