@@ -114,7 +114,12 @@ def test_sigkill_then_rerun_resumes_and_extends(tmp_path):
     steps = [m.step for m in client.get_metric_history(fold0.info.run_id, "epoch/train_loss")]
     assert sorted(steps) == list(range(1, EPOCHS + 1))  # none lost, none twice
 
-    # extending the finished run
-    _ran(_command(out, data, EPOCHS + 3), env)
+    # extending the finished run: the same command line, in this process (no third Python start-up)
+    from typer.testing import CliRunner
+
+    from medseg.cli import app
+
+    extended = CliRunner().invoke(app, _command(out, data, EPOCHS + 3)[1:])
+    assert extended.exit_code == 0, extended.output[-3000:]
     assert [int(r["epoch"]) for r in _history(out / "fold_1" / "history.csv")] == list(range(1, EPOCHS + 4))
     assert len(study_runs(out)[1]) == 3  # the same runs, extended
