@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,11 @@ def test_peak_memory_is_measured_for_each_candidate_and_grows_with_the_network(
 ) -> None:
     small, cases = study(synthetic_root, tmp_path, SMALL, [96, 128])
     large, _ = study(synthetic_root, tmp_path, LARGE, [96, 128])
-    first = measure(small, cases).peak_bytes
-    bigger = measure(large, cases).peak_bytes  # measured after a smaller one
+    # each is measured in a fresh process of its own: the first two side by side (each process's
+    # own high-water mark, so neither counts the other's), the third after the larger one
+    with ThreadPoolExecutor(2) as pool:
+        measuring = [pool.submit(measure, cfg, cases) for cfg in (small, large)]
+        first, bigger = (m.result().peak_bytes for m in measuring)
     again = measure(small, cases).peak_bytes  # after a larger one: nothing of it is counted
     assert bigger > 2 * first > 0
     assert bigger > 2 * again
