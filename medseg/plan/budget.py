@@ -16,7 +16,10 @@ SCALES = tuple(round(0.85**i, 4) for i in range(14))  # 1.0 down to 0.12, each 1
 # networks from largest to smallest: DynUNet (nnU-Net's plain U-Net) at 32 and 16 base features,
 # then MONAI's UNet (strided convolutions, residual units) at 16, about 4x cheaper per step
 NETWORKS = (("DynUNet", 32), ("DynUNet", 16), ("UNet", 16))
-MIN_EPOCHS = 40  # fewer than this, and the plan takes a smaller candidate
+# fewer than this, and the plan takes a smaller candidate: on PH2 at a 30-minute budget, 48 epochs
+# at 192x256 beat 42 at the same grid by 0.0035 Dice (3.5 standard errors) and 60 at 192x256 beat
+# 43 at 224x320 (benchmarks/RESULTS.md): below about 50 epochs, epochs are worth more than a finer grid
+MIN_EPOCHS = 48
 MAX_EPOCHS = 1000  # nnU-Net's schedule; a larger budget is not spent
 MARGIN = 0.9  # of the budget planned, for what the model leaves out (reports, MLflow, noise)
 FOLDS = 5

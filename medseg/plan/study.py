@@ -280,7 +280,9 @@ def plan_study(
     chosen.reasons["epochs"] = (
         f"{B.MAX_EPOCHS} epochs, nnU-Net's schedule"
         if budget is None
-        else f"the most epochs for which {folds(fp)} folds fit {B.MARGIN:.0%} of the {B.shown(budget)} budget"
+        else f"the most epochs for which {folds(fp)} folds fit {B.MARGIN:.0%} of the {B.shown(budget)} "
+        f"budget, at least {B.MIN_EPOCHS} (with fewer a coarser grid or a smaller network is planned: "
+        "below about 50 epochs, more epochs gained more Dice than a finer grid)"
     )
     return _write(fp, chosen, root, workflow, out, where, memory_gb, budget)
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from medseg.config.load import load_pipeline
+from medseg.plan import budget as B
 from medseg.runtime import native_bf16
 
 from ..conftest import ROOT, fixed_step_times, make_dataset
@@ -40,7 +41,8 @@ def test_plan_writes_a_valid_pipeline_with_reasons_and_the_fingerprint(tmp_path)
     cfg = load_pipeline(out)  # `medseg validate` accepts it
     raw = yaml.safe_load(text)
     assert cfg.transforms.spatial_size == raw["transforms"]["spatial_size"]
-    assert cfg.infer.largest_component == "auto" and cfg.infer.fill_holes == "auto" and cfg.train.epochs >= 40
+    assert cfg.infer.largest_component == "auto" and cfg.infer.fill_holes == "auto"
+    assert cfg.train.epochs >= B.MIN_EPOCHS
     assert cfg.infer.tta_flips is True and "tta_flips: true  # the picture and its mirror images" in text
     assert cfg.fingerprint == (out.parent / "syn.fingerprint.json").resolve()
     fp = json.loads((out.parent / "syn.fingerprint.json").read_text())
@@ -80,7 +82,6 @@ def test_a_budget_too_small_is_answered_with_a_budget_that_plans(tmp_path, monke
     """The budget the refusal names plans without refusal, with the plan it said (in process, from
     fixed step times; the command line's own refusal, measured, is the next test)."""
     from medseg.errors import MedsegError
-    from medseg.plan import budget as B
     from medseg.plan import calibrate
     from medseg.plan.study import plan_study
 
@@ -89,7 +90,7 @@ def test_a_budget_too_small_is_answered_with_a_budget_that_plans(tmp_path, monke
     with pytest.raises(MedsegError) as refused:
         plan_study(data, "isic", tmp_path / "p.yaml", device="cpu", budget=5.0)
     found = re.search(
-        r"--budget 5s: even the smallest plan \(UNet, scale ([\d.]+)\) trains fewer than 40 epochs per "
+        r"--budget 5s: even the smallest plan \(UNet, scale ([\d.]+)\) trains fewer than 48 epochs per "
         r"fold in it; --budget (\d+)m would give it: UNet \(16 base features\) at scale ([\d.]+), "
         r"patch \[\d+, \d+\], batch \d+, (\d+) epochs",
         str(refused.value),

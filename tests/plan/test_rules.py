@@ -105,9 +105,10 @@ def test_epochs_within_a_budget():
 
 def test_the_smallest_budget_that_fits_trains_the_fewest_epochs_allowed():
     work = B.Workload(n_cases=10, folds=5, batch=2, per_image=1, step=1.0, val_case=0.5, load=0.1)
-    # 40 epochs: (17 + 40 x 22.5) / 0.9 = 1018.9 s, so 17 minutes; 16 give 39 epochs
-    assert work.smallest_budget() == 17 * 60
-    assert work.epochs_within(17 * 60) >= B.MIN_EPOCHS > work.epochs_within(16 * 60)
+    # 48 epochs: (17 + 48 x 22.5) / 0.9 = 1218.9 s, so 21 minutes (49 epochs); 20 give 47 epochs
+    assert B.MIN_EPOCHS == 48
+    assert work.smallest_budget() == 21 * 60
+    assert work.epochs_within(21 * 60) == 49 and work.epochs_within(20 * 60) == 47
     fast = B.Workload(n_cases=10, folds=5, batch=2, per_image=1, step=0.001, val_case=0.001, load=0.001)
     assert fast.smallest_budget() == 60  # never less than a minute
 
