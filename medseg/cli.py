@@ -218,9 +218,10 @@ def run(
     _no_executor(wait, devices, cancel_on_interrupt)
     if stage not in ("all", "folds", "report"):
         raise MedsegError(f"--stage {stage}: expected all, folds or report")
+    cfg = load_pipeline(pipeline, overrides, need_data=stage != "report")  # before torch is imported
     from medseg.pipeline import run as run_pipeline
 
-    run_dir = run_pipeline(load_pipeline(pipeline, overrides), force=force, stage=stage)  # type: ignore[arg-type]
+    run_dir = run_pipeline(cfg, force=force, stage=stage)  # type: ignore[arg-type]
     typer.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")
 
 

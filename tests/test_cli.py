@@ -55,6 +55,20 @@ def test_run_with_missing_data_folder_names_it(tmp_path: Path) -> None:
     assert f"data.root: folder '{tmp_path / 'nowhere'}' not found" in result.output
 
 
+def test_a_missing_data_folder_is_refused_before_monai_and_torch_are_imported(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text("name: x\noutput_dir: out\ndata: {root: nowhere}\n")
+    probe = (
+        "import sys\nfrom medseg.cli import app\ntry:\n    app(['run', sys.argv[1], '--stage', 'folds'])\n"
+        "except SystemExit as end:\n"
+        "    print('exit', end.code, 'monai' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "p.yaml")], capture_output=True, text=True, timeout=120
+    )
+    assert "exit 1 False False" in done.stdout, done.stdout + done.stderr
+    assert f"data.root: folder '{tmp_path / 'nowhere'}' not found" in done.stdout + done.stderr
+
+
 def test_predict_bad_arguments_name_what_is_wrong(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()

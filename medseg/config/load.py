@@ -25,34 +25,30 @@ from pydantic import BaseModel, ValidationError
 from medseg.config import strict_yaml
 from medseg.config.datasets import with_dataset_json
 from medseg.config.models import PipelineConfig
-from medseg.errors import CREDENTIALS_IN_URI, ConfigError, mask_credentials
-from medseg.registry import (
-    DERIVED_NETWORK_ARGS,
-    instantiate,
-    loss_args,
-    loss_class,
-    network_args,
-    network_class,
-    transform_args,
-    yaml_safe,
-)
+from medseg.errors import CREDENTIALS_IN_URI, ConfigError, DataError, mask_credentials
 
 # Dotted keys that hold file-system paths (resolved relative to the file that sets them).
 PATH_KEYS = ("output_dir", "data.root", "split.file", "fingerprint")
 
 
-def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+def load_pipeline(
+    path: str | Path, overrides: list[str] | None = None, need_data: bool = False
+) -> PipelineConfig:
     """Load, merge, validate and bind a pipeline file.
 
     Args:
         path: the pipeline YAML file.
         overrides: ``key=value`` settings merged on top, as ``--set`` gives them.
+        need_data: refuse a ``data.root`` folder that does not exist (unless ``data.synthetic``
+            writes it) before the components are bound, which imports MONAI: a run that cannot
+            start says so in a second.
 
     Returns:
         The resolved, immutable configuration, every component argument bound.
 
     Raises:
         ConfigError: naming the file and key at fault.
+        DataError: ``need_data`` and no ``data.root`` folder.
 
     Example:
         >>> cfg = load_pipeline("pipelines/demo.yaml", ["train.epochs=2"])
@@ -66,7 +62,10 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         if key in PATH_KEYS and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
         _set_dotted(raw, key, value)
-    return bind_components(validate_dict(with_dataset_json(raw, str(path)), source=str(path)))
+    cfg = validate_dict(with_dataset_json(raw, str(path)), source=str(path))
+    if need_data and cfg.data.synthetic is None and not Path(cfg.data.root).is_dir():
+        raise DataError(f"data.root: folder '{cfg.data.root}' not found")
+    return bind_components(cfg)
 
 
 def validate_dict(raw: dict[str, Any], source: str = "<config>") -> PipelineConfig:
@@ -212,10 +211,12 @@ def bind_components(cfg: PipelineConfig) -> PipelineConfig:
     Raises:
         ConfigError: an unknown component or an argument its class does not take.
     """
-    net_args = network_args(cfg.network)
-    instantiate(network_class(cfg.model.name), net_args, "model.args")
-    l_args = loss_args(cfg.train.loss)
-    instantiate(loss_class(cfg.train.loss.name), l_args, "train.loss.args")
+    from medseg import registry as R  # imports MONAI: only when binding
+
+    net_args = R.network_args(cfg.network)
+    R.instantiate(R.network_class(cfg.model.name), net_args, "model.args")
+    l_args = R.loss_args(cfg.train.loss)
+    R.instantiate(R.loss_class(cfg.train.loss.name), l_args, "train.loss.args")
     sections: dict[str, Any] = {}
     for section in ("preprocess", "train"):
         chain = getattr(cfg.transforms, section)
@@ -223,28 +224,28 @@ def bind_components(cfg: PipelineConfig) -> PipelineConfig:
         for i, item in enumerate(chain):
             ((name, args),) = item.items()
             where = f"transforms.{section}[{i}].{name}"
-            cls, bound = transform_args(name, args or {}, where)
+            cls, bound = R.transform_args(name, args or {}, where)
             size = cfg.transforms.input_size
             if name in ("RandRotate90d", "Rotate90d") and len(set(size)) > 1:
                 raise ConfigError(
                     f"{where}: 90-degree turns change the shape of non-square images "
                     f"(network input size {size}); use a square size or remove it"
                 )
-            instantiate(cls, bound, where)
+            R.instantiate(cls, bound, where)
             if name == "CTWindowd" and len(bound["windows"]) != cfg.data.in_channels:
                 raise ConfigError(
                     f"{where}: stacks {len(bound['windows'])} window(s) as channels, so data.in_channels "
                     f"must be {len(bound['windows'])} (it is {cfg.data.in_channels})"
                 )
-            bound_chain.append({name: yaml_safe(bound)})
+            bound_chain.append({name: R.yaml_safe(bound)})
         sections[section] = bound_chain
-    model_args = yaml_safe({k: v for k, v in net_args.items() if k not in DERIVED_NETWORK_ARGS})
+    model_args = R.yaml_safe({k: v for k, v in net_args.items() if k not in R.DERIVED_NETWORK_ARGS})
     return _updated(
         cfg,
         {
             "transforms": sections,
             "model": {"args": model_args},
-            "train": {"loss": {"args": yaml_safe(l_args)}},
+            "train": {"loss": {"args": R.yaml_safe(l_args)}},
         },
     )
 
