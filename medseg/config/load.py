@@ -25,7 +25,8 @@ from pydantic import BaseModel, ValidationError
 from medseg.config import strict_yaml
 from medseg.config.datasets import with_dataset_json
 from medseg.config.models import PipelineConfig
-from medseg.errors import CREDENTIALS_IN_URI, ConfigError, DataError, mask_credentials
+from medseg.errors import CREDENTIALS_IN_URI, ConfigError, mask_credentials
+from medseg.io.data_root import data_root
 
 # Dotted keys that hold file-system paths (resolved relative to the file that sets them).
 PATH_KEYS = ("output_dir", "data.root", "split.file", "fingerprint")
@@ -63,8 +64,8 @@ def load_pipeline(
             value = str(Path(value).expanduser().resolve())
         _set_dotted(raw, key, value)
     cfg = validate_dict(with_dataset_json(raw, str(path)), source=str(path))
-    if need_data and cfg.data.synthetic is None and not Path(cfg.data.root).is_dir():
-        raise DataError(f"data.root: folder '{cfg.data.root}' not found")
+    if need_data and cfg.data.synthetic is None:
+        data_root(cfg.data.root)
     return bind_components(cfg)
 
 

@@ -15,10 +15,16 @@ from medseg.data.layouts.isic import isic_cases
 from medseg.data.layouts.nnunet import dataset_cases
 from medseg.data.layouts.table import table_cases
 from medseg.io.case import Case
+from medseg.io.data_root import data_root
 
 LAYOUTS = {"isic2018": isic_cases, "table": table_cases, "nnunet": dataset_cases, "decathlon": dataset_cases}
 
 
 def list_cases(data: DataConfig) -> tuple[list[Case], list[dict[str, str]]]:
-    """(the cases of ``data``'s layout, the ones it could not list with a ``reason``)."""
+    """(the cases of ``data``'s layout, the ones it could not list with a ``reason``).
+
+    Raises:
+        DataError: no ``data.root`` folder, or what the layout cannot read.
+    """
+    data_root(data.root)
     return LAYOUTS[data.layout](data)

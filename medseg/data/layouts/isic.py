@@ -46,9 +46,7 @@ def index_by_id(paths: list[Path], ids: list[str], what: str) -> dict[str, Path]
 
 
 def _folders(data: DataConfig) -> tuple[Path, Path]:
-    root = Path(data.root)
-    if not root.is_dir():
-        raise DataError(f"data.root: folder '{root}' not found")
+    root = Path(data.root)  # a folder: list_cases checked it
     img_dir, mask_dir = root / data.image_dir, root / data.mask_dir
     for folder, key in ((img_dir, "data.image_dir"), (mask_dir, "data.mask_dir")):
         if not folder.is_dir():

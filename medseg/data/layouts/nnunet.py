@@ -61,11 +61,9 @@ def dataset_cases(data: DataConfig) -> tuple[list[Case], list[Bad]]:
         (cases, bad cases with a reason: missing or gapped channel files, a missing label).
 
     Raises:
-        DataError: the folder, ``dataset.json`` or ``imagesTr`` is missing or malformed.
+        DataError: ``dataset.json`` or ``imagesTr`` is missing or malformed (``data.root``: list_cases).
     """
-    root = Path(data.root)
-    if not root.is_dir():
-        raise DataError(f"data.root: folder '{root}' not found")
+    root = Path(data.root)  # a folder: list_cases checked it
     info = read_dataset_json(root, data.layout)
     listed = (
         {k: ([root / i for i in v[0]], root / v[1]) for k, v in info.training.items()}

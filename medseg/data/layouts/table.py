@@ -43,9 +43,7 @@ def usable_id(case_id: str) -> bool:
 
 
 def _rows(data: DataConfig) -> tuple[list[dict[str, Any]], str]:
-    root = Path(data.root)
-    if not root.is_dir():
-        raise DataError(f"data.root: folder '{root}' not found")
+    root = Path(data.root)  # a folder: list_cases checked it
     if data.cases is not None:
         rows, source = [dict(r) for r in data.cases], "data.cases"
     else:
